@@ -1,1 +1,14 @@
-pub fn hello() {}
+//! MaskForge core: Stable Diffusion inference on burn, proven equal to diffusers, and the
+//! dataset machinery built on it. Generic over burn devices; no I/O beyond bytes in and out.
+
+pub mod arch;
+pub mod error;
+pub mod models;
+pub mod nn;
+pub mod pipelines;
+pub mod rng;
+pub mod schedulers;
+pub mod text;
+pub mod weights;
+
+pub use error::{Error, Result};

@@ -1,1 +1,40 @@
-fn main() {}
+//! `maskforge`: text-to-image and instance-segmentation datasets from diffusion models.
+
+use clap::{Parser, Subcommand};
+use maskforge_native::commands::{bench, txt2img};
+
+#[derive(Parser)]
+#[command(name = "maskforge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate one image from a prompt.
+    Txt2img(txt2img::Txt2ImgArgs),
+    /// Time the UNet, VAE decoder and text encoder; prints one JSON line.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "maskforge=info,maskforge_native=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Txt2img(args) => txt2img::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

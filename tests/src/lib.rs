@@ -1,1 +1,110 @@
+//! Shared helpers of the parity tests: fixture paths, expected tensors, tolerances.
 
+use std::path::PathBuf;
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use maskforge_core::pipelines::StableDiffusion;
+use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, Weights};
+use maskforge_native::source::{DirSource, map_file};
+
+/// `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// The expected tensors of `expected/<name>.safetensors`.
+pub struct Expected(SafetensorsWeights);
+
+impl Expected {
+    pub fn load(name: &str) -> Self {
+        let path = fixture(&format!("expected/{name}.safetensors"));
+        let file =
+            SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+        Self(SafetensorsWeights::new(vec![file]).unwrap())
+    }
+
+    /// Shape and values of `key`.
+    pub fn host(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
+        let t = self
+            .0
+            .read(key)
+            .unwrap()
+            .unwrap_or_else(|| panic!("fixture has no tensor `{key}`"));
+        (t.shape, t.data)
+    }
+
+    /// `key` as a rank-`D` tensor on `device`.
+    pub fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
+        let (shape, data) = self.host(key);
+        let shape: [usize; D] = shape
+            .try_into()
+            .unwrap_or_else(|s| panic!("`{key}` has shape {s:?}, not rank {D}"));
+        Tensor::from_data(TensorData::new(data, shape), device)
+    }
+}
+
+/// Values of `t` as f32 on the host.
+pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.cast(DType::F32)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+/// Asserts that `got` equals `expected` to within `tol × max(1, max|expected|)` everywhere,
+/// reporting the worst element. Returns the largest absolute error.
+pub fn assert_close(what: &str, got: &[f32], expected: &[f32], tol: f32) -> f32 {
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{what}: {} values, expected {}",
+        got.len(),
+        expected.len()
+    );
+    let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let (mut worst, mut at) = (0f32, 0);
+    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+        let err = (g - e).abs();
+        if !(err <= worst) {
+            worst = err;
+            at = i;
+        }
+    }
+    assert!(
+        worst <= tol * scale,
+        "{what}: max abs error {worst:e} at {at} (got {}, expected {}); allowed {:e} (tol {tol:e} × scale {scale})",
+        got[at],
+        expected[at],
+        tol * scale
+    );
+    worst
+}
+
+/// Compares tensor `got` with fixture tensor `key`, shapes included.
+pub fn check<const D: usize>(exp: &Expected, key: &str, got: Tensor<D>, tol: f32) -> f32 {
+    let (shape, expected) = exp.host(key);
+    assert_eq!(got.dims().to_vec(), shape, "{key}: shape");
+    assert_close(key, &values(got), &expected, tol)
+}
+
+/// Loads a fixture pipeline folder in f32.
+pub fn load_pipeline(name: &str, device: &Device) -> StableDiffusion {
+    let source = DirSource::new(fixture(name)).unwrap();
+    StableDiffusion::load(&source, device, DType::F32).unwrap()
+}
+
+/// Loads a fixture single-file checkpoint with the configs of the folder of the same name.
+pub fn load_single_file(name: &str, device: &Device) -> StableDiffusion {
+    let path = fixture(&format!("{name}.safetensors"));
+    let configs = DirSource::new(fixture(name)).unwrap();
+    StableDiffusion::load_single_file(
+        &path.display().to_string(),
+        map_file(&path).unwrap(),
+        &configs,
+        device,
+        DType::F32,
+    )
+    .unwrap()
+}

@@ -56,10 +56,7 @@ impl Arch {
                     );
                     s.insert("tokenizer_2/vocab.json", VOCAB.to_vec());
                     s.insert("tokenizer_2/merges.txt", MERGES.to_vec());
-                    s.insert(
-                        "tokenizer_2/special_tokens_map.json",
-                        special_tokens("!"),
-                    );
+                    s.insert("tokenizer_2/special_tokens_map.json", special_tokens("!"));
                     (
                         include_bytes!("sdxl/model_index.json"),
                         include_bytes!("sdxl/unet.json"),

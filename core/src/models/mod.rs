@@ -1,0 +1,5 @@
+//! The diffusion models, each mirroring its diffusers/transformers module tree.
+
+pub mod resnet;
+pub mod unet;
+pub mod vae;

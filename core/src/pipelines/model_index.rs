@@ -1,0 +1,66 @@
+//! `model_index.json`: which pipeline a diffusers folder holds, and its components.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The pipeline classes MaskForge runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineKind {
+    /// `StableDiffusionPipeline` (SD 1.x and 2.x).
+    StableDiffusion,
+}
+
+/// A parsed `model_index.json`.
+#[derive(Debug, Clone)]
+pub struct ModelIndex {
+    /// The pipeline class.
+    pub kind: PipelineKind,
+    /// Component name → `[library, class]` (null entries for absent optional components dropped).
+    pub components: BTreeMap<String, (String, String)>,
+}
+
+impl ModelIndex {
+    /// Parses `model_index.json` (named `file` in errors).
+    pub fn from_json(bytes: &[u8], file: &str) -> Result<Self> {
+        let json: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::bad_file(file, format!("invalid JSON: {e}")))?;
+        let class = json
+            .get("_class_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::bad_file(file, "no `_class_name`"))?;
+        let kind = match class {
+            "StableDiffusionPipeline" => PipelineKind::StableDiffusion,
+            other => {
+                return Err(Error::config(
+                    file,
+                    format!("unsupported pipeline `{other}` (supported: StableDiffusionPipeline)"),
+                ));
+            }
+        };
+        let components = json
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !k.starts_with('_'))
+            .filter_map(|(k, v)| {
+                let pair = v.as_array()?;
+                Some((
+                    k.clone(),
+                    (
+                        pair.first()?.as_str()?.to_string(),
+                        pair.get(1)?.as_str()?.to_string(),
+                    ),
+                ))
+            })
+            .collect();
+        Ok(Self { kind, components })
+    }
+
+    /// The class of component `name` (`"PNDMScheduler"`), if present.
+    pub fn class_of(&self, name: &str) -> Option<&str> {
+        self.components.get(name).map(|(_, c)| c.as_str())
+    }
+}

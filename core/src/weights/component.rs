@@ -1,0 +1,95 @@
+//! Finding the weight files of one diffusers component folder (`unet/`, `vae/`, `text_encoder/`):
+//! plain or `.fp16.` variant, single or sharded with a `.safetensors.index.json`.
+
+use std::collections::BTreeSet;
+
+use super::file_source::FileSource;
+use super::safetensors_file::{SafetensorsFile, SafetensorsWeights};
+use crate::error::{Error, Result};
+
+/// The file names diffusers and transformers give a component's weights.
+const BASE_NAMES: [&str; 2] = ["diffusion_pytorch_model", "model"];
+
+/// Which files a component's weights were read from.
+#[derive(Debug, Clone)]
+pub struct ComponentFiles {
+    /// Relative paths of the safetensors files read.
+    pub files: Vec<String>,
+}
+
+/// Loads the weights of the component in folder `dir` of `source`. With `prefer_fp16`, the
+/// `.fp16.` variant is tried first, otherwise last; either is used if it is the only one.
+pub fn load_component_weights(
+    source: &dyn FileSource,
+    dir: &str,
+    prefer_fp16: bool,
+) -> Result<(SafetensorsWeights, ComponentFiles)> {
+    let variants: [Option<&str>; 2] = if prefer_fp16 {
+        [Some("fp16"), None]
+    } else {
+        [None, Some("fp16")]
+    };
+    let mut tried = Vec::new();
+    for variant in variants {
+        for base in BASE_NAMES {
+            let ext = variant.map(|v| format!(".{v}")).unwrap_or_default();
+            let single = format!("{dir}/{base}{ext}.safetensors");
+            if source.exists(&single) {
+                let file = SafetensorsFile::parse(source.display(&single), source.read(&single)?)?;
+                return Ok((
+                    SafetensorsWeights::new(vec![file])?,
+                    ComponentFiles {
+                        files: vec![single],
+                    },
+                ));
+            }
+            let index = format!("{dir}/{base}.safetensors.index{ext}.json");
+            if source.exists(&index) {
+                return load_sharded(source, dir, &index);
+            }
+            tried.push(single);
+        }
+    }
+    let message = if BASE_NAMES
+        .iter()
+        .any(|b| source.exists(&format!("{dir}/{b}.bin")))
+    {
+        "only PyTorch .bin weights found; MaskForge reads safetensors (convert the folder with diffusers' save_pretrained(safe_serialization=True))".to_string()
+    } else {
+        format!("no weights found (looked for {})", tried.join(", "))
+    };
+    Err(Error::MissingFile {
+        file: source.display(dir),
+        message,
+    })
+}
+
+fn load_sharded(
+    source: &dyn FileSource,
+    dir: &str,
+    index: &str,
+) -> Result<(SafetensorsWeights, ComponentFiles)> {
+    let name = source.display(index);
+    let bytes = source.read(index)?;
+    let json: serde_json::Value = serde_json::from_slice((*bytes).as_ref())
+        .map_err(|e| Error::bad_file(&name, format!("invalid JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::bad_file(&name, "no `weight_map` object"))?;
+    let shards: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
+    let mut files = Vec::new();
+    let mut paths = Vec::new();
+    for shard in shards {
+        let path = format!("{dir}/{shard}");
+        files.push(SafetensorsFile::parse(
+            source.display(&path),
+            source.read(&path)?,
+        )?);
+        paths.push(path);
+    }
+    Ok((
+        SafetensorsWeights::new(files)?,
+        ComponentFiles { files: paths },
+    ))
+}

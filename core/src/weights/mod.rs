@@ -1,0 +1,13 @@
+//! Reading model weights: safetensors files (diffusers folders, single-file LDM checkpoints),
+//! renamed through key maps, and turned into burn tensors by a [`VarBuilder`].
+
+mod component;
+mod file_source;
+pub mod ldm;
+mod safetensors_file;
+mod var_builder;
+
+pub use component::{ComponentFiles, load_component_weights};
+pub use file_source::{Bytes, FileSource, MemorySource};
+pub use safetensors_file::{SafetensorsFile, SafetensorsWeights};
+pub use var_builder::{HostTensor, VarBuilder, Weights};

@@ -1,0 +1,138 @@
+//! [`VarBuilder`]: hands modules their weights by diffusers' parameter paths, checking shapes.
+
+use std::sync::Arc;
+
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+
+/// A tensor read from a weight file, converted to f32, still on the host.
+#[derive(Debug, Clone)]
+pub struct HostTensor {
+    /// Dimensions as stored.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// A set of named tensors (a safetensors file, a renamed single-file checkpoint, ...).
+pub trait Weights: Send + Sync {
+    /// The tensor stored under `key`, or `None` if there is none.
+    fn read(&self, key: &str) -> Result<Option<HostTensor>>;
+    /// The file(s) behind these weights, for messages.
+    fn origin(&self) -> String;
+}
+
+#[derive(Clone)]
+enum Source {
+    Weights(Arc<dyn Weights>),
+    /// Normal(0, 0.02) values of whatever shape is asked for: real architectures without a download.
+    Random,
+}
+
+/// Builds module parameters from a [`Weights`] set, addressed by `.`-joined paths that mirror the
+/// diffusers/transformers module tree (`down_blocks.0.resnets.1.conv1.weight`).
+#[derive(Clone)]
+pub struct VarBuilder {
+    source: Source,
+    prefix: String,
+    device: Device,
+    dtype: DType,
+}
+
+impl VarBuilder {
+    /// Parameters read from `weights`, created on `device` as `dtype` (F32, or F16 where supported).
+    pub fn from_weights(weights: Arc<dyn Weights>, device: &Device, dtype: DType) -> Self {
+        Self {
+            source: Source::Weights(weights),
+            prefix: String::new(),
+            device: device.clone(),
+            dtype,
+        }
+    }
+
+    /// Random parameters of the requested shapes (benchmarks of real architectures).
+    pub fn random(device: &Device, dtype: DType) -> Self {
+        Self {
+            source: Source::Random,
+            prefix: String::new(),
+            device: device.clone(),
+            dtype,
+        }
+    }
+
+    /// The builder for the sub-module `name` (`vb.pp("encoder").pp(3)`).
+    pub fn pp(&self, name: impl std::fmt::Display) -> Self {
+        Self {
+            prefix: self.path(&name.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// The full key of `name` below this builder.
+    pub fn path(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{}", self.prefix, name)
+        }
+    }
+
+    /// The device parameters are created on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype parameters are created as.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Whether the weights hold `name` (random builders hold everything).
+    pub fn contains(&self, name: &str) -> bool {
+        match &self.source {
+            Source::Random => true,
+            Source::Weights(w) => matches!(w.read(&self.path(name)), Ok(Some(_))),
+        }
+    }
+
+    /// The parameter `name` with exactly `shape`. A stored shape that differs only by size-1
+    /// dimensions (a 1×1 convolution kernel stored for a linear layer) is accepted and reshaped.
+    pub fn get<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let key = self.path(name);
+        match &self.source {
+            Source::Random => Ok(Tensor::random(
+                shape,
+                Distribution::Normal(0.0, 0.02),
+                (&self.device, self.dtype),
+            )),
+            Source::Weights(weights) => {
+                let host = weights.read(&key)?.ok_or_else(|| Error::MissingTensor {
+                    file: weights.origin(),
+                    key: key.clone(),
+                })?;
+                let squeeze =
+                    |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+                if host.shape != shape && squeeze(&host.shape) != squeeze(&shape) {
+                    return Err(Error::ShapeMismatch {
+                        file: weights.origin(),
+                        key,
+                        expected: shape.to_vec(),
+                        found: host.shape,
+                    });
+                }
+                Ok(Tensor::from_data(
+                    TensorData::new(host.data, shape),
+                    (&self.device, self.dtype),
+                ))
+            }
+        }
+    }
+
+    /// The first of `names` that the weights hold (checkpoints from older diffusers releases
+    /// name some parameters differently), with exactly `shape`.
+    pub fn get_any<const D: usize>(&self, names: &[&str], shape: [usize; D]) -> Result<Tensor<D>> {
+        let name = names.iter().find(|n| self.contains(n)).unwrap_or(&names[0]);
+        self.get(name, shape)
+    }
+}

@@ -1,0 +1,101 @@
+//! The same parity checks on burn's wgpu backend. In CI the adapter is Mesa's lavapipe (a
+//! software Vulkan driver), so the models are the tiny fixtures and every test has a deadline.
+//!
+//! Tolerance: wgpu's kernels sum in other orders (tiled matmul and convolution, tree
+//! reductions in group norm and softmax) and lavapipe's `exp`/`tanh` differ from glibc's in
+//! the last bits, so errors are a few float32 ulps per operation instead of exact reorderings;
+//! across ~100 layers that stays below 1e-3 of the tensor's scale, ten times the CPU tolerance.
+
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use burn::tensor::{Device, Tensor};
+use maskforge_core::pipelines::Txt2ImgParams;
+use maskforge_core::schedulers::SchedulerKind;
+use maskforge_tests::{Expected, check, load_pipeline};
+
+const TOL: f32 = 1e-3;
+const DEADLINE: Duration = Duration::from_secs(600);
+
+/// The wgpu runtime is initialised once per process; tests take turns on the (software) adapter.
+fn wgpu_device() -> Device {
+    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
+        .clone()
+        .unwrap_or_else(|e| panic!("no wgpu adapter (install mesa-vulkan-drivers): {e}"))
+}
+
+/// Runs `f` on the wgpu device on another thread, failing the test after [`DEADLINE`].
+fn on_wgpu(name: &str, f: impl FnOnce(Device) + Send + 'static) {
+    static TURN: Mutex<()> = Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let (tx, rx) = mpsc::channel();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let device = wgpu_device();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(device)));
+        let _ = tx.send(result.map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        }));
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(Ok(())) => {}
+        Ok(Err(msg)) => panic!("{name} failed on wgpu: {msg}"),
+        Err(_) => panic!("{name} did not finish on wgpu within {DEADLINE:?}"),
+    }
+}
+
+#[test]
+fn wgpu_models_match_diffusers() {
+    on_wgpu("models", |device| {
+        let sd = load_pipeline("tiny-sd15", &device);
+        let exp = Expected::load("sd15");
+        let ids = vec![
+            sd.tokenizer.encode_padded("a photo of a single cat"),
+            sd.tokenizer.encode_padded(""),
+        ];
+        let text = sd.text_encoder.forward(&ids);
+        check(&exp, "text.last_hidden_state", text.last_hidden_state, TOL);
+        let sample: Tensor<4> = exp.tensor("unet.in.sample", &device);
+        let context: Tensor<3> = exp.tensor("unet.in.encoder_hidden_states", &device);
+        check(
+            &exp,
+            "unet.out",
+            sd.unet.forward(sample, 500.0, &context, None),
+            TOL,
+        );
+        check(
+            &exp,
+            "vae.decode.out",
+            sd.vae.decode(exp.tensor("vae.decode.in", &device)),
+            TOL,
+        );
+    });
+}
+
+#[test]
+fn wgpu_txt2img_matches_diffusers() {
+    on_wgpu("txt2img", |device| {
+        let sd = load_pipeline("tiny-sd15", &device);
+        let exp = Expected::load("sd15");
+        let params = Txt2ImgParams {
+            prompt: "a photo of a single cat".into(),
+            negative_prompt: None,
+            height: 64,
+            width: 64,
+            steps: 5,
+            guidance: 7.5,
+            scheduler: Some(SchedulerKind::Pndm),
+            seed: 0,
+            latents: Some(exp.tensor("pipe.init_latents", &device)),
+            clip_skip: None,
+        };
+        let out = sd.txt2img(&params, |_, _| {}).unwrap();
+        check(&exp, "pipe.pndm.latents", out.latents, TOL);
+        check(&exp, "pipe.pndm.image", out.image, TOL);
+    });
+}
