@@ -10,7 +10,7 @@ use crate::weights::VarBuilder;
 
 /// `nn.Linear(d_in, d_out)`: PyTorch stores the weight as `[d_out, d_in]`, burn as `[d_in, d_out]`.
 pub fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-    let weight = vb.get("weight", [d_out, d_in])?.transpose();
+    let weight = vb.get_transposed("weight", [d_out, d_in])?;
     let bias = if bias {
         Some(Param::from_tensor(vb.get("bias", [d_out])?))
     } else {

@@ -86,7 +86,9 @@ pub fn assert_close(what: &str, got: &[f32], expected: &[f32], tol: f32) -> f32 
 pub fn check<const D: usize>(exp: &Expected, key: &str, got: Tensor<D>, tol: f32) -> f32 {
     let (shape, expected) = exp.host(key);
     assert_eq!(got.dims().to_vec(), shape, "{key}: shape");
-    assert_close(key, &values(got), &expected, tol)
+    let worst = assert_close(key, &values(got), &expected, tol);
+    eprintln!("{key}: max abs error {worst:.2e}");
+    worst
 }
 
 /// Loads a fixture pipeline folder in f32.

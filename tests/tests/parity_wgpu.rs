@@ -3,8 +3,10 @@
 //!
 //! Tolerance: wgpu's kernels sum in other orders (tiled matmul and convolution, tree
 //! reductions in group norm and softmax) and lavapipe's `exp`/`tanh` differ from glibc's in
-//! the last bits, so errors are a few float32 ulps per operation instead of exact reorderings;
-//! across ~100 layers that stays below 1e-3 of the tensor's scale, ten times the CPU tolerance.
+//! the last bits, so errors are a few float32 ulps per operation instead of exact reorderings.
+//! Measured on lavapipe (max abs error): text encoder 1.4e-6, UNet 3.2e-6, VAE decode 1.3e-5,
+//! final latents 5.3e-5 (on values up to ~10). The bound, 1e-3 of the tensor's scale, leaves
+//! room for other drivers while a wrong kernel (errors of order 1e-1) still fails.
 
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Duration;

@@ -129,10 +129,38 @@ impl VarBuilder {
         }
     }
 
-    /// The first of `names` that the weights hold (checkpoints from older diffusers releases
-    /// name some parameters differently), with exactly `shape`.
-    pub fn get_any<const D: usize>(&self, names: &[&str], shape: [usize; D]) -> Result<Tensor<D>> {
-        let name = names.iter().find(|n| self.contains(n)).unwrap_or(&names[0]);
-        self.get(name, shape)
+    /// The 2-D parameter `name` stored as `[rows, cols]`, returned transposed as a contiguous
+    /// `[cols, rows]` tensor (PyTorch's linear weight in burn's layout, without a strided view
+    /// that kernels would copy on every call).
+    pub fn get_transposed(&self, name: &str, [rows, cols]: [usize; 2]) -> Result<Tensor<2>> {
+        let key = self.path(name);
+        let Source::Weights(weights) = &self.source else {
+            return self.get(name, [cols, rows]);
+        };
+        let host = weights.read(&key)?.ok_or_else(|| Error::MissingTensor {
+            file: weights.origin(),
+            key: key.clone(),
+        })?;
+        if host.shape.iter().product::<usize>() != rows * cols
+            || host.shape.iter().filter(|&&d| d != 1).count() > 2
+            || host.shape.first() != Some(&rows)
+        {
+            return Err(Error::ShapeMismatch {
+                file: weights.origin(),
+                key,
+                expected: vec![rows, cols],
+                found: host.shape,
+            });
+        }
+        let mut data = vec![0.0; rows * cols];
+        for (r, row) in host.data.chunks_exact(cols).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                data[c * rows + r] = v;
+            }
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(data, [cols, rows]),
+            (&self.device, self.dtype),
+        ))
     }
 }
