@@ -234,3 +234,23 @@ fn latents_of_the_wrong_shape_are_a_clear_error() {
     let out = maskforge(&args);
     assert_clear_error(&out, &["bad.npy", "[1, 4, 9, 8]", "[1, 4, 8, 8]"]);
 }
+
+#[test]
+fn uncached_repo_id_offline_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maskforge"))
+        .args(txt2img_args("someorg/some-model", "/tmp/never.png"))
+        .env("HF_HOME", home.path())
+        // A closed local port: the download fails at once, as it does offline.
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_clear_error(
+        &out,
+        &[
+            "someorg/some-model",
+            "model_index.json",
+            "Hugging Face cache",
+        ],
+    );
+}

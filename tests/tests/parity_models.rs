@@ -62,7 +62,7 @@ fn clip_with_projection_matches_transformers() {
     )
     .unwrap();
     assert!(config.with_projection());
-    let (weights, _) = load_component_weights(&source, ".", false).unwrap();
+    let weights = load_component_weights(&source, ".", false).unwrap();
     let vb = VarBuilder::from_weights(
         std::sync::Arc::new(weights),
         &device,

@@ -101,3 +101,35 @@ fn wgpu_txt2img_matches_diffusers() {
         check(&exp, "pipe.pndm.image", out.image, TOL);
     });
 }
+
+/// `--dtype f16`: weights and activations in half precision where the adapter supports it.
+/// f16 keeps ~3 significant digits, so the bound is 2e-2 of the tensor's scale.
+#[test]
+fn wgpu_f16_unet_matches_diffusers() {
+    on_wgpu("f16 unet", |device| {
+        assert!(
+            device.supports_dtype(burn::tensor::DType::F16),
+            "the wgpu adapter has no f16 support"
+        );
+        let source =
+            maskforge_native::source::DirSource::new(maskforge_tests::fixture("tiny-sd15"))
+                .unwrap();
+        let sd = maskforge_core::pipelines::StableDiffusion::load(
+            &source,
+            &device,
+            burn::tensor::DType::F16,
+        )
+        .unwrap();
+        let exp = Expected::load("sd15");
+        let sample: Tensor<4> = exp.tensor("unet.in.sample", &device);
+        let context: Tensor<3> = exp.tensor("unet.in.encoder_hidden_states", &device);
+        let out = sd.unet.forward(
+            sample.cast(burn::tensor::DType::F16),
+            500.0,
+            &context.cast(burn::tensor::DType::F16),
+            None,
+        );
+        assert_eq!(out.dtype(), burn::tensor::DType::F16);
+        check(&exp, "unet.out", out, 2e-2);
+    });
+}

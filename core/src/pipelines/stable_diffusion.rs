@@ -109,7 +109,7 @@ impl StableDiffusion {
         let configs = Configs::read(source)?;
         let prefer_fp16 = dtype == DType::F16;
         let vb = |dir: &str| -> Result<VarBuilder> {
-            let weights = Arc::new(load_component_weights(source, dir, prefer_fp16)?.0);
+            let weights = Arc::new(load_component_weights(source, dir, prefer_fp16)?);
             Ok(VarBuilder::from_weights(weights, device, dtype))
         };
         let unet_origin = source.display("unet");

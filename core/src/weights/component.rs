@@ -10,20 +10,13 @@ use crate::error::{Error, Result};
 /// The file names diffusers and transformers give a component's weights.
 const BASE_NAMES: [&str; 2] = ["diffusion_pytorch_model", "model"];
 
-/// Which files a component's weights were read from.
-#[derive(Debug, Clone)]
-pub struct ComponentFiles {
-    /// Relative paths of the safetensors files read.
-    pub files: Vec<String>,
-}
-
 /// Loads the weights of the component in folder `dir` of `source`. With `prefer_fp16`, the
 /// `.fp16.` variant is tried first, otherwise last; either is used if it is the only one.
 pub fn load_component_weights(
     source: &dyn FileSource,
     dir: &str,
     prefer_fp16: bool,
-) -> Result<(SafetensorsWeights, ComponentFiles)> {
+) -> Result<SafetensorsWeights> {
     let variants: [Option<&str>; 2] = if prefer_fp16 {
         [Some("fp16"), None]
     } else {
@@ -36,12 +29,7 @@ pub fn load_component_weights(
             let single = format!("{dir}/{base}{ext}.safetensors");
             if source.exists(&single) {
                 let file = SafetensorsFile::parse(source.display(&single), source.read(&single)?)?;
-                return Ok((
-                    SafetensorsWeights::new(vec![file])?,
-                    ComponentFiles {
-                        files: vec![single],
-                    },
-                ));
+                return SafetensorsWeights::new(vec![file]);
             }
             let index = format!("{dir}/{base}.safetensors.index{ext}.json");
             if source.exists(&index) {
@@ -64,11 +52,7 @@ pub fn load_component_weights(
     })
 }
 
-fn load_sharded(
-    source: &dyn FileSource,
-    dir: &str,
-    index: &str,
-) -> Result<(SafetensorsWeights, ComponentFiles)> {
+fn load_sharded(source: &dyn FileSource, dir: &str, index: &str) -> Result<SafetensorsWeights> {
     let name = source.display(index);
     let bytes = source.read(index)?;
     let json: serde_json::Value = serde_json::from_slice((*bytes).as_ref())
@@ -78,18 +62,12 @@ fn load_sharded(
         .and_then(|m| m.as_object())
         .ok_or_else(|| Error::bad_file(&name, "no `weight_map` object"))?;
     let shards: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
-    let mut files = Vec::new();
-    let mut paths = Vec::new();
-    for shard in shards {
-        let path = format!("{dir}/{shard}");
-        files.push(SafetensorsFile::parse(
-            source.display(&path),
-            source.read(&path)?,
-        )?);
-        paths.push(path);
-    }
-    Ok((
-        SafetensorsWeights::new(files)?,
-        ComponentFiles { files: paths },
-    ))
+    let files = shards
+        .into_iter()
+        .map(|shard| {
+            let path = format!("{dir}/{shard}");
+            SafetensorsFile::parse(source.display(&path), source.read(&path)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    SafetensorsWeights::new(files)
 }

@@ -7,7 +7,7 @@ pub mod ldm;
 mod safetensors_file;
 mod var_builder;
 
-pub use component::{ComponentFiles, load_component_weights};
+pub use component::load_component_weights;
 pub use file_source::{Bytes, FileSource, MemorySource};
 pub use safetensors_file::{SafetensorsFile, SafetensorsWeights};
 pub use var_builder::{HostTensor, VarBuilder, Weights};
