@@ -2,8 +2,11 @@
 //! dataset machinery built on it. Generic over burn devices; no I/O beyond bytes in and out.
 
 pub mod arch;
+pub mod dataset;
 pub mod error;
+pub mod masks;
 pub mod models;
+pub mod mosaic;
 pub mod nn;
 pub mod pipelines;
 pub mod rng;

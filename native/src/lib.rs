@@ -2,6 +2,8 @@
 
 pub mod commands;
 pub mod device;
+pub mod embedded;
+pub mod merge;
 pub mod model;
 pub mod npy;
 pub mod source;

@@ -1,7 +1,7 @@
 //! `maskforge`: text-to-image and instance-segmentation datasets from diffusion models.
 
 use clap::{Parser, Subcommand};
-use maskforge_native::commands::{bench, txt2img};
+use maskforge_native::commands::{bench, generate, merge, txt2img};
 
 #[derive(Parser)]
 #[command(name = "maskforge", version, about)]
@@ -12,10 +12,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a MosaicFusion dataset: multi-object images with instance masks from
+    /// cross-attention, as LVIS/COCO annotations.
+    Generate(generate::GenerateArgs),
     /// Generate one image from a prompt.
     Txt2img(txt2img::Txt2ImgArgs),
     /// Time the UNet, VAE decoder and text encoder; prints one JSON line.
     Bench(bench::BenchArgs),
+    /// Merge synthetic COCO/LVIS annotation files into a dataset (streamed, bounded memory).
+    Merge(merge::MergeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,8 +32,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
+        Command::Generate(args) => generate::run(args),
         Command::Txt2img(args) => txt2img::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Merge(args) => merge::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -89,3 +89,9 @@ fn special_tokens(pad: &str) -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+/// The CLIP BPE tokenizer of Stable Diffusion 1.x (OpenAI's vocabulary, embedded).
+pub fn clip_tokenizer() -> crate::text::tokenizer::ClipTokenizer {
+    crate::text::tokenizer::ClipTokenizer::from_bytes(VOCAB, MERGES)
+        .expect("the embedded vocabulary parses")
+}

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod generate;
+pub mod merge;
 pub mod txt2img;

@@ -4,11 +4,12 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
-use burn::tensor::activation::gelu;
+use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Tensor};
 
+use super::probe::CrossAttentionProbe;
 use crate::error::Result;
 use crate::nn::{LayerNorm, conv2d, group_norm, linear};
 use crate::weights::VarBuilder;
@@ -72,6 +73,45 @@ impl Attention {
         };
         self.to_out
             .forward(out.swap_dims(1, 2).reshape([b, n, h * d]))
+    }
+
+    /// Cross-attention that computes `softmax(QKᵀ·scale)` explicitly and also returns, for
+    /// each item `(b, token)` of `probe`, that token's probabilities averaged over heads.
+    ///
+    /// # Shapes
+    /// `x`: `[B, N, query_dim]`, `context`: `[B, M, context_dim]` →
+    /// (`[B, N, query_dim]`, `[items, N]` in f32)
+    pub fn forward_probed(
+        &self,
+        x: Tensor<3>,
+        context: &Tensor<3>,
+        probe: &CrossAttentionProbe,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let q = self.split_heads(self.to_q.forward(x));
+        let k = self.split_heads(self.to_k.forward(context.clone()));
+        let v = self.split_heads(self.to_v.forward(context.clone()));
+        let [b, h, n, d] = q.dims();
+        let dtype = q.dtype();
+        let scale = 1.0 / (d as f64).sqrt();
+        let compute = if self.upcast { DType::F32 } else { dtype };
+        let scores = q.cast(compute).matmul(k.cast(compute).swap_dims(2, 3)) * scale;
+        let probs = softmax(scores, 3);
+        let out = probs.clone().matmul(v.cast(compute)).cast(dtype);
+        let columns: Vec<Tensor<2>> = probe
+            .items()
+            .map(|(item, token)| {
+                probs
+                    .clone()
+                    .slice([item..item + 1, 0..h, 0..n, token..token + 1])
+                    .cast(DType::F32)
+                    .mean_dim(1)
+                    .reshape([1, n])
+            })
+            .collect();
+        let out = self
+            .to_out
+            .forward(out.swap_dims(1, 2).reshape([b, n, h * d]));
+        (out, Tensor::cat(columns, 0))
     }
 
     /// `[B, N, heads·d]` → `[B, heads, N, d]`
@@ -139,9 +179,26 @@ impl BasicTransformerBlock {
         })
     }
 
-    fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
+    /// `hw` is the token grid, for the probe's records.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        context: &Tensor<3>,
+        probe: Option<&mut CrossAttentionProbe>,
+        hw: [usize; 2],
+    ) -> Tensor<3> {
         let x = x.clone() + self.attn1.forward(self.norm1.forward(x), None);
-        let x = x.clone() + self.attn2.forward(self.norm2.forward(x), Some(context));
+        let cross = match probe {
+            Some(probe) if probe.items().next().is_some() => {
+                let (out, probs) = self
+                    .attn2
+                    .forward_probed(self.norm2.forward(x.clone()), context, probe);
+                probe.record(hw[0], hw[1], probs);
+                out
+            }
+            _ => self.attn2.forward(self.norm2.forward(x.clone()), Some(context)),
+        };
+        let x = x + cross;
         x.clone() + self.ff.forward(self.norm3.forward(x))
     }
 }
@@ -204,9 +261,16 @@ impl Transformer2DModel {
         })
     }
 
+    /// Runs the model; `probe`, when given, records each block's cross-attention.
+    ///
     /// # Shapes
     /// `x`: `[B, C, H, W]`, `context`: `[B, M, context_dim]` → `[B, C, H, W]`
-    pub fn forward(&self, x: Tensor<4>, context: &Tensor<3>) -> Tensor<4> {
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        context: &Tensor<3>,
+        mut probe: Option<&mut CrossAttentionProbe>,
+    ) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let residual = x.clone();
         let x = self.norm.forward(x);
@@ -216,7 +280,7 @@ impl Transformer2DModel {
             Projection::Linear(lin) => lin.forward(to_tokens(x)),
         };
         for block in &self.transformer_blocks {
-            tokens = block.forward(tokens, context);
+            tokens = block.forward(tokens, context, probe.as_deref_mut(), [h, w]);
         }
         let to_map = |t: Tensor<3>| t.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
         let out = match &self.proj_out {

@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 use super::attention::{Transformer2DConfig, Transformer2DModel};
+use super::probe::CrossAttentionProbe;
 use crate::error::Result;
 use crate::models::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D};
 use crate::weights::VarBuilder;
@@ -108,11 +109,12 @@ impl DownBlock {
         temb: &Tensor<2>,
         context: &Tensor<3>,
         skips: &mut Vec<Tensor<4>>,
+        mut probe: Option<&mut CrossAttentionProbe>,
     ) -> Tensor<4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
             x = resnet.forward(x, Some(temb));
             if let Some(attn) = self.attentions.get(i) {
-                x = attn.forward(x, context);
+                x = attn.forward(x, context, probe.as_deref_mut());
             }
             skips.push(x.clone());
         }
@@ -158,9 +160,15 @@ impl MidBlock {
         })
     }
 
-    pub fn forward(&self, x: Tensor<4>, temb: &Tensor<2>, context: &Tensor<3>) -> Tensor<4> {
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        temb: &Tensor<2>,
+        context: &Tensor<3>,
+        probe: Option<&mut CrossAttentionProbe>,
+    ) -> Tensor<4> {
         let x = self.resnets[0].forward(x, Some(temb));
-        let x = self.attention.forward(x, context);
+        let x = self.attention.forward(x, context, probe);
         self.resnets[1].forward(x, Some(temb))
     }
 }
@@ -225,12 +233,13 @@ impl UpBlock {
         temb: &Tensor<2>,
         context: &Tensor<3>,
         upsample_size: Option<[usize; 2]>,
+        mut probe: Option<&mut CrossAttentionProbe>,
     ) -> Tensor<4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().expect("one skip connection per resnet");
             x = resnet.forward(Tensor::cat(vec![x, skip], 1), Some(temb));
             if let Some(attn) = self.attentions.get(i) {
-                x = attn.forward(x, context);
+                x = attn.forward(x, context, probe.as_deref_mut());
             }
         }
         match &self.upsampler {

@@ -9,6 +9,7 @@ use burn::tensor::activation::silu;
 use super::blocks::{BlockCommon, BlockConfig, DownBlock, MidBlock, UpBlock};
 use super::config::UNet2DConditionConfig;
 use super::embeddings::{TimestepEmbedding, timestep_features};
+use super::probe::{CrossAttentionProbe, UNetLocation};
 use crate::error::Result;
 use crate::nn::{conv2d, group_norm};
 use crate::weights::VarBuilder;
@@ -158,10 +159,11 @@ impl UNet2DConditionModel {
         context: &Tensor<3>,
         added: Option<&AddedCond>,
     ) -> Tensor<4> {
-        self.forward_traced(sample, timestep, context, added, None)
+        self.forward_traced(sample, timestep, context, added, None, None)
     }
 
-    /// [`forward`](Self::forward), recording intermediate tensors into `trace` when given.
+    /// [`forward`](Self::forward), recording intermediate tensors into `trace` and
+    /// cross-attention probabilities into `probe` when given.
     pub fn forward_traced(
         &self,
         sample: Tensor<4>,
@@ -169,6 +171,7 @@ impl UNet2DConditionModel {
         context: &Tensor<3>,
         added: Option<&AddedCond>,
         mut trace: Option<&mut UNetTrace>,
+        mut probe: Option<&mut CrossAttentionProbe>,
     ) -> Tensor<4> {
         let [b, _, _, _] = sample.dims();
         let device = sample.device();
@@ -208,13 +211,22 @@ impl UNet2DConditionModel {
             t.conv_in = Some(x.clone());
         }
         let mut skips = vec![x.clone()];
+        if let Some(p) = probe.as_deref_mut() {
+            p.location = UNetLocation::Down;
+        }
         for block in &self.down_blocks {
-            x = block.forward(x, &temb, context, &mut skips);
+            x = block.forward(x, &temb, context, &mut skips, probe.as_deref_mut());
             if let Some(t) = trace.as_deref_mut() {
                 t.down.push(x.clone());
             }
         }
-        x = self.mid_block.forward(x, &temb, context);
+        if let Some(p) = probe.as_deref_mut() {
+            p.location = UNetLocation::Mid;
+        }
+        x = self.mid_block.forward(x, &temb, context, probe.as_deref_mut());
+        if let Some(p) = probe.as_deref_mut() {
+            p.location = UNetLocation::Up;
+        }
         if let Some(t) = trace.as_deref_mut() {
             t.mid = Some(x.clone());
         }
@@ -224,7 +236,14 @@ impl UNet2DConditionModel {
                 let [_, _, h, w] = s.dims();
                 [h, w]
             });
-            x = block.forward(x, block_skips, &temb, context, upsample_size);
+            x = block.forward(
+                x,
+                block_skips,
+                &temb,
+                context,
+                upsample_size,
+                probe.as_deref_mut(),
+            );
             if let Some(t) = trace.as_deref_mut() {
                 t.up.push(x.clone());
             }

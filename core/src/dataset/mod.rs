@@ -1,0 +1,7 @@
+//! Dataset formats: LVIS/COCO records and the assembled `annotations.json`.
+
+pub mod assemble;
+pub mod records;
+
+pub use assemble::{SampleRecord, assemble_annotations};
+pub use records::{AnnotationRecord, ImageRecord, RleRecord, image_file_name};

@@ -1,0 +1,355 @@
+//! Multi-region denoising as Mixture of Diffusers (MosaicFusion's `MosaicFusionPipeline`):
+//! one shared canvas latent, each region's crop through the UNet with its own prompt, noise
+//! predictions merged with Gaussian weights, one scheduler step on the whole canvas; meanwhile
+//! each region's category token's cross-attention is captured.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{DType, Tensor, TensorData};
+
+use super::plan::SamplePlan;
+use crate::error::{Error, Result};
+use crate::models::unet::{CrossAttentionProbe, UNetLocation};
+use crate::pipelines::StableDiffusion;
+use crate::rng::TorchRng;
+use crate::schedulers::{self, SchedulerKind};
+
+/// Denoising and capture settings; defaults are MosaicFusion's.
+#[derive(Debug, Clone)]
+pub struct MosaicParams {
+    pub steps: usize,
+    pub guidance: f64,
+    /// `None`: the model's own scheduler (PNDM for SD 1.x, as in MosaicFusion).
+    pub scheduler: Option<SchedulerKind>,
+    /// Most UNet batch items per call (regions × guidance halves); regions of equal size share
+    /// a call up to this.
+    pub max_batch: usize,
+    /// UNet evaluations `start_step..end_step` (0-based; `None` = `steps`) contribute
+    /// attention. PNDM's 50 steps make 51 evaluations; the last is left out, as in the original.
+    pub start_step: usize,
+    pub end_step: Option<usize>,
+}
+
+impl Default for MosaicParams {
+    fn default() -> Self {
+        Self {
+            steps: 50,
+            guidance: 7.5,
+            scheduler: None,
+            max_batch: 8,
+            start_step: 0,
+            end_step: None,
+        }
+    }
+}
+
+/// A region's cross-attention at one resolution, averaged over heads, layers (down and up
+/// blocks) and captured steps.
+#[derive(Debug, Clone)]
+pub struct AttentionMap {
+    /// 8 for 1/8 of the region (the latent size), 16, 32, 64.
+    pub denominator: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Row-major `height × width`.
+    pub values: Vec<f32>,
+}
+
+/// The result of one mosaic.
+#[derive(Debug, Clone)]
+pub struct MosaicOutput {
+    /// `[1, 4, H/8, W/8]`
+    pub latents: Tensor<4>,
+    /// `[1, 3, H, W]` in [0, 1], f32.
+    pub image: Tensor<4>,
+    /// Per region, per captured resolution (finest first).
+    pub attention: Vec<Vec<AttentionMap>>,
+}
+
+/// The region's attention resolutions: the latent size, then repeatedly halved rounding up, as
+/// the UNet's down path (`[(h, w) at 1/8, 1/16, 1/32, 1/64]`).
+pub fn attention_resolutions(latent_h: usize, latent_w: usize) -> [(usize, usize); 4] {
+    let mut r = [(latent_h, latent_w); 4];
+    for i in 1..4 {
+        r[i] = (r[i - 1].0.div_ceil(2), r[i - 1].1.div_ceil(2));
+    }
+    r
+}
+
+/// Mixture of Diffusers' Gaussian weights over a region of `h × w` latent pixels
+/// (σ = 0.1 × size along each axis, centred).
+///
+/// # Shapes
+/// → `h·w` row-major
+pub fn gaussian_weights(h: usize, w: usize) -> Vec<f32> {
+    let var = 0.01f64;
+    let axis = |n: usize| -> Vec<f64> {
+        let mid = (n as f64 - 1.0) / 2.0;
+        (0..n)
+            .map(|x| {
+                let d = x as f64 - mid;
+                (-d * d / (n * n) as f64 / (2.0 * var)).exp()
+                    / (2.0 * std::f64::consts::PI * var).sqrt()
+            })
+            .collect()
+    };
+    let (ys, xs) = (axis(h), axis(w));
+    ys.iter()
+        .flat_map(|y| xs.iter().map(move |x| (y * x) as f32))
+        .collect()
+}
+
+/// Per region and resolution: the running sum of captured maps and how many were added.
+struct Capture {
+    sums: Vec<BTreeMap<usize, (Tensor<2>, usize)>>,
+}
+
+impl StableDiffusion {
+    /// Denoises `plan`'s canvas from `noise` (`[1, 4, H/8, W/8]`; drawn from the plan's seed
+    /// when `None`) and decodes it, capturing each region's attention.
+    pub fn mosaic(
+        &self,
+        plan: &SamplePlan,
+        params: &MosaicParams,
+        noise: Option<Tensor<4>>,
+        mut on_step: impl FnMut(usize, usize),
+    ) -> Result<MosaicOutput> {
+        let layout = &plan.layout;
+        self.check_size(layout.canvas_height, layout.canvas_width)?;
+        if params.steps == 0 {
+            return Err(Error::Invalid("steps must be at least 1".into()));
+        }
+        if params.max_batch < 2 {
+            return Err(Error::Invalid("max batch must be at least 2".into()));
+        }
+        let f = self.vae_config.scale_factor();
+        let shape = [
+            1,
+            self.unet_config.in_channels,
+            layout.canvas_height / f,
+            layout.canvas_width / f,
+        ];
+        let kind = params.scheduler.unwrap_or(self.default_scheduler);
+        let mut scheduler = schedulers::build(kind, &self.scheduler_config, params.steps)
+            .map_err(|e| Error::Invalid(format!("scheduler {}: {e}", kind.cli_name())))?;
+        let cfg = params.guidance > 1.0;
+
+        // [uncond, region 0, region 1, …]
+        let mut prompts = vec![""];
+        prompts.extend(plan.regions.iter().map(|r| r.prompt.as_str()));
+        let embeddings = self.encode_prompts(&prompts, None);
+
+        let mut rng = TorchRng::new(plan.seed);
+        let noise = match noise {
+            Some(n) if n.dims() != shape => {
+                return Err(Error::Invalid(format!(
+                    "initial latents have shape {:?}, expected {shape:?}",
+                    n.dims()
+                )));
+            }
+            Some(n) => n.cast(self.dtype),
+            None => rng.randn_tensor(shape, &self.device).cast(self.dtype),
+        };
+        let mut latents = noise * scheduler.init_noise_sigma();
+
+        // Latent boxes, Gaussian weights and their normaliser over the canvas.
+        let boxes: Vec<[usize; 4]> = plan
+            .regions
+            .iter()
+            .map(|r| [r.bbox.y1 / f, r.bbox.y2 / f, r.bbox.x1 / f, r.bbox.x2 / f])
+            .collect();
+        let weights: Vec<Tensor<4>> = boxes
+            .iter()
+            .map(|&[y1, y2, x1, x2]| {
+                let (h, w) = (y2 - y1, x2 - x1);
+                Tensor::<4>::from_data(
+                    TensorData::new(gaussian_weights(h, w), [1, 1, h, w]),
+                    &self.device,
+                )
+                .cast(self.dtype)
+            })
+            .collect();
+        let mut total = Tensor::<4>::zeros([1, 1, shape[2], shape[3]], &self.device).cast(self.dtype);
+        for (b, w) in boxes.iter().zip(&weights) {
+            let r = [0..1, 0..1, b[0]..b[1], b[2]..b[3]];
+            total = total.clone().slice_assign(r.clone(), total.slice(r) + w.clone());
+        }
+        // Zero where no region contributes (`nan_to_num` in the original).
+        let inverse_total = total.clone().recip().mask_fill(total.equal_elem(0.0), 0.0);
+
+        let groups = region_groups(&boxes, params.max_batch / 2);
+        let mut capture = Capture {
+            sums: vec![BTreeMap::new(); boxes.len()],
+        };
+        let end_step = params.end_step.unwrap_or(params.steps);
+
+        let timesteps = scheduler.timesteps().to_vec();
+        for (i, &t) in timesteps.iter().enumerate() {
+            let mut merged = Tensor::<4>::zeros(shape, &self.device).cast(self.dtype);
+            let capturing = i >= params.start_step && i < end_step;
+            for group in &groups {
+                let k = group.len();
+                let crops: Vec<Tensor<4>> = group
+                    .iter()
+                    .map(|&r| {
+                        let [y1, y2, x1, x2] = boxes[r];
+                        latents.clone().slice([0..1, 0..shape[1], y1..y2, x1..x2])
+                    })
+                    .collect();
+                let mut inputs = Vec::new();
+                let mut context = Vec::new();
+                let mut tokens = Vec::new();
+                if cfg {
+                    inputs.extend(crops.iter().cloned());
+                    context.extend(group.iter().map(|_| embeddings.clone().slice([0..1])));
+                    tokens.extend(group.iter().map(|_| None));
+                }
+                inputs.extend(crops);
+                context.extend(group.iter().map(|&r| embeddings.clone().slice([r + 1..r + 2])));
+                tokens.extend(group.iter().map(|&r| Some(plan.regions[r].token_index)));
+                let input = scheduler.scale_model_input(Tensor::cat(inputs, 0), i);
+                let context = Tensor::cat(context, 0);
+                let mut probe = CrossAttentionProbe::new(tokens);
+                let eps = self.unet.forward_traced(
+                    input,
+                    t as f32,
+                    &context,
+                    None,
+                    None,
+                    capturing.then_some(&mut probe),
+                );
+                let eps = if cfg {
+                    let uncond = eps.clone().slice([0..k]);
+                    let cond = eps.slice([k..2 * k]);
+                    uncond.clone() + (cond - uncond) * params.guidance
+                } else {
+                    eps
+                };
+                for (j, &r) in group.iter().enumerate() {
+                    let [y1, y2, x1, x2] = boxes[r];
+                    let region = [0..1, 0..shape[1], y1..y2, x1..x2];
+                    let contribution = eps.clone().slice([j..j + 1]) * weights[r].clone();
+                    merged = merged
+                        .clone()
+                        .slice_assign(region.clone(), merged.slice(region) + contribution);
+                }
+                if capturing {
+                    capture.add(group, &boxes[group[0]], probe);
+                }
+            }
+            let eps = merged * inverse_total.clone();
+            latents = scheduler.step(eps, i, latents, &mut rng);
+            on_step(i + 1, timesteps.len());
+        }
+
+        let attention = capture.finish(&boxes)?;
+        let image = self.decode_latents(latents.clone());
+        Ok(MosaicOutput {
+            latents,
+            image,
+            attention,
+        })
+    }
+}
+
+/// Regions of equal latent size, in order, in groups of at most `max_regions`.
+fn region_groups(boxes: &[[usize; 4]], max_regions: usize) -> Vec<Vec<usize>> {
+    let mut by_size: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for (r, b) in boxes.iter().enumerate() {
+        by_size.entry((b[1] - b[0], b[3] - b[2])).or_default().push(r);
+    }
+    let mut groups: Vec<Vec<usize>> = by_size
+        .into_values()
+        .flat_map(|rs| rs.chunks(max_regions.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .collect();
+    groups.sort();
+    groups
+}
+
+impl Capture {
+    /// Adds the down- and up-block maps of one UNet call; row `j` of each map is region
+    /// `group[j]`. The mid block is left out, as in MosaicFusion.
+    fn add(&mut self, group: &[usize], latent_box: &[usize; 4], probe: CrossAttentionProbe) {
+        let res = attention_resolutions(latent_box[1] - latent_box[0], latent_box[3] - latent_box[2]);
+        for map in probe.maps {
+            if map.location == UNetLocation::Mid {
+                continue;
+            }
+            let Some(level) = res.iter().position(|&r| r == (map.height, map.width)) else {
+                continue;
+            };
+            let denominator = 8 << level;
+            for (j, &r) in group.iter().enumerate() {
+                let row = map.probs.clone().slice([j..j + 1]);
+                let entry = self.sums[r].entry(denominator);
+                match entry {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert((row, 1));
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        let (sum, n) = o.get_mut();
+                        *sum = sum.clone() + row;
+                        *n += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self, boxes: &[[usize; 4]]) -> Result<Vec<Vec<AttentionMap>>> {
+        self.sums
+            .into_iter()
+            .zip(boxes)
+            .map(|(sums, b)| {
+                let res = attention_resolutions(b[1] - b[0], b[3] - b[2]);
+                sums.into_iter()
+                    .map(|(denominator, (sum, n))| {
+                        let (height, width) = res[denominator.trailing_zeros() as usize - 3];
+                        let values = (sum / n as f64)
+                            .cast(DType::F32)
+                            .into_data()
+                            .try_into_vec::<f32>()
+                            .map_err(|e| Error::Device(format!("{e:?}")))?;
+                        Ok(AttentionMap {
+                            denominator,
+                            height,
+                            width,
+                            values,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolutions_halve_rounding_up() {
+        // Region 408×544 → latent 51×68 (MosaicFusion's worked example).
+        assert_eq!(
+            attention_resolutions(51, 68),
+            [(51, 68), (26, 34), (13, 17), (7, 9)]
+        );
+    }
+
+    #[test]
+    fn gaussian_weights_peak_in_the_middle() {
+        let w = gaussian_weights(3, 5);
+        let peak = 1.0 / (2.0 * std::f64::consts::PI * 0.01);
+        assert!((w[7] as f64 - peak).abs() < 1e-4 * peak);
+        // x = 0 at mid 2, width 5: exp(-4/25/0.02) = exp(-8)
+        let edge = (-8.0f64).exp() * (-1.0f64 / 9.0 / 0.02).exp() * peak;
+        assert!((w[0] as f64 - edge).abs() < 1e-6 * peak);
+    }
+
+    #[test]
+    fn equal_sizes_share_a_call() {
+        let boxes = [[0, 4, 0, 6], [0, 4, 4, 8], [2, 6, 0, 6], [2, 6, 4, 8]];
+        assert_eq!(region_groups(&boxes, 4), vec![vec![0, 2], vec![1, 3]]);
+        assert_eq!(region_groups(&boxes, 1), vec![vec![0], vec![1], vec![2], vec![3]]);
+    }
+}
