@@ -20,9 +20,18 @@ const CHECKPOINT: &[u8] = include_bytes!("../../tests/fixtures/tiny-sd15.safeten
 pub fn load(device: &Device, dtype: DType) -> Result<StableDiffusion> {
     let mut configs = Arch::Sd15.configs();
     let files: [(&str, &[u8]); 5] = [
-        ("model_index.json", include_bytes!("../../tests/fixtures/tiny-sd15/model_index.json")),
-        ("unet/config.json", include_bytes!("../../tests/fixtures/tiny-sd15/unet/config.json")),
-        ("vae/config.json", include_bytes!("../../tests/fixtures/tiny-sd15/vae/config.json")),
+        (
+            "model_index.json",
+            include_bytes!("../../tests/fixtures/tiny-sd15/model_index.json"),
+        ),
+        (
+            "unet/config.json",
+            include_bytes!("../../tests/fixtures/tiny-sd15/unet/config.json"),
+        ),
+        (
+            "vae/config.json",
+            include_bytes!("../../tests/fixtures/tiny-sd15/vae/config.json"),
+        ),
         (
             "text_encoder/config.json",
             include_bytes!("../../tests/fixtures/tiny-sd15/text_encoder/config.json"),

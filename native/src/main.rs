@@ -13,8 +13,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate a MosaicFusion dataset: multi-object images with instance masks from
-    /// cross-attention, as LVIS/COCO annotations.
+    /// cross-attention, as LVIS/COCO annotations. `--config run.toml` supplies any flag
+    /// (keys are flag names, e.g. `num_images = 100`); flags on the command line win.
     Generate(generate::GenerateArgs),
+    /// Assemble annotations.json and manifest.jsonl of a sharded `generate` output folder.
+    Collect {
+        /// The folder the shards wrote to.
+        out: std::path::PathBuf,
+    },
     /// Generate one image from a prompt.
     Txt2img(txt2img::Txt2ImgArgs),
     /// Time the UNet, VAE decoder and text encoder; prints one JSON line.
@@ -31,8 +37,19 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match Cli::parse().command {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).and_then(|a| a.to_str()) == Some("generate") {
+        match generate::expand_config_file(argv.split_off(2)) {
+            Ok(rest) => argv.extend(rest),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let result = match Cli::parse_from(argv).command {
         Command::Generate(args) => generate::run(args),
+        Command::Collect { out } => generate::collect(&out),
         Command::Txt2img(args) => txt2img::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Merge(args) => merge::run(args),

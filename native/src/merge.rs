@@ -618,14 +618,25 @@ fn plan(base_name: &str, info: &BaseInfo, adds: &[AddFile]) -> Result<Plan> {
     // Categories only the added files define: the first definition of each id.
     let mut new_categories: BTreeMap<u64, (usize, &Map<String, Value>)> = BTreeMap::new();
     for add in adds {
+        let mut mismatches = Vec::new();
         for (id, cat) in &add.categories {
             if !in_base.contains_key(id) && !new_categories.contains_key(id) {
                 let order = new_categories.len();
                 new_categories.insert(*id, (order, cat));
             }
-            if let Some(&at) = in_base.get(id) {
-                warn_on_name_mismatch(base_name, &base_categories[at], add, cat);
+            if let Some(&at) = in_base.get(id)
+                && let Some(mismatch) = name_mismatch(&base_categories[at], cat)
+            {
+                mismatches.push(mismatch);
             }
+        }
+        if let Some(first) = mismatches.first() {
+            tracing::warn!(
+                "{} categories of {} are named differently in {base_name} (e.g. {first}); \
+                 counting them under {base_name}'s names",
+                mismatches.len(),
+                add.name
+            );
         }
     }
 
@@ -730,28 +741,12 @@ fn add_count(cat: &mut Map<String, Value>, key: &str, n: u64) -> Result<()> {
     Ok(())
 }
 
-fn warn_on_name_mismatch(
-    base_name: &str,
-    base: &BaseCategory,
-    add: &AddFile,
-    cat: &Map<String, Value>,
-) {
-    let Some(added) = cat.get("name").and_then(Value::as_str) else {
-        return;
-    };
-    let Ok(m) = serde_json::from_str::<Map<String, Value>>(base.raw.get()) else {
-        return;
-    };
-    if let Some(name) = m.get("name").and_then(Value::as_str)
-        && name != added
-    {
-        tracing::warn!(
-            "category {}: named `{added}` in {} but `{name}` in {base_name}; counting it as \
-             `{name}`",
-            base.id,
-            add.name
-        );
-    }
+/// `id NAME vs BASE_NAME` when an added category's name differs from the base's.
+fn name_mismatch(base: &BaseCategory, cat: &Map<String, Value>) -> Option<String> {
+    let added = cat.get("name")?.as_str()?;
+    let m = serde_json::from_str::<Map<String, Value>>(base.raw.get()).ok()?;
+    let name = m.get("name")?.as_str()?;
+    (name != added).then(|| format!("category {}: `{added}` vs `{name}`", base.id))
 }
 
 // ---------------------------------------------------------------------------------------------

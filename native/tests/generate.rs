@@ -88,7 +88,10 @@ fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                files.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+                files.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
             }
         }
     }
@@ -98,15 +101,21 @@ fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Reads `annotations.json` with hotcoco and checks every annotation against its mask.
 fn validate_dataset(out: &Path) -> (usize, usize) {
-    let coco = hotcoco::COCO::new(&out.join("annotations.json")).expect("hotcoco reads the dataset");
+    let coco =
+        hotcoco::COCO::new(&out.join("annotations.json")).expect("hotcoco reads the dataset");
     let ds = &coco.dataset;
     let ann_ids: BTreeSet<u64> = ds.annotations.iter().map(|a| a.id).collect();
-    assert_eq!(ann_ids.len(), ds.annotations.len(), "annotation ids are unique");
+    assert_eq!(
+        ann_ids.len(),
+        ds.annotations.len(),
+        "annotation ids are unique"
+    );
     let img_ids: BTreeSet<u64> = ds.images.iter().map(|i| i.id).collect();
     assert_eq!(img_ids.len(), ds.images.len(), "image ids are unique");
     for img in &ds.images {
         let file = out.join("images").join(img.file_name.as_str());
-        let (w, h) = image::image_dimensions(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let (w, h) =
+            image::image_dimensions(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert_eq!((w as u64, h as u64), (img.width as u64, img.height as u64));
     }
     for a in &ds.annotations {
@@ -116,14 +125,22 @@ fn validate_dataset(out: &Path) -> (usize, usize) {
         let area = mask.iter().filter(|&&v| v != 0).count() as f64;
         assert!(area > 0.0);
         assert_eq!(a.area, Some(area), "area agrees with the decoded mask");
-        assert_eq!(a.bbox, Some(hotcoco::mask::to_bbox(&rle)), "bbox agrees with the mask");
+        assert_eq!(
+            a.bbox,
+            Some(hotcoco::mask::to_bbox(&rle)),
+            "bbox agrees with the mask"
+        );
         assert!(!a.iscrowd);
     }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("annotations.json")).unwrap()).unwrap();
     for c in json["categories"].as_array().unwrap() {
         let id = c["id"].as_u64().unwrap();
-        let n = ds.annotations.iter().filter(|a| a.category_id == id).count() as u64;
+        let n = ds
+            .annotations
+            .iter()
+            .filter(|a| a.category_id == id)
+            .count() as u64;
         assert_eq!(c["instance_count"].as_u64(), Some(n));
         assert!(c["synset"].is_string(), "category fields are kept");
     }
@@ -140,18 +157,34 @@ fn generates_a_valid_reproducible_dataset() {
     let dir = tempfile::tempdir().unwrap();
     let categories = write_categories(dir.path());
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let permissive = ["--component-policy", "all", "--min-area-frac", "0", "--max-area-frac", "1"];
+    let permissive = [
+        "--component-policy",
+        "all",
+        "--min-area-frac",
+        "0",
+        "--max-area-frac",
+        "1",
+    ];
     for out in [&a, &b] {
         let o = generate(&categories, out, &permissive);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    assert_eq!(tree(&a), tree(&b), "same arguments and seed give byte-identical output");
+    assert_eq!(
+        tree(&a),
+        tree(&b),
+        "same arguments and seed give byte-identical output"
+    );
 
     let (images, annotations) = validate_dataset(&a);
-    assert!(images > 0 && annotations >= images, "{images} images, {annotations} annotations");
+    assert!(
+        images > 0 && annotations >= images,
+        "{images} images, {annotations} annotations"
+    );
     let manifest = std::fs::read_to_string(a.join("manifest.jsonl")).unwrap();
-    let records: Vec<serde_json::Value> =
-        manifest.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len(), 3);
     for (k, r) in records.iter().enumerate() {
         assert_eq!(r["index"], k as u64);
@@ -169,13 +202,30 @@ fn generates_a_valid_reproducible_dataset() {
     }
     // Main categories cycle through the pool: with `--main-frequency r` every sample has a bow.
     let rare = dir.path().join("rare");
-    let o = generate(&categories, &rare, &["--main-frequency", "r", "--refine", "none", "--component-policy", "strict"]);
+    let o = generate(
+        &categories,
+        &rare,
+        &[
+            "--main-frequency",
+            "r",
+            "--refine",
+            "none",
+            "--component-policy",
+            "strict",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let manifest = std::fs::read_to_string(rare.join("manifest.jsonl")).unwrap();
     for line in manifest.lines() {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(r["main_category_id"], 2);
-        assert!(r["regions"].as_array().unwrap().iter().any(|g| g["category_id"] == 2));
+        assert!(
+            r["regions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["category_id"] == 2)
+        );
         if r["kept"] == false {
             assert!(r["reason"].as_str().unwrap().starts_with("region "), "{r}");
         }
@@ -196,13 +246,209 @@ fn bad_input_is_a_clear_error() {
     assert_clear_error(&generate(&garbage, &out, &[]), &["garbage.json"]);
     let missing = dir.path().join("missing.json");
     assert_clear_error(&generate(&missing, &out, &[]), &["missing.json"]);
-    assert_clear_error(&generate(&categories, &out, &["--main-frequency", "x"]), &["frequency", "`x`"]);
+    assert_clear_error(
+        &generate(&categories, &out, &["--main-frequency", "x"]),
+        &["frequency", "`x`"],
+    );
     let text = dir.path().join("names.txt");
     std::fs::write(&text, "cat\ndog\n").unwrap();
-    assert_clear_error(&generate(&text, &out, &["--main-frequency", "r"]), &["frequency"]);
-    assert_clear_error(&generate_plain(&categories, &out, &["--region-size", "60x64"]), &["multiples of 8", "60x64"]);
-    assert_clear_error(&generate_plain(&categories, &out, &["--region-size", "64x64", "--overlap", "96x96"]), &["overlap", "smaller"]);
-    assert_clear_error(&generate_plain(&categories, &out, &["--region-size", "64"]), &["HxW"]);
-    assert_clear_error(&generate(&categories, &out, &["--component-policy", "some"]), &["component policy"]);
+    assert_clear_error(
+        &generate(&text, &out, &["--main-frequency", "r"]),
+        &["frequency"],
+    );
+    assert_clear_error(
+        &generate_plain(&categories, &out, &["--region-size", "60x64"]),
+        &["multiples of 8", "60x64"],
+    );
+    assert_clear_error(
+        &generate_plain(
+            &categories,
+            &out,
+            &["--region-size", "64x64", "--overlap", "96x96"],
+        ),
+        &["overlap", "smaller"],
+    );
+    assert_clear_error(
+        &generate_plain(&categories, &out, &["--region-size", "64"]),
+        &["HxW"],
+    );
+    assert_clear_error(
+        &generate(&categories, &out, &["--component-policy", "some"]),
+        &["component policy"],
+    );
     assert!(!out.join("annotations.json").exists());
+}
+
+#[test]
+fn shards_and_reruns_give_the_same_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let categories = write_categories(dir.path());
+    let (whole, sharded) = (dir.path().join("whole"), dir.path().join("sharded"));
+    let o = generate(&categories, &whole, &["--refine", "none"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for shard in ["1/2", "0/2"] {
+        let o = generate(
+            &categories,
+            &sharded,
+            &["--refine", "none", "--shard", shard],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            !sharded.join("annotations.json").exists(),
+            "shards leave assembly to collect"
+        );
+    }
+    let o = maskforge(&["collect", sharded.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        tree(&whole),
+        tree(&sharded),
+        "two shards + collect == one run"
+    );
+
+    // A rerun after losing a finished sample redoes only that one and ends identical.
+    std::fs::remove_file(whole.join("samples/000000000002.json")).unwrap();
+    std::fs::remove_file(whole.join("annotations.json")).unwrap();
+    let o = generate(&categories, &whole, &["--refine", "none"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(tree(&whole), tree(&sharded));
+
+    // Other settings into the same folder, or collecting an unfinished run, are refused.
+    assert_clear_error(
+        &generate(
+            &categories,
+            &whole,
+            &["--refine", "none", "--guidance", "5"],
+        ),
+        &["other settings", "guidance"],
+    );
+    let half = dir.path().join("half");
+    let o = generate(&categories, &half, &["--refine", "none", "--shard", "0/2"]);
+    assert!(o.status.success());
+    assert_clear_error(
+        &maskforge(&["collect", half.to_str().unwrap()]),
+        &["not finished", "sample 1"],
+    );
+    assert_clear_error(&generate(&categories, &half, &["--shard", "2/2"]), &["I/N"]);
+}
+
+/// Names of leftover temporary files under `dir`.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    tree(dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.to_string_lossy().contains(".tmp-"))
+        .collect()
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let categories = write_categories(dir.path());
+    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "generate",
+            "--categories",
+            categories.to_str().unwrap(),
+            "--num-images",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+            "--regions",
+            "4",
+            "--region-size",
+            "64x64",
+            "--overlap",
+            "16x16",
+            "--steps",
+            "4",
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_maskforge"))
+        .args(args(&whole))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maskforge"))
+        .args(args(&killed))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let samples = killed.join("samples");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::fs::read_dir(&samples).map_or(0, |d| d.count()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no sample finished");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !killed.join("annotations.json").exists(),
+        "killed before the end"
+    );
+
+    let o = Command::new(env!("CARGO_BIN_EXE_maskforge"))
+        .args(args(&killed))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(temporaries(&killed), Vec::<PathBuf>::new());
+    assert_eq!(
+        tree(&whole),
+        tree(&killed),
+        "a killed and resumed run == an uninterrupted one"
+    );
+}
+
+#[test]
+fn settings_come_from_a_toml_file_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let categories = write_categories(dir.path());
+    let out = dir.path().join("out");
+    let toml = dir.path().join("run.toml");
+    std::fs::write(
+        &toml,
+        "num_images = 2\nsteps = 3\nregions = [1, 2]\nregion-size = \"64x64\"\noverlap = \"16x16\"\n\
+         seed = 5\nquiet = true\ndevice = \"cpu\"\nrefine = \"none\"\n",
+    )
+    .unwrap();
+    let o = maskforge(&[
+        "generate",
+        "--config",
+        toml.to_str().unwrap(),
+        "--categories",
+        categories.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["steps"], 2, "the flag wins");
+    assert_eq!(run["num_images"], 2);
+    assert_eq!(run["regions"], serde_json::json!([1, 2]));
+    assert_eq!(run["seed"], 5);
+    std::fs::write(&toml, "num_images = 2\nbogus = 1\n").unwrap();
+    let o = maskforge(&[
+        "generate",
+        "--config",
+        toml.to_str().unwrap(),
+        "--categories",
+        "x",
+        "--out",
+        "y",
+    ]);
+    assert_clear_error(&o, &["run.toml", "bogus"]);
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use maskforge_core::mosaic::layout::{Layout, LayoutDraws, RegionBox};
+use maskforge_core::mosaic::plan::{RegionPlan, SamplePlan, attention_token_index};
 use maskforge_core::pipelines::StableDiffusion;
 use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, Weights};
 use maskforge_native::source::{DirSource, map_file};
@@ -109,4 +111,57 @@ pub fn load_single_file(name: &str, device: &Device) -> StableDiffusion {
         DType::F32,
     )
     .unwrap()
+}
+
+/// Categories and prompts of `tests/fixtures/mosaic_ref.py`.
+pub const MOSAIC_CATEGORIES: [(&str, &str); 4] = [
+    (
+        "cat",
+        "a photo of a single cat, a small domesticated feline",
+    ),
+    (
+        "bow_(weapon)",
+        "a photo of a single bow (weapon), a weapon for shooting arrows",
+    ),
+    ("dog", "a photo of a single dog"),
+    ("teapot", "a photo of a single teapot, pot for brewing tea"),
+];
+/// Region boxes `[y1, y2, x1, x2]` of `mosaic_ref.py`: 64×64 regions, 16×16 overlap, split at
+/// ratios 1.1 and 0.9.
+pub const BOXES: [[usize; 4]; 4] = [
+    [0, 64, 0, 72],
+    [0, 64, 56, 128],
+    [48, 128, 0, 72],
+    [48, 128, 56, 128],
+];
+
+/// The sample of `mosaic_ref.py` (seed 7), token positions found by MaskForge's tokenizer.
+pub fn mosaic_reference_plan(sd: &StableDiffusion) -> SamplePlan {
+    let regions: Vec<RegionPlan> = MOSAIC_CATEGORIES
+        .iter()
+        .zip(BOXES)
+        .enumerate()
+        .map(|(i, ((name, prompt), [y1, y2, x1, x2]))| RegionPlan {
+            category_id: i as u64 + 1,
+            category_name: name.to_string(),
+            prompt: prompt.to_string(),
+            token_index: attention_token_index(&sd.tokenizer, prompt, name).unwrap(),
+            bbox: RegionBox { y1, y2, x1, x2 },
+        })
+        .collect();
+    SamplePlan {
+        index: 0,
+        seed: 7,
+        main_category_id: 1,
+        draws: LayoutDraws::Four {
+            ratio_x: 1.1,
+            ratio_y: 0.9,
+        },
+        layout: Layout {
+            canvas_height: 128,
+            canvas_width: 128,
+            regions: regions.iter().map(|r| r.bbox).collect(),
+        },
+        regions,
+    }
 }

@@ -12,9 +12,10 @@ use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use burn::tensor::{Device, Tensor};
+use maskforge_core::mosaic::denoise::MosaicParams;
 use maskforge_core::pipelines::Txt2ImgParams;
 use maskforge_core::schedulers::SchedulerKind;
-use maskforge_tests::{Expected, check, load_pipeline};
+use maskforge_tests::{Expected, assert_close, check, load_pipeline, mosaic_reference_plan};
 
 const TOL: f32 = 1e-3;
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -131,5 +132,40 @@ fn wgpu_f16_unet_matches_diffusers() {
         );
         assert_eq!(out.dtype(), burn::tensor::DType::F16);
         check(&exp, "unet.out", out, 2e-2);
+    });
+}
+
+#[test]
+fn wgpu_mosaic_matches_diffusers() {
+    on_wgpu("mosaic", |device| {
+        let sd = load_pipeline("tiny-sd15", &device);
+        let exp = Expected::load("mosaic");
+        let plan = mosaic_reference_plan(&sd);
+        let params = MosaicParams {
+            steps: 5,
+            guidance: 7.5,
+            ..MosaicParams::default()
+        };
+        let out = sd.mosaic(&plan, &params, None, |_, _| {}).unwrap();
+        check(&exp, "latents", out.latents, TOL);
+        check(&exp, "image", out.image, TOL);
+        for (r, maps) in out.attention.iter().enumerate() {
+            for m in maps {
+                let (_, want) = exp.host(&format!("region{r}.res{}", m.denominator));
+                let scale = want.iter().fold(0f32, |a, &b| a.max(b.abs()));
+                let got: Vec<f32> = m.values.iter().map(|v| v / scale).collect();
+                let want: Vec<f32> = want.iter().map(|v| v / scale).collect();
+                let e = assert_close(
+                    &format!("region {r} attention 1/{}", m.denominator),
+                    &got,
+                    &want,
+                    TOL,
+                );
+                println!(
+                    "region {r} attention 1/{}: max error {e:.2e} of the map's maximum",
+                    m.denominator
+                );
+            }
+        }
     });
 }

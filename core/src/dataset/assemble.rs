@@ -63,7 +63,10 @@ pub fn assemble_annotations(categories: &[Category], records: &[SampleRecord]) -
     let mut records: Vec<&SampleRecord> = records.iter().filter(|r| r.kept).collect();
     records.sort_by_key(|r| r.index);
     if let Some(w) = records.windows(2).find(|w| w[0].index == w[1].index) {
-        return Err(Error::Invalid(format!("sample {} is recorded twice", w[0].index)));
+        return Err(Error::Invalid(format!(
+            "sample {} is recorded twice",
+            w[0].index
+        )));
     }
     let known: BTreeSet<u64> = categories.iter().map(|c| c.id).collect();
     let mut images = Vec::new();
@@ -84,7 +87,10 @@ pub fn assemble_annotations(categories: &[Category], records: &[SampleRecord]) -
             }
             let mut a = a.clone();
             a.id = annotations.len() as u64 + 1;
-            image_sets.entry(a.category_id).or_default().insert(a.image_id);
+            image_sets
+                .entry(a.category_id)
+                .or_default()
+                .insert(a.image_id);
             *instance_counts.entry(a.category_id).or_default() += 1;
             annotations.push(serde_json::to_value(a).expect("records serialise"));
         }
@@ -95,7 +101,10 @@ pub fn assemble_annotations(categories: &[Category], records: &[SampleRecord]) -
             let mut o: Map<String, Value> = c.source.clone();
             let images = image_sets.get(&c.id).map_or(0, BTreeSet::len);
             o.insert("image_count".into(), images.into());
-            o.insert("instance_count".into(), instance_counts.get(&c.id).copied().unwrap_or(0).into());
+            o.insert(
+                "instance_count".into(),
+                instance_counts.get(&c.id).copied().unwrap_or(0).into(),
+            );
             Value::Object(o)
         })
         .collect();

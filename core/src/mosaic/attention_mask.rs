@@ -61,7 +61,11 @@ pub fn attention_mask(
             .iter()
             .map(|&v| {
                 let x = 255.0 * v / max;
-                if x.is_finite() { x.clamp(0.0, 255.0) as u8 } else { 0 }
+                if x.is_finite() {
+                    x.clamp(0.0, 255.0) as u8
+                } else {
+                    0
+                }
             })
             .collect();
         let resized = resize_bicubic(&bytes, m.height, m.width, height, width);
@@ -77,7 +81,11 @@ pub fn attention_mask(
         .iter()
         .map(|&a| {
             let x = 255.0 * a / max;
-            if x.is_finite() { x.clamp(0.0, 255.0) as u8 } else { 0 }
+            if x.is_finite() {
+                x.clamp(0.0, 255.0) as u8
+            } else {
+                0
+            }
         })
         .collect();
     let (t, mask) = match rule {
@@ -124,7 +132,11 @@ mod tests {
             fine[i] = 0.4;
         }
         let coarse = vec![0.02, 0.02, 0.02, 0.3];
-        let maps = [map(8, 4, 4, fine), map(16, 2, 2, coarse), map(32, 1, 1, vec![1.0])];
+        let maps = [
+            map(8, 4, 4, fine),
+            map(16, 2, 2, coarse),
+            map(32, 1, 1, vec![1.0]),
+        ];
         let m = attention_mask(&maps, &[8, 16], 16, 16, Threshold::Otsu).unwrap();
         assert_eq!(m.resolutions, vec![8, 16]);
         assert_eq!(m.map.iter().copied().max(), Some(255));
@@ -133,7 +145,8 @@ mod tests {
         assert!(m.mask[9 * 16 + 9]);
         assert!(!m.mask[0]);
         assert!(!m.mask[15 * 16]);
-        let fixed = attention_mask(&maps, &[8, 16], 16, 16, Threshold::Fixed { value: 0.3 }).unwrap();
+        let fixed =
+            attention_mask(&maps, &[8, 16], 16, 16, Threshold::Fixed { value: 0.3 }).unwrap();
         for (p, &b) in fixed.map.iter().zip(&fixed.mask) {
             assert_eq!(b, *p as f64 / 255.0 > 0.3);
         }

@@ -67,7 +67,9 @@ pub fn parse_categories(bytes: &[u8], file: &str) -> Result<Vec<Category>> {
     let categories = objects
         .into_iter()
         .enumerate()
-        .map(|(i, o)| category_from_object(o).map_err(|e| Error::bad_file(file, format!("category {i}: {e}"))))
+        .map(|(i, o)| {
+            category_from_object(o).map_err(|e| Error::bad_file(file, format!("category {i}: {e}")))
+        })
         .collect::<Result<Vec<_>>>()?;
     check_nonempty_unique(categories, file)
 }
@@ -137,7 +139,10 @@ fn check_nonempty_unique(categories: Vec<Category>, file: &str) -> Result<Vec<Ca
     let mut ids: Vec<u64> = categories.iter().map(|c| c.id).collect();
     ids.sort_unstable();
     if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-        return Err(Error::bad_file(file, format!("category id {} appears twice", w[0])));
+        return Err(Error::bad_file(
+            file,
+            format!("category id {} appears twice", w[0]),
+        ));
     }
     Ok(categories)
 }
@@ -184,21 +189,47 @@ mod tests {
         assert!(main_pool(&c, Some(&[Frequency::Common])).is_err());
 
         let text = parse_categories(b"# animals\ncat\n\n dog \n", "list.txt").unwrap();
-        assert_eq!(text.iter().map(|c| (c.id, c.name.as_str())).collect::<Vec<_>>(), vec![(1, "cat"), (2, "dog")]);
-        assert!(main_pool(&text, Some(&[Frequency::Rare])).unwrap_err().to_string().contains("frequency"));
+        assert_eq!(
+            text.iter()
+                .map(|c| (c.id, c.name.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(1, "cat"), (2, "dog")]
+        );
+        assert!(
+            main_pool(&text, Some(&[Frequency::Rare]))
+                .unwrap_err()
+                .to_string()
+                .contains("frequency")
+        );
 
         for (bytes, needle) in [
             (&b"  \n"[..], "empty"),
             (b"# only a comment\n", "no categories"),
             (b"{\"categories\": [", "not an LVIS"),
             (b"{\"categories\": [{\"id\": 1}]}", "name"),
-            (b"[{\"id\": 1, \"name\": \"a\", \"frequency\": \"x\"}]", "frequency"),
-            (b"[{\"id\": 1, \"name\": \"a\"}, {\"id\": 1, \"name\": \"b\"}]", "twice"),
+            (
+                b"[{\"id\": 1, \"name\": \"a\", \"frequency\": \"x\"}]",
+                "frequency",
+            ),
+            (
+                b"[{\"id\": 1, \"name\": \"a\"}, {\"id\": 1, \"name\": \"b\"}]",
+                "twice",
+            ),
         ] {
-            let e = parse_categories(bytes, "cats.json").unwrap_err().to_string();
+            let e = parse_categories(bytes, "cats.json")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("cats.json") && e.contains(needle), "{e}");
         }
-        assert!(Frequency::parse_list("r,q").unwrap_err().to_string().contains("`q`"));
-        assert_eq!(Frequency::parse_list("r, f").unwrap(), vec![Frequency::Rare, Frequency::Frequent]);
+        assert!(
+            Frequency::parse_list("r,q")
+                .unwrap_err()
+                .to_string()
+                .contains("`q`")
+        );
+        assert_eq!(
+            Frequency::parse_list("r, f").unwrap(),
+            vec![Frequency::Rare, Frequency::Frequent]
+        );
     }
 }

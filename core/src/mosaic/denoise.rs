@@ -64,6 +64,8 @@ pub struct MosaicOutput {
     pub image: Tensor<4>,
     /// Per region, per captured resolution (finest first).
     pub attention: Vec<Vec<AttentionMap>>,
+    /// Wall time spent in UNet calls (on asynchronous devices: submitting them).
+    pub unet_time: std::time::Duration,
 }
 
 /// The region's attention resolutions: the latent size, then repeatedly halved rounding up, as
@@ -169,10 +171,13 @@ impl StableDiffusion {
                 .cast(self.dtype)
             })
             .collect();
-        let mut total = Tensor::<4>::zeros([1, 1, shape[2], shape[3]], &self.device).cast(self.dtype);
+        let mut total =
+            Tensor::<4>::zeros([1, 1, shape[2], shape[3]], &self.device).cast(self.dtype);
         for (b, w) in boxes.iter().zip(&weights) {
             let r = [0..1, 0..1, b[0]..b[1], b[2]..b[3]];
-            total = total.clone().slice_assign(r.clone(), total.slice(r) + w.clone());
+            total = total
+                .clone()
+                .slice_assign(r.clone(), total.slice(r) + w.clone());
         }
         // Zero where no region contributes (`nan_to_num` in the original).
         let inverse_total = total.clone().recip().mask_fill(total.equal_elem(0.0), 0.0);
@@ -183,6 +188,7 @@ impl StableDiffusion {
         };
         let end_step = params.end_step.unwrap_or(params.steps);
 
+        let mut unet_time = std::time::Duration::ZERO;
         let timesteps = scheduler.timesteps().to_vec();
         for (i, &t) in timesteps.iter().enumerate() {
             let mut merged = Tensor::<4>::zeros(shape, &self.device).cast(self.dtype);
@@ -205,11 +211,16 @@ impl StableDiffusion {
                     tokens.extend(group.iter().map(|_| None));
                 }
                 inputs.extend(crops);
-                context.extend(group.iter().map(|&r| embeddings.clone().slice([r + 1..r + 2])));
+                context.extend(
+                    group
+                        .iter()
+                        .map(|&r| embeddings.clone().slice([r + 1..r + 2])),
+                );
                 tokens.extend(group.iter().map(|&r| Some(plan.regions[r].token_index)));
                 let input = scheduler.scale_model_input(Tensor::cat(inputs, 0), i);
                 let context = Tensor::cat(context, 0);
                 let mut probe = CrossAttentionProbe::new(tokens);
+                let unet_start = std::time::Instant::now();
                 let eps = self.unet.forward_traced(
                     input,
                     t as f32,
@@ -218,6 +229,7 @@ impl StableDiffusion {
                     None,
                     capturing.then_some(&mut probe),
                 );
+                unet_time += unet_start.elapsed();
                 let eps = if cfg {
                     let uncond = eps.clone().slice([0..k]);
                     let cond = eps.slice([k..2 * k]);
@@ -248,6 +260,7 @@ impl StableDiffusion {
             latents,
             image,
             attention,
+            unet_time,
         })
     }
 }
@@ -256,11 +269,18 @@ impl StableDiffusion {
 fn region_groups(boxes: &[[usize; 4]], max_regions: usize) -> Vec<Vec<usize>> {
     let mut by_size: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
     for (r, b) in boxes.iter().enumerate() {
-        by_size.entry((b[1] - b[0], b[3] - b[2])).or_default().push(r);
+        by_size
+            .entry((b[1] - b[0], b[3] - b[2]))
+            .or_default()
+            .push(r);
     }
     let mut groups: Vec<Vec<usize>> = by_size
         .into_values()
-        .flat_map(|rs| rs.chunks(max_regions.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .flat_map(|rs| {
+            rs.chunks(max_regions.max(1))
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
         .collect();
     groups.sort();
     groups
@@ -270,7 +290,8 @@ impl Capture {
     /// Adds the down- and up-block maps of one UNet call; row `j` of each map is region
     /// `group[j]`. The mid block is left out, as in MosaicFusion.
     fn add(&mut self, group: &[usize], latent_box: &[usize; 4], probe: CrossAttentionProbe) {
-        let res = attention_resolutions(latent_box[1] - latent_box[0], latent_box[3] - latent_box[2]);
+        let res =
+            attention_resolutions(latent_box[1] - latent_box[0], latent_box[3] - latent_box[2]);
         for map in probe.maps {
             if map.location == UNetLocation::Mid {
                 continue;
@@ -350,6 +371,9 @@ mod tests {
     fn equal_sizes_share_a_call() {
         let boxes = [[0, 4, 0, 6], [0, 4, 4, 8], [2, 6, 0, 6], [2, 6, 4, 8]];
         assert_eq!(region_groups(&boxes, 4), vec![vec![0, 2], vec![1, 3]]);
-        assert_eq!(region_groups(&boxes, 1), vec![vec![0], vec![1], vec![2], vec![3]]);
+        assert_eq!(
+            region_groups(&boxes, 1),
+            vec![vec![0], vec![1], vec![2], vec![3]]
+        );
     }
 }

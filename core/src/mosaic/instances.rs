@@ -138,7 +138,9 @@ pub fn extract_instances(
                 vec![]
             }
             (ComponentPolicy::Largest, _) => {
-                let best = passed.iter().max_by(|a, b| a.area.cmp(&b.area).then(b.label.cmp(&a.label)));
+                let best = passed
+                    .iter()
+                    .max_by(|a, b| a.area.cmp(&b.area).then(b.label.cmp(&a.label)));
                 best.into_iter().copied().collect()
             }
             _ => passed.clone(),
@@ -179,7 +181,9 @@ mod tests {
     use super::*;
 
     fn region(rows: &[&str]) -> Vec<bool> {
-        rows.iter().flat_map(|r| r.chars().map(|c| c == '#')).collect()
+        rows.iter()
+            .flat_map(|r| r.chars().map(|c| c == '#'))
+            .collect()
     }
 
     #[test]
@@ -187,24 +191,45 @@ mod tests {
         let two = region(&["##..", "##..", "....", "..#."]);
         let one = region(&["....", ".##.", ".##.", "...."]);
         let boxes = [
-            RegionBox { y1: 0, y2: 4, x1: 0, x2: 4 },
-            RegionBox { y1: 0, y2: 4, x1: 2, x2: 6 },
+            RegionBox {
+                y1: 0,
+                y2: 4,
+                x1: 0,
+                x2: 4,
+            },
+            RegionBox {
+                y1: 0,
+                y2: 4,
+                x1: 2,
+                x2: 6,
+            },
         ];
-        let f = InstanceFilter { min_area_frac: 0.0, ..Default::default() };
+        let f = InstanceFilter {
+            min_area_frac: 0.0,
+            ..Default::default()
+        };
         let masks = vec![two.clone(), one.clone()];
         let strict = extract_instances(&masks, &boxes, 4, 6, &f, ComponentPolicy::Strict).unwrap();
         assert!(strict.dropped.unwrap().contains("region 0: 2 components"));
         assert!(strict.instances.is_empty());
-        let largest = extract_instances(&masks, &boxes, 4, 6, &f, ComponentPolicy::Largest).unwrap();
+        let largest =
+            extract_instances(&masks, &boxes, 4, 6, &f, ComponentPolicy::Largest).unwrap();
         assert!(largest.dropped.is_none());
-        assert_eq!(largest.instances.iter().map(|i| i.area).collect::<Vec<_>>(), vec![4, 4]);
+        assert_eq!(
+            largest.instances.iter().map(|i| i.area).collect::<Vec<_>>(),
+            vec![4, 4]
+        );
         // The second region's square is pasted at x offset 2.
         assert!(largest.instances[1].mask[6 + 3] && largest.instances[1].mask[6 + 4]);
         let all = extract_instances(&masks, &boxes, 4, 6, &f, ComponentPolicy::All).unwrap();
         assert_eq!(all.instances.len(), 3);
         // A 1-pixel component is 6.25 % of a 16-pixel region, below a 10 % minimum.
-        let tenth = InstanceFilter { min_area_frac: 0.1, ..Default::default() };
-        let filtered = extract_instances(&masks, &boxes, 4, 6, &tenth, ComponentPolicy::Strict).unwrap();
+        let tenth = InstanceFilter {
+            min_area_frac: 0.1,
+            ..Default::default()
+        };
+        let filtered =
+            extract_instances(&masks, &boxes, 4, 6, &tenth, ComponentPolicy::Strict).unwrap();
         assert!(filtered.dropped.is_none(), "{:?}", filtered.dropped);
         let empty = vec![vec![false; 16], one];
         let none = extract_instances(&empty, &boxes, 4, 6, &f, ComponentPolicy::All).unwrap();

@@ -94,9 +94,15 @@ pub enum LayoutDraws {
     One,
     /// Two regions side by side (`stacked = false`) or one above the other, split at
     /// `ratio × region size`.
-    Two { stacked: bool, ratio: f64 },
+    Two {
+        stacked: bool,
+        ratio: f64,
+    },
     /// Four regions split at `ratio_x × region width` and `ratio_y × region height`.
-    Four { ratio_x: f64, ratio_y: f64 },
+    Four {
+        ratio_x: f64,
+        ratio_y: f64,
+    },
 }
 
 impl LayoutDraws {
@@ -222,10 +228,22 @@ mod tests {
     #[test]
     fn two_and_one_regions() {
         let c = LayoutConfig::default();
-        let side = Layout::new(&c, &LayoutDraws::Two { stacked: false, ratio: 0.75 });
+        let side = Layout::new(
+            &c,
+            &LayoutDraws::Two {
+                stacked: false,
+                ratio: 0.75,
+            },
+        );
         assert_eq!((side.canvas_height, side.canvas_width), (384, 1024));
         assert_eq!(boxes(&side), vec![[0, 384, 0, 416], [0, 384, 352, 1024]]);
-        let stacked = Layout::new(&c, &LayoutDraws::Two { stacked: true, ratio: 1.2499 });
+        let stacked = Layout::new(
+            &c,
+            &LayoutDraws::Two {
+                stacked: true,
+                ratio: 1.2499,
+            },
+        );
         assert_eq!((stacked.canvas_height, stacked.canvas_width), (768, 512));
         // int(479.96)//8*8 = 472
         assert_eq!(boxes(&stacked), vec![[0, 496, 0, 512], [448, 768, 0, 512]]);
@@ -254,7 +272,12 @@ mod tests {
     fn bad_sizes_are_errors() {
         let mut c = LayoutConfig::default();
         c.region_height = 380;
-        assert!(c.validate().unwrap_err().to_string().contains("multiples of 8"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("multiples of 8")
+        );
         let mut c = LayoutConfig::default();
         c.overlap_width = 608;
         assert!(c.validate().unwrap_err().to_string().contains("smaller"));

@@ -8,8 +8,8 @@
 pub mod attention_mask;
 pub mod categories;
 pub mod denoise;
+pub mod instances;
 pub mod layout;
 pub mod plan;
 pub mod resize;
-pub mod instances;
 pub mod sample;

@@ -128,7 +128,10 @@ pub fn plan_sample(
     }
     let seed = base_seed.wrapping_add(index);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = *config.regions.choose(&mut rng).expect("validated: non-empty");
+    let n = *config
+        .regions
+        .choose(&mut rng)
+        .expect("validated: non-empty");
     let main = pool[(index % pool.len() as u64) as usize];
     let mut chosen = vec![main];
     chosen.extend((1..n).map(|_| rng.random_range(0..categories.len())));

@@ -94,123 +94,172 @@ pub struct Sample {
 /// Interleaved RGB of `rgb`'s box `y1..y2 × x1..x2`.
 fn crop_rgb(rgb: &[u8], width: usize, [y1, y2, x1, x2]: [usize; 4]) -> Vec<u8> {
     (y1..y2)
-        .flat_map(|y| rgb[(y * width + x1) * 3..(y * width + x2) * 3].iter().copied())
+        .flat_map(|y| {
+            rgb[(y * width + x1) * 3..(y * width + x2) * 3]
+                .iter()
+                .copied()
+        })
         .collect()
 }
 
+/// The device's part of a sample: the decoded canvas and the captured attention, on the host.
+#[derive(Debug, Clone)]
+pub struct Denoised {
+    /// Interleaved RGB of the canvas.
+    pub rgb: Vec<u8>,
+    /// Per region, per resolution (see [`MosaicOutput`](super::denoise::MosaicOutput)).
+    pub attention: Vec<Vec<super::denoise::AttentionMap>>,
+    /// Time spent in UNet calls.
+    pub unet_time: std::time::Duration,
+}
+
 impl StableDiffusion {
-    /// Generates `plan` under `config`.
+    /// Generates `plan` under `config`: [`denoise_sample`](Self::denoise_sample) then
+    /// [`finish_sample`].
     pub fn generate_sample(
         &self,
         plan: &SamplePlan,
         config: &GenerateConfig,
         on_step: impl FnMut(usize, usize),
     ) -> Result<Sample> {
+        let denoised = self.denoise_sample(plan, config, on_step)?;
+        finish_sample(plan, config, &self.default_scheduler, denoised)
+    }
+
+    /// The device work of a sample: denoising with attention capture and decoding.
+    pub fn denoise_sample(
+        &self,
+        plan: &SamplePlan,
+        config: &GenerateConfig,
+        on_step: impl FnMut(usize, usize),
+    ) -> Result<Denoised> {
         let out = self.mosaic(plan, &config.denoise, None, on_step)?;
-        let (height, width) = (plan.layout.canvas_height, plan.layout.canvas_width);
-        let rgb = image_to_rgb8(out.image)?;
-
-        let mut masks = Vec::new();
-        let mut thresholds = Vec::new();
-        let mut resolutions = Vec::new();
-        for (region, maps) in plan.regions.iter().zip(&out.attention) {
-            let b = region.bbox;
-            let (h, w) = (b.height(), b.width());
-            let m = attention_mask(maps, &config.resolutions, h, w, config.threshold)?;
-            let mask = match config.refine {
-                Refine::None => m.mask,
-                Refine::Bilateral {
-                    params,
-                    times,
-                    threshold,
-                } => {
-                    let crop = crop_rgb(&rgb, width, [b.y1, b.y2, b.x1, b.x2]);
-                    refine_mask(&crop, h, w, &m.mask, &params, times, threshold)?
-                }
-            };
-            masks.push(mask);
-            thresholds.push(m.threshold);
-            resolutions.push(m.resolutions);
-        }
-
-        let boxes: Vec<_> = plan.regions.iter().map(|r| r.bbox).collect();
-        let found = extract_instances(&masks, &boxes, height, width, &config.filter, config.policy)?;
-        let id = plan.index + 1;
-        let kept = found.dropped.is_none();
-        let image = kept.then(|| {
-            let file_name = image_file_name(id, &config.image_extension);
-            ImageRecord {
-                id,
-                coco_url: format!("images/{file_name}"),
-                file_name,
-                width,
-                height,
-                neg_category_ids: vec![],
-                not_exhaustive_category_ids: vec![],
-            }
-        });
-        let annotations = found
-            .instances
-            .iter()
-            .map(|i| {
-                AnnotationRecord::from_mask(&i.mask, height, width, id, plan.regions[i.region].category_id)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let regions = plan
-            .regions
-            .iter()
-            .zip(&found.regions)
-            .enumerate()
-            .map(|(r, (p, o))| RegionRecord {
-                category_id: p.category_id,
-                category_name: p.category_name.clone(),
-                prompt: p.prompt.clone(),
-                token_index: p.token_index,
-                bbox: [p.bbox.y1, p.bbox.y2, p.bbox.x1, p.bbox.x2],
-                attention_resolutions: resolutions[r].clone(),
-                threshold: thresholds[r],
-                components: o.components,
-                passed: o.passed,
-                kept: o.kept,
-            })
-            .collect();
-        let scheduler = config
-            .denoise
-            .scheduler
-            .unwrap_or(self.default_scheduler)
-            .cli_name()
-            .to_string();
-        let record = SampleRecord {
-            id,
-            index: plan.index,
-            seed: plan.seed,
-            kept,
-            reason: found.dropped,
-            model: config.model_name.clone(),
-            scheduler,
-            steps: config.denoise.steps,
-            guidance: config.denoise.guidance,
-            settings: json!({
-                "resolutions": config.resolutions,
-                "threshold": config.threshold,
-                "refine": config.refine,
-                "filter": config.filter,
-                "component_policy": config.policy,
-                "attention_steps": [config.denoise.start_step, config.denoise.end_step.unwrap_or(config.denoise.steps)],
-            }),
-            canvas: [height, width],
-            layout: serde_json::to_value(plan.draws).expect("draws serialise"),
-            main_category_id: plan.main_category_id,
-            regions,
-            image,
-            annotations,
-        };
-        Ok(Sample {
-            record,
-            rgb,
-            height,
-            width,
-            region_masks: masks,
+        Ok(Denoised {
+            rgb: image_to_rgb8(out.image)?,
+            attention: out.attention,
+            unet_time: out.unet_time,
         })
     }
+}
+
+/// The host work of a sample (no device needed, so it can overlap the next sample's
+/// denoising): masks from attention, refinement, instances, RLE, the record.
+/// `default_scheduler` names the scheduler when `config` leaves it to the model.
+pub fn finish_sample(
+    plan: &SamplePlan,
+    config: &GenerateConfig,
+    default_scheduler: &crate::schedulers::SchedulerKind,
+    denoised: Denoised,
+) -> Result<Sample> {
+    let Denoised { rgb, attention, .. } = denoised;
+    let (height, width) = (plan.layout.canvas_height, plan.layout.canvas_width);
+
+    let mut masks = Vec::new();
+    let mut thresholds = Vec::new();
+    let mut resolutions = Vec::new();
+    for (region, maps) in plan.regions.iter().zip(&attention) {
+        let b = region.bbox;
+        let (h, w) = (b.height(), b.width());
+        let m = attention_mask(maps, &config.resolutions, h, w, config.threshold)?;
+        let mask = match config.refine {
+            Refine::None => m.mask,
+            Refine::Bilateral {
+                params,
+                times,
+                threshold,
+            } => {
+                let crop = crop_rgb(&rgb, width, [b.y1, b.y2, b.x1, b.x2]);
+                refine_mask(&crop, h, w, &m.mask, &params, times, threshold)?
+            }
+        };
+        masks.push(mask);
+        thresholds.push(m.threshold);
+        resolutions.push(m.resolutions);
+    }
+
+    let boxes: Vec<_> = plan.regions.iter().map(|r| r.bbox).collect();
+    let found = extract_instances(&masks, &boxes, height, width, &config.filter, config.policy)?;
+    let id = plan.index + 1;
+    let kept = found.dropped.is_none();
+    let image = kept.then(|| {
+        let file_name = image_file_name(id, &config.image_extension);
+        ImageRecord {
+            id,
+            coco_url: format!("images/{file_name}"),
+            file_name,
+            width,
+            height,
+            neg_category_ids: vec![],
+            not_exhaustive_category_ids: vec![],
+        }
+    });
+    let annotations = found
+        .instances
+        .iter()
+        .map(|i| {
+            AnnotationRecord::from_mask(
+                &i.mask,
+                height,
+                width,
+                id,
+                plan.regions[i.region].category_id,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let regions = plan
+        .regions
+        .iter()
+        .zip(&found.regions)
+        .enumerate()
+        .map(|(r, (p, o))| RegionRecord {
+            category_id: p.category_id,
+            category_name: p.category_name.clone(),
+            prompt: p.prompt.clone(),
+            token_index: p.token_index,
+            bbox: [p.bbox.y1, p.bbox.y2, p.bbox.x1, p.bbox.x2],
+            attention_resolutions: resolutions[r].clone(),
+            threshold: thresholds[r],
+            components: o.components,
+            passed: o.passed,
+            kept: o.kept,
+        })
+        .collect();
+    let scheduler = config
+        .denoise
+        .scheduler
+        .unwrap_or(*default_scheduler)
+        .cli_name()
+        .to_string();
+    let record = SampleRecord {
+        id,
+        index: plan.index,
+        seed: plan.seed,
+        kept,
+        reason: found.dropped,
+        model: config.model_name.clone(),
+        scheduler,
+        steps: config.denoise.steps,
+        guidance: config.denoise.guidance,
+        settings: json!({
+            "resolutions": config.resolutions,
+            "threshold": config.threshold,
+            "refine": config.refine,
+            "filter": config.filter,
+            "component_policy": config.policy,
+            "attention_steps": [config.denoise.start_step, config.denoise.end_step.unwrap_or(config.denoise.steps)],
+        }),
+        canvas: [height, width],
+        layout: serde_json::to_value(plan.draws).expect("draws serialise"),
+        main_category_id: plan.main_category_id,
+        regions,
+        image,
+        annotations,
+    };
+    Ok(Sample {
+        record,
+        rgb,
+        height,
+        width,
+        region_masks: masks,
+    })
 }

@@ -34,6 +34,11 @@ pub struct BenchArgs {
     pub device: DeviceArg,
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
+    /// Also time one 4-region MosaicFusion sample with regions of HxW and this many steps,
+    /// one plain text-to-image run of the same canvas size and steps, and the bilateral solver
+    /// per region.
+    #[arg(long)]
+    pub mosaic_steps: Option<usize>,
     /// Print one JSON line (the only output format; kept for scripts that pass it).
     #[arg(long)]
     pub json: bool,
@@ -96,7 +101,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         drop(sd.decode_latents(latents.clone()));
     })?;
 
-    let report = serde_json::json!({
+    let mosaic = match args.mosaic_steps {
+        Some(steps) => Some(bench_mosaic(&sd, args.height, args.width, steps, device)?),
+        None => None,
+    };
+
+    let mut report = serde_json::json!({
         "model": label,
         "device": selected.name,
         "dtype": format!("{:?}", args.dtype).to_lowercase(),
@@ -108,6 +118,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "vae_decode_ms": vae_decode_ms,
         "text_encode_ms": text_encode_ms,
     });
+    if let Some(m) = mosaic {
+        report["mosaic"] = m;
+    }
     println!("{report}");
     Ok(())
 }
@@ -126,4 +139,115 @@ fn time(iters: usize, device: &Device, mut f: impl FnMut()) -> Result<f64> {
     let mut times = (0..iters).map(|_| run()).collect::<Result<Vec<_>>>()?;
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// One 4-region sample (regions `h × w`, split at 1.1 and 0.9, the overlap an eighth of the
+/// region) against one txt2img image of the canvas size, and the bilateral solver per region.
+fn bench_mosaic(
+    sd: &StableDiffusion,
+    h: usize,
+    w: usize,
+    steps: usize,
+    device: &Device,
+) -> Result<serde_json::Value> {
+    use maskforge_core::masks::{BilateralSolverParams, refine_mask};
+    use maskforge_core::mosaic::categories::parse_categories;
+    use maskforge_core::mosaic::layout::{Layout, LayoutConfig, LayoutDraws};
+    use maskforge_core::mosaic::plan::{PlanConfig, plan_sample};
+    use maskforge_core::mosaic::sample::{GenerateConfig, Refine};
+    use maskforge_core::pipelines::{Txt2ImgParams, image_to_rgb8};
+
+    let layout = LayoutConfig {
+        region_height: h,
+        region_width: w,
+        overlap_height: h / 8 / 16 * 16,
+        overlap_width: w / 8 / 16 * 16,
+        ..LayoutConfig::default()
+    };
+    let categories = parse_categories(b"cat\ndog\nteapot\nbicycle\n", "<bench categories>")?;
+    let plan_config = PlanConfig {
+        layout,
+        ..PlanConfig::default()
+    };
+    plan_config.validate()?;
+    let mut plan = plan_sample(
+        0,
+        0,
+        &categories,
+        &[0, 1, 2, 3],
+        &plan_config,
+        &sd.tokenizer,
+    )?;
+    plan.draws = LayoutDraws::Four {
+        ratio_x: 1.1,
+        ratio_y: 0.9,
+    };
+    plan.layout = Layout::new(&layout, &plan.draws);
+    for (r, b) in plan.regions.iter_mut().zip(&plan.layout.regions) {
+        r.bbox = *b;
+    }
+    let mut config = GenerateConfig {
+        plan: plan_config,
+        refine: Refine::None,
+        ..GenerateConfig::default()
+    };
+    config.denoise.steps = steps;
+    let timed = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let start = Instant::now();
+        f()?;
+        device
+            .sync()
+            .map_err(|e| anyhow::anyhow!("device error: {e:?}"))?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
+    let mut sample = None;
+    let mosaic_ms = timed(&mut || {
+        sample = Some(sd.generate_sample(&plan, &config, |_, _| {})?);
+        Ok(())
+    })?;
+    let sample = sample.expect("set by the timed run");
+    let params = Txt2ImgParams {
+        prompt: plan.regions[0].prompt.clone(),
+        negative_prompt: None,
+        height: plan.layout.canvas_height,
+        width: plan.layout.canvas_width,
+        steps,
+        guidance: 7.5,
+        scheduler: None,
+        seed: 0,
+        latents: None,
+        clip_skip: None,
+    };
+    let txt2img_ms = timed(&mut || {
+        image_to_rgb8(sd.txt2img(&params, |_, _| {})?.image)?;
+        Ok(())
+    })?;
+    let mut solver_ms = Vec::new();
+    for (r, mask) in plan.regions.iter().zip(&sample.region_masks) {
+        let b = r.bbox;
+        let crop: Vec<u8> = (b.y1..b.y2)
+            .flat_map(|y| {
+                sample.rgb[(y * sample.width + b.x1) * 3..(y * sample.width + b.x2) * 3].to_vec()
+            })
+            .collect();
+        let start = Instant::now();
+        refine_mask(
+            &crop,
+            b.height(),
+            b.width(),
+            mask,
+            &BilateralSolverParams::default(),
+            2,
+            0.5,
+        )?;
+        solver_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(serde_json::json!({
+        "steps": steps,
+        "canvas": [plan.layout.canvas_height, plan.layout.canvas_width],
+        "sample_ms": mosaic_ms,
+        "txt2img_canvas_ms": txt2img_ms,
+        "sample_over_txt2img": mosaic_ms / txt2img_ms,
+        "bilateral_solver_region_ms": solver_ms,
+    }))
 }

@@ -190,13 +190,15 @@ impl BasicTransformerBlock {
         let x = x.clone() + self.attn1.forward(self.norm1.forward(x), None);
         let cross = match probe {
             Some(probe) if probe.items().next().is_some() => {
-                let (out, probs) = self
-                    .attn2
-                    .forward_probed(self.norm2.forward(x.clone()), context, probe);
+                let (out, probs) =
+                    self.attn2
+                        .forward_probed(self.norm2.forward(x.clone()), context, probe);
                 probe.record(hw[0], hw[1], probs);
                 out
             }
-            _ => self.attn2.forward(self.norm2.forward(x.clone()), Some(context)),
+            _ => self
+                .attn2
+                .forward(self.norm2.forward(x.clone()), Some(context)),
         };
         let x = x + cross;
         x.clone() + self.ff.forward(self.norm3.forward(x))

@@ -223,7 +223,9 @@ impl UNet2DConditionModel {
         if let Some(p) = probe.as_deref_mut() {
             p.location = UNetLocation::Mid;
         }
-        x = self.mid_block.forward(x, &temb, context, probe.as_deref_mut());
+        x = self
+            .mid_block
+            .forward(x, &temb, context, probe.as_deref_mut());
         if let Some(p) = probe.as_deref_mut() {
             p.location = UNetLocation::Up;
         }
