@@ -452,3 +452,35 @@ fn settings_come_from_a_toml_file_and_flags_win() {
     ]);
     assert_clear_error(&o, &["run.toml", "bogus"]);
 }
+
+#[test]
+fn a_write_failure_is_a_clear_error_and_keeps_finished_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let categories = write_categories(dir.path());
+    let (whole, blocked) = (dir.path().join("whole"), dir.path().join("blocked"));
+    // Every sample kept, so every sample writes an image.
+    let args = ["--refine", "none", "--component-policy", "all", "--min-area-frac", "0", "--max-area-frac", "1"];
+    let o = generate(&categories, &whole, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Sample 2's image path is taken by a non-empty folder: writing it fails part way.
+    let obstacle = blocked.join("images/000000000002.png");
+    std::fs::create_dir_all(obstacle.join("x")).unwrap();
+    let o = generate(&categories, &blocked, &args);
+    assert_clear_error(&o, &["000000000002.png", "cannot write"]);
+    assert!(!blocked.join("annotations.json").exists());
+    assert_eq!(
+        std::fs::read(blocked.join("samples/000000000001.json")).unwrap(),
+        std::fs::read(whole.join("samples/000000000001.json")).unwrap(),
+        "the finished sample is intact"
+    );
+    assert_eq!(temporaries(&blocked), Vec::<PathBuf>::new());
+    std::fs::remove_dir_all(&obstacle).unwrap();
+    let o = generate(&categories, &blocked, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(tree(&whole), tree(&blocked));
+
+    // A read-only file system: a clear error before any work.
+    let o = generate(&categories, Path::new("/proc/maskforge-out"), &[]);
+    assert_clear_error(&o, &["/proc/maskforge-out", "cannot create the output folder"]);
+}
