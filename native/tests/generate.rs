@@ -459,7 +459,16 @@ fn a_write_failure_is_a_clear_error_and_keeps_finished_samples() {
     let categories = write_categories(dir.path());
     let (whole, blocked) = (dir.path().join("whole"), dir.path().join("blocked"));
     // Every sample kept, so every sample writes an image.
-    let args = ["--refine", "none", "--component-policy", "all", "--min-area-frac", "0", "--max-area-frac", "1"];
+    let args = [
+        "--refine",
+        "none",
+        "--component-policy",
+        "all",
+        "--min-area-frac",
+        "0",
+        "--max-area-frac",
+        "1",
+    ];
     let o = generate(&categories, &whole, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
@@ -482,5 +491,8 @@ fn a_write_failure_is_a_clear_error_and_keeps_finished_samples() {
 
     // A read-only file system: a clear error before any work.
     let o = generate(&categories, Path::new("/proc/maskforge-out"), &[]);
-    assert_clear_error(&o, &["/proc/maskforge-out", "cannot create the output folder"]);
+    assert_clear_error(
+        &o,
+        &["/proc/maskforge-out", "cannot create the output folder"],
+    );
 }

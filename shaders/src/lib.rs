@@ -1,2 +1,5 @@
-//! GPU kernels MaskForge adds to burn's (CubeCL): attention-map aggregation and the bilateral
-//! solver for MosaicFusion masks land here with the dataset pipeline.
+//! GPU kernels MaskForge adds to burn's, written in CubeCL and launched on burn's wgpu tensors:
+//! [`resample`] is the separable bicubic pass of MosaicFusion's attention aggregation
+//! (`maskforge_core::mosaic::aggregate_device`).
+
+pub mod resample;

@@ -12,10 +12,12 @@ use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use burn::tensor::{Device, Tensor};
+use maskforge_core::mosaic::aggregate_device::aggregate_on_device;
+use maskforge_core::mosaic::attention_mask::choose;
 use maskforge_core::mosaic::denoise::MosaicParams;
 use maskforge_core::pipelines::Txt2ImgParams;
 use maskforge_core::schedulers::SchedulerKind;
-use maskforge_tests::{Expected, assert_close, check, load_pipeline, mosaic_reference_plan};
+use maskforge_tests::{BOXES, Expected, assert_close, check, load_pipeline, mosaic_reference_plan};
 
 const TOL: f32 = 1e-3;
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -166,6 +168,30 @@ fn wgpu_mosaic_matches_diffusers() {
                     m.denominator
                 );
             }
+            // The aggregation as `maskforge-shaders` kernels against Pillow's bicubic resize.
+            let [y1, y2, x1, x2] = BOXES[r];
+            let chosen = choose(maps, &[32, 16, 8]).unwrap();
+            let map = aggregate_on_device(&chosen, y2 - y1, x2 - x1, &device)
+                .expect("wgpu runs the kernels")
+                .unwrap();
+            let (_, want) = exp.host(&format!("region{r}.map"));
+            let off: Vec<f32> = map
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (*a as f32 - b).abs())
+                .filter(|d| *d > 0.0)
+                .collect();
+            let worst = off.iter().fold(0f32, |a, &b| a.max(b));
+            println!(
+                "region {r}: kernel aggregation differs from Pillow at {} of {} pixels, by at most {worst}",
+                off.len(),
+                want.len()
+            );
+            assert!(
+                worst <= 1.0 && off.len() * 100 <= want.len(),
+                "region {r}: {} pixels off by up to {worst}",
+                off.len()
+            );
         }
     });
 }

@@ -41,6 +41,20 @@ pub fn attention_mask(
     width: usize,
     rule: Threshold,
 ) -> Result<AttentionMask> {
+    let chosen = choose(maps, denominators)?;
+    let map = aggregate(&chosen, height, width);
+    Ok(threshold_map(
+        map,
+        chosen.iter().map(|m| m.denominator).collect(),
+        rule,
+    ))
+}
+
+/// The maps at `denominators`; an error when there are none.
+pub fn choose<'a>(
+    maps: &'a [AttentionMap],
+    denominators: &[usize],
+) -> Result<Vec<&'a AttentionMap>> {
     let chosen: Vec<&AttentionMap> = maps
         .iter()
         .filter(|m| denominators.contains(&m.denominator))
@@ -52,8 +66,13 @@ pub fn attention_mask(
             maps.iter().map(|m| m.denominator).collect::<Vec<_>>()
         )));
     }
+    Ok(chosen)
+}
+
+/// The 8-bit average of `chosen` at `height × width` (on the host).
+pub fn aggregate(chosen: &[&AttentionMap], height: usize, width: usize) -> Vec<u8> {
     let mut average = vec![0f64; height * width];
-    for m in &chosen {
+    for m in chosen {
         let max = m.values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         // `(255 * a / a.max()).astype(uint8)`: truncation, NaN (all-zero map) → 0.
         let bytes: Vec<u8> = m
@@ -77,7 +96,7 @@ pub fn attention_mask(
         *a /= chosen.len() as f64;
     }
     let max = average.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let map: Vec<u8> = average
+    average
         .iter()
         .map(|&a| {
             let x = 255.0 * a / max;
@@ -87,7 +106,11 @@ pub fn attention_mask(
                 0
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Thresholds an aggregated 8-bit map.
+pub fn threshold_map(map: Vec<u8>, resolutions: Vec<usize>, rule: Threshold) -> AttentionMask {
     let (t, mask) = match rule {
         Threshold::Otsu => {
             let t = otsu_threshold(&map);
@@ -102,12 +125,12 @@ pub fn attention_mask(
             (t, mask)
         }
     };
-    Ok(AttentionMask {
+    AttentionMask {
         map,
-        resolutions: chosen.iter().map(|m| m.denominator).collect(),
+        resolutions,
         threshold: t,
         mask,
-    })
+    }
 }
 
 #[cfg(test)]

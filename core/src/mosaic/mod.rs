@@ -5,6 +5,7 @@
 //! [`denoise`] runs the multi-region diffusion and captures attention, [`attention_mask`]
 //! turns attention into masks, [`instances`] turns masks into instances.
 
+pub mod aggregate_device;
 pub mod attention_mask;
 pub mod categories;
 pub mod denoise;

@@ -18,9 +18,9 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
-/// For each output pixel: first input pixel and fixed-point weights (Pillow's
-/// `precompute_coeffs` + `normalize_coeffs_8bpc`).
-fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
+/// For each output pixel: first input pixel and normalised weights (Pillow's
+/// `precompute_coeffs`).
+pub fn bicubic_taps(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f64>)> {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = 2.0 * filter_scale;
@@ -33,15 +33,28 @@ fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
                 .map(|x| bicubic((x as f64 - center + 0.5) / filter_scale))
                 .collect();
             let total: f64 = weights.iter().sum();
+            let weights = weights
+                .iter()
+                .map(|&w| if total != 0.0 { w / total } else { w })
+                .collect();
+            (xmin, weights)
+        })
+        .collect()
+}
+
+/// The taps in Pillow's fixed point (`normalize_coeffs_8bpc`).
+fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
+    bicubic_taps(in_size, out_size)
+        .into_iter()
+        .map(|(start, weights)| {
             let fixed = weights
                 .iter()
                 .map(|&w| {
-                    let w = if total != 0.0 { w / total } else { w };
                     let v = w * (1u64 << PRECISION_BITS) as f64;
                     (if w < 0.0 { v - 0.5 } else { v + 0.5 }) as i32
                 })
                 .collect();
-            (xmin, fixed)
+            (start, fixed)
         })
         .collect()
 }

@@ -4,7 +4,8 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::attention_mask::{Threshold, attention_mask};
+use super::aggregate_device::aggregate_on_device;
+use super::attention_mask::{Threshold, attention_mask, choose, threshold_map};
 use super::denoise::MosaicParams;
 use super::instances::{ComponentPolicy, InstanceFilter, extract_instances};
 use super::plan::{PlanConfig, SamplePlan};
@@ -111,6 +112,9 @@ pub struct Denoised {
     pub attention: Vec<Vec<super::denoise::AttentionMap>>,
     /// Time spent in UNet calls.
     pub unet_time: std::time::Duration,
+    /// Per region: the aggregated 8-bit attention map and its resolutions, when the device
+    /// computed them (wgpu); otherwise the host aggregates `attention`.
+    pub maps: Option<Vec<(Vec<u8>, Vec<usize>)>>,
 }
 
 impl StableDiffusion {
@@ -134,10 +138,25 @@ impl StableDiffusion {
         on_step: impl FnMut(usize, usize),
     ) -> Result<Denoised> {
         let out = self.mosaic(plan, &config.denoise, None, on_step)?;
+        let mut maps = Some(Vec::new());
+        for (region, attention) in plan.regions.iter().zip(&out.attention) {
+            let chosen = choose(attention, &config.resolutions)?;
+            let (h, w) = (region.bbox.height(), region.bbox.width());
+            match aggregate_on_device(&chosen, h, w, &self.device) {
+                Some(map) => {
+                    let resolutions = chosen.iter().map(|m| m.denominator).collect();
+                    if let Some(maps) = maps.as_mut() {
+                        maps.push((map?, resolutions));
+                    }
+                }
+                None => maps = None,
+            }
+        }
         Ok(Denoised {
             rgb: image_to_rgb8(out.image)?,
             attention: out.attention,
             unet_time: out.unet_time,
+            maps,
         })
     }
 }
@@ -151,7 +170,12 @@ pub fn finish_sample(
     default_scheduler: &crate::schedulers::SchedulerKind,
     denoised: Denoised,
 ) -> Result<Sample> {
-    let Denoised { rgb, attention, .. } = denoised;
+    let Denoised {
+        rgb,
+        attention,
+        maps: device_maps,
+        ..
+    } = denoised;
     let (height, width) = (plan.layout.canvas_height, plan.layout.canvas_width);
 
     let mut masks = Vec::new();
@@ -160,7 +184,13 @@ pub fn finish_sample(
     for (region, maps) in plan.regions.iter().zip(&attention) {
         let b = region.bbox;
         let (h, w) = (b.height(), b.width());
-        let m = attention_mask(maps, &config.resolutions, h, w, config.threshold)?;
+        let m = match &device_maps {
+            Some(d) => {
+                let (map, resolutions) = d[masks.len()].clone();
+                threshold_map(map, resolutions, config.threshold)
+            }
+            None => attention_mask(maps, &config.resolutions, h, w, config.threshold)?,
+        };
         let mask = match config.refine {
             Refine::None => m.mask,
             Refine::Bilateral {

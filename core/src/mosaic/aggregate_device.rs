@@ -1,0 +1,62 @@
+//! The attention aggregation of [`attention_mask`](super::attention_mask) on a wgpu device:
+//! normalisation and averaging as burn tensor operations, Pillow's bicubic resize as the
+//! `maskforge-shaders` resampling kernel (rows, then the transposed image). Single-precision
+//! throughout, so an 8-bit value may differ by one from the host's float64 path.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::denoise::AttentionMap;
+use super::resize::bicubic_taps;
+use crate::error::{Error, Result};
+
+/// `Some(8-bit map)` on a CubeCL device, `None` on others (use the host path).
+pub fn aggregate_on_device(
+    chosen: &[&AttentionMap],
+    height: usize,
+    width: usize,
+    device: &Device,
+) -> Option<Result<Vec<u8>>> {
+    if !maskforge_shaders::resample::is_cube_device(device) {
+        return None;
+    }
+    let taps = |n_in, n_out| -> (Vec<usize>, Vec<Vec<f32>>) {
+        bicubic_taps(n_in, n_out)
+            .into_iter()
+            .map(|(s, w)| (s, w.into_iter().map(|v| v as f32).collect()))
+            .unzip()
+    };
+    let mut sum: Option<Tensor<2>> = None;
+    for m in chosen {
+        let t = Tensor::<2>::from_data(
+            TensorData::new(m.values.clone(), [m.height, m.width]),
+            device,
+        );
+        let bytes = to_bytes(t);
+        let (starts_w, weights_w) = taps(m.width, width);
+        let rows = maskforge_shaders::resample::resample_rows(bytes, &starts_w, &weights_w)?;
+        let (starts_h, weights_h) = taps(m.height, height);
+        let cols =
+            maskforge_shaders::resample::resample_rows(rows.transpose(), &starts_h, &weights_h)?;
+        let resized = cols.transpose() / 255.0;
+        sum = Some(match sum {
+            Some(s) => s + resized,
+            None => resized,
+        });
+    }
+    let average = sum? / chosen.len() as f64;
+    let map = to_bytes(average);
+    Some(
+        map.into_data()
+            .try_into_vec::<f32>()
+            .map(|v| v.into_iter().map(|p| p as u8).collect())
+            .map_err(|e| Error::Device(format!("{e:?}"))),
+    )
+}
+
+/// `floor(255 · t / max(t))` clamped to 0..255, 0 where undefined (an all-zero map).
+fn to_bytes(t: Tensor<2>) -> Tensor<2> {
+    let [h, w] = t.dims();
+    let max = t.clone().max().reshape([1, 1]).expand([h, w]);
+    let x = (t * 255.0 / max).floor().clamp(0.0, 255.0);
+    x.clone().mask_fill(x.is_nan(), 0.0)
+}
