@@ -35,3 +35,10 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
     }
     result
 }
+
+/// [`write_atomically`] for bytes already in memory.
+pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |tmp| {
+        std::fs::write(tmp, bytes).with_context(|| format!("{}: cannot write", path.display()))
+    })
+}

@@ -1,8 +1,12 @@
 //! The `maskforge` binary end to end on the tiny fixtures: results equal diffusers', and bad
 //! input gives a clear error naming the file, never a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{assert_clear_error, maskforge};
 
 use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, Weights};
 use maskforge_native::npy;
@@ -21,23 +25,6 @@ fn expected(key: &str) -> (Vec<usize>, Vec<f32>) {
         .unwrap()
         .unwrap();
     (t.shape, t.data)
-}
-
-fn maskforge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maskforge"))
-        .args(args)
-        .output()
-        .expect("runs maskforge")
-}
-
-/// Asserts a failure whose message mentions every one of `needles`, without a panic.
-fn assert_clear_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "error should mention `{n}`: {stderr}");
-    }
 }
 
 fn txt2img_args<'a>(model: &'a str, out: &'a str) -> Vec<&'a str> {

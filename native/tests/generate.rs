@@ -2,25 +2,13 @@
 //! (read back with hotcoco: masks decode, area and bbox agree, ids unique), the manifest
 //! records every sample, reruns are byte-identical, and bad input is a clear error.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn maskforge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maskforge"))
-        .args(args)
-        .output()
-        .expect("runs maskforge")
-}
-
-fn assert_clear_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "error should mention `{n}`: {stderr}");
-    }
-}
+use common::{assert_clear_error, maskforge};
 
 const CATEGORIES: &str = r#"{"info": {}, "categories": [
   {"id": 1, "name": "cat", "def": "a small domesticated feline", "frequency": "f", "synset": "cat.n.01"},

@@ -165,3 +165,24 @@ pub fn mosaic_reference_plan(sd: &StableDiffusion) -> SamplePlan {
         regions,
     }
 }
+
+/// Asserts that a region's captured attention maps equal the fixture's `region{r}.res{d}`,
+/// relative to each map's maximum (probabilities are ~1e-2). Returns the largest error.
+pub fn assert_attention_close(
+    exp: &Expected,
+    region: usize,
+    maps: &[maskforge_core::mosaic::denoise::AttentionMap],
+    tol: f32,
+) -> f32 {
+    let mut worst = 0f32;
+    for m in maps {
+        let (shape, expected) = exp.host(&format!("region{region}.res{}", m.denominator));
+        assert_eq!(shape, vec![m.height, m.width]);
+        let scale = expected.iter().fold(0f32, |a, &b| a.max(b.abs()));
+        let got: Vec<f32> = m.values.iter().map(|v| v / scale).collect();
+        let want: Vec<f32> = expected.iter().map(|v| v / scale).collect();
+        let what = format!("region {region} attention 1/{}", m.denominator);
+        worst = worst.max(assert_close(&what, &got, &want, tol));
+    }
+    worst
+}

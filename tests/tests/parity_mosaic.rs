@@ -6,7 +6,9 @@
 use burn::tensor::Device;
 use maskforge_core::mosaic::attention_mask::{Threshold, attention_mask};
 use maskforge_core::mosaic::denoise::MosaicParams;
-use maskforge_tests::{BOXES, Expected, assert_close, check, load_pipeline, mosaic_reference_plan};
+use maskforge_tests::{
+    BOXES, Expected, assert_attention_close, check, load_pipeline, mosaic_reference_plan,
+};
 
 /// OpenCV's Otsu thresholds of the reference run.
 const THRESHOLDS: [u8; 4] = [228, 240, 232, 233];
@@ -33,20 +35,8 @@ fn mosaic_matches_diffusers_reference() {
             vec![8, 16],
             "the tiny UNet has cross-attention at 1/8 and 1/16 of a region"
         );
-        for m in maps {
-            let (shape, expected) = exp.host(&format!("region{r}.res{}", m.denominator));
-            assert_eq!(shape, vec![m.height, m.width]);
-            let scale = expected.iter().fold(0f32, |a, &b| a.max(b.abs()));
-            // Probabilities ~1e-2: compare relative to the map's maximum.
-            let got: Vec<f32> = m.values.iter().map(|v| v / scale).collect();
-            let want: Vec<f32> = expected.iter().map(|v| v / scale).collect();
-            assert_close(
-                &format!("region {r} attention 1/{}", m.denominator),
-                &got,
-                &want,
-                1e-3,
-            );
-        }
+        // Probabilities ~1e-2: compared relative to each map's maximum.
+        assert_attention_close(&exp, r, maps, 1e-3);
         let [y1, y2, x1, x2] = BOXES[r];
         let mask = attention_mask(maps, &[32, 16, 8], y2 - y1, x2 - x1, Threshold::Otsu).unwrap();
         let (_, want_map) = exp.host(&format!("region{r}.map"));

@@ -17,7 +17,9 @@ use maskforge_core::mosaic::attention_mask::choose;
 use maskforge_core::mosaic::denoise::MosaicParams;
 use maskforge_core::pipelines::Txt2ImgParams;
 use maskforge_core::schedulers::SchedulerKind;
-use maskforge_tests::{BOXES, Expected, assert_close, check, load_pipeline, mosaic_reference_plan};
+use maskforge_tests::{
+    BOXES, Expected, assert_attention_close, check, load_pipeline, mosaic_reference_plan,
+};
 
 const TOL: f32 = 1e-3;
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -152,22 +154,8 @@ fn wgpu_mosaic_matches_diffusers() {
         check(&exp, "latents", out.latents, TOL);
         check(&exp, "image", out.image, TOL);
         for (r, maps) in out.attention.iter().enumerate() {
-            for m in maps {
-                let (_, want) = exp.host(&format!("region{r}.res{}", m.denominator));
-                let scale = want.iter().fold(0f32, |a, &b| a.max(b.abs()));
-                let got: Vec<f32> = m.values.iter().map(|v| v / scale).collect();
-                let want: Vec<f32> = want.iter().map(|v| v / scale).collect();
-                let e = assert_close(
-                    &format!("region {r} attention 1/{}", m.denominator),
-                    &got,
-                    &want,
-                    TOL,
-                );
-                println!(
-                    "region {r} attention 1/{}: max error {e:.2e} of the map's maximum",
-                    m.denominator
-                );
-            }
+            let e = assert_attention_close(&exp, r, maps, TOL);
+            println!("region {r} attention: max error {e:.2e} of the map's maximum");
             // The aggregation as `maskforge-shaders` kernels against Pillow's bicubic resize.
             let [y1, y2, x1, x2] = BOXES[r];
             let chosen = choose(maps, &[32, 16, 8]).unwrap();

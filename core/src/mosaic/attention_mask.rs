@@ -74,18 +74,11 @@ pub fn aggregate(chosen: &[&AttentionMap], height: usize, width: usize) -> Vec<u
     let mut average = vec![0f64; height * width];
     for m in chosen {
         let max = m.values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        // `(255 * a / a.max()).astype(uint8)`: truncation, NaN (all-zero map) → 0.
+        // In single precision, as the original's torch float32 maps.
         let bytes: Vec<u8> = m
             .values
             .iter()
-            .map(|&v| {
-                let x = 255.0 * v / max;
-                if x.is_finite() {
-                    x.clamp(0.0, 255.0) as u8
-                } else {
-                    0
-                }
-            })
+            .map(|&v| to_byte((255.0 * v / max) as f64))
             .collect();
         let resized = resize_bicubic(&bytes, m.height, m.width, height, width);
         for (a, &p) in average.iter_mut().zip(&resized) {
@@ -96,17 +89,16 @@ pub fn aggregate(chosen: &[&AttentionMap], height: usize, width: usize) -> Vec<u
         *a /= chosen.len() as f64;
     }
     let max = average.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    average
-        .iter()
-        .map(|&a| {
-            let x = 255.0 * a / max;
-            if x.is_finite() {
-                x.clamp(0.0, 255.0) as u8
-            } else {
-                0
-            }
-        })
-        .collect()
+    average.iter().map(|&a| to_byte(255.0 * a / max)).collect()
+}
+
+/// `x.astype(uint8)` of `x = 255 · v / max` as numpy: truncation, and NaN (an all-zero map) → 0.
+fn to_byte(x: f64) -> u8 {
+    if x.is_finite() {
+        x.clamp(0.0, 255.0) as u8
+    } else {
+        0
+    }
 }
 
 /// Thresholds an aggregated 8-bit map.

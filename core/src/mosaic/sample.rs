@@ -93,7 +93,7 @@ pub struct Sample {
 }
 
 /// Interleaved RGB of `rgb`'s box `y1..y2 × x1..x2`.
-fn crop_rgb(rgb: &[u8], width: usize, [y1, y2, x1, x2]: [usize; 4]) -> Vec<u8> {
+pub fn crop_rgb(rgb: &[u8], width: usize, [y1, y2, x1, x2]: [usize; 4]) -> Vec<u8> {
     (y1..y2)
         .flat_map(|y| {
             rgb[(y * width + x1) * 3..(y * width + x2) * 3]

@@ -154,7 +154,7 @@ fn bench_mosaic(
     use maskforge_core::mosaic::categories::parse_categories;
     use maskforge_core::mosaic::layout::{Layout, LayoutConfig, LayoutDraws};
     use maskforge_core::mosaic::plan::{PlanConfig, plan_sample};
-    use maskforge_core::mosaic::sample::{GenerateConfig, Refine};
+    use maskforge_core::mosaic::sample::{GenerateConfig, Refine, crop_rgb};
     use maskforge_core::pipelines::{Txt2ImgParams, image_to_rgb8};
 
     let layout = LayoutConfig {
@@ -225,11 +225,7 @@ fn bench_mosaic(
     let mut solver_ms = Vec::new();
     for (r, mask) in plan.regions.iter().zip(&sample.region_masks) {
         let b = r.bbox;
-        let crop: Vec<u8> = (b.y1..b.y2)
-            .flat_map(|y| {
-                sample.rgb[(y * sample.width + b.x1) * 3..(y * sample.width + b.x2) * 3].to_vec()
-            })
-            .collect();
+        let crop = crop_rgb(&sample.rgb, sample.width, [b.y1, b.y2, b.x1, b.x2]);
         let start = Instant::now();
         refine_mask(
             &crop,

@@ -530,10 +530,7 @@ fn write_run_file(
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let bytes = serde_json::to_vec_pretty(&run).expect("JSON values serialise");
-            crate::write_atomically(&path, |tmp| {
-                std::fs::write(tmp, &bytes)
-                    .with_context(|| format!("{}: cannot write", path.display()))
-            })
+            crate::write_bytes_atomically(&path, &bytes)
         }
         Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
     }
@@ -649,10 +646,7 @@ fn write_sample(sample: &Sample, images_dir: &Path, record_path: &Path) -> Resul
         })?;
     }
     let json = serde_json::to_vec(&sample.record).expect("records serialise");
-    crate::write_atomically(record_path, |tmp| {
-        std::fs::write(tmp, &json)
-            .with_context(|| format!("{}: cannot write", record_path.display()))
-    })
+    crate::write_bytes_atomically(record_path, &json)
 }
 
 /// `annotations.json` and `manifest.jsonl` from all records, sorted by sample.
@@ -669,13 +663,9 @@ fn write_outputs(
         manifest.push(b'\n');
     }
     let path = out.join("manifest.jsonl");
-    crate::write_atomically(&path, |tmp| {
-        std::fs::write(tmp, &manifest).with_context(|| format!("{}: cannot write", path.display()))
-    })?;
+    crate::write_bytes_atomically(&path, &manifest)?;
     let annotations = assemble_annotations(categories, records)?;
     let path = out.join("annotations.json");
     let bytes = serde_json::to_vec(&annotations).expect("JSON values serialise");
-    crate::write_atomically(&path, |tmp| {
-        std::fs::write(tmp, &bytes).with_context(|| format!("{}: cannot write", path.display()))
-    })
+    crate::write_bytes_atomically(&path, &bytes)
 }
