@@ -4,6 +4,7 @@
 pub mod arch;
 pub mod dataset;
 pub mod error;
+pub mod imaging;
 pub mod masks;
 pub mod models;
 pub mod mosaic;

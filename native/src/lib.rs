@@ -1,6 +1,7 @@
 //! The native side of MaskForge: files, devices and the `maskforge` subcommands.
 
 pub mod commands;
+pub mod control;
 pub mod device;
 pub mod embedded;
 pub mod merge;

@@ -67,7 +67,7 @@ fn detect_arch(name: &str, bytes: maskforge_core::weights::Bytes) -> Result<Arch
     let file = SafetensorsFile::parse(name, bytes)?;
     let has_prefix = |p: &str| file.keys().any(|k| k.starts_with(p));
     Ok(if has_prefix("conditioner.") {
-        bail!("{name}: SDXL single-file checkpoints are not supported yet")
+        Arch::Sdxl
     } else if has_prefix("cond_stage_model.model.") {
         Arch::Sd21
     } else {

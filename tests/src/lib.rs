@@ -186,3 +186,31 @@ pub fn assert_attention_close(
     }
     worst
 }
+
+/// Prompt, negative prompt and output size of `tests/fixtures/sdxl_controlnet_ref.py`.
+pub mod sdxl_fixture {
+    pub const PROMPT: &str = "a photo of a single cat";
+    pub const NEGATIVE: &str = "blurry, low quality";
+    pub const HEIGHT: usize = 64;
+    pub const WIDTH: usize = 48;
+}
+
+/// ControlNet `nets[i]` (fixture names) with fixture image `images[i]` and `scales[i]`,
+/// loaded the way `maskforge txt2img --controlnet` loads them.
+pub fn fixture_controls(
+    sd: &StableDiffusion,
+    nets: &[&str],
+    images: &[&str],
+    scales: &[f32],
+) -> Vec<maskforge_core::pipelines::Control> {
+    let paths = |names: &[&str]| names.iter().map(|n| fixture(n)).collect::<Vec<_>>();
+    maskforge_native::control::load_controls(
+        sd,
+        &paths(nets),
+        &paths(images),
+        scales,
+        sdxl_fixture::HEIGHT,
+        sdxl_fixture::WIDTH,
+    )
+    .unwrap()
+}

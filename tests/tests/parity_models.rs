@@ -100,7 +100,7 @@ fn unet_matches(pipeline: &str, expected: &str) {
     let mut trace = UNetTrace::default();
     let out = sd
         .unet
-        .forward_traced(sample, t, &context, None, Some(&mut trace), None);
+        .forward_traced(sample, t, &context, None, None, Some(&mut trace), None);
     check(&exp, "unet.time_emb", trace.time_emb.unwrap(), TOL);
     check(&exp, "unet.conv_in", trace.conv_in.unwrap(), TOL);
     for (i, d) in trace.down.into_iter().enumerate() {

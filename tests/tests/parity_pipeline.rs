@@ -51,6 +51,7 @@ fn params(exp: &Expected, device: &Device, scheduler: SchedulerKind) -> Txt2ImgP
         seed: 0,
         latents: Some(exp.tensor("pipe.init_latents", device)),
         clip_skip: None,
+        controls: Vec::new(),
     }
 }
 

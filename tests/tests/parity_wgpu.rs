@@ -100,6 +100,7 @@ fn wgpu_txt2img_matches_diffusers() {
             seed: 0,
             latents: Some(exp.tensor("pipe.init_latents", &device)),
             clip_skip: None,
+            controls: Vec::new(),
         };
         let out = sd.txt2img(&params, |_, _| {}).unwrap();
         check(&exp, "pipe.pndm.latents", out.latents, TOL);

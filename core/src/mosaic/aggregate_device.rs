@@ -6,8 +6,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::denoise::AttentionMap;
-use super::resize::bicubic_taps;
 use crate::error::{Error, Result};
+use crate::imaging::resize::Filter;
 
 /// `Some(8-bit map)` on a CubeCL device, `None` on others (use the host path).
 pub fn aggregate_on_device(
@@ -20,7 +20,8 @@ pub fn aggregate_on_device(
         return None;
     }
     let taps = |n_in, n_out| -> (Vec<usize>, Vec<Vec<f32>>) {
-        bicubic_taps(n_in, n_out)
+        Filter::Bicubic
+            .taps(n_in, n_out)
             .into_iter()
             .map(|(s, w)| (s, w.into_iter().map(|v| v as f32).collect()))
             .unzip()

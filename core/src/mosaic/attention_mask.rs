@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::denoise::AttentionMap;
-use super::resize::resize_bicubic;
 use crate::error::{Error, Result};
+use crate::imaging::resize::resize_bicubic;
 use crate::masks::{otsu_threshold, threshold};
 
 /// How the averaged attention map becomes a mask.

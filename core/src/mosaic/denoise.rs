@@ -116,6 +116,12 @@ impl StableDiffusion {
         noise: Option<Tensor<4>>,
         mut on_step: impl FnMut(usize, usize),
     ) -> Result<MosaicOutput> {
+        if self.unet.needs_added_cond() {
+            return Err(Error::Invalid(
+                "MosaicFusion generation runs SD 1.x/2.x models; SDXL models are not supported yet"
+                    .into(),
+            ));
+        }
         let layout = &plan.layout;
         self.check_size(layout.canvas_height, layout.canvas_width)?;
         if params.steps == 0 {
@@ -225,6 +231,7 @@ impl StableDiffusion {
                     input,
                     t as f32,
                     &context,
+                    None,
                     None,
                     None,
                     capturing.then_some(&mut probe),

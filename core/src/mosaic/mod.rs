@@ -12,5 +12,4 @@ pub mod denoise;
 pub mod instances;
 pub mod layout;
 pub mod plan;
-pub mod resize;
 pub mod sample;

@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 pub enum PipelineKind {
     /// `StableDiffusionPipeline` (SD 1.x and 2.x).
     StableDiffusion,
+    /// `StableDiffusionXLPipeline`: two text encoders and `text_time` conditioning.
+    StableDiffusionXL,
 }
 
 /// A parsed `model_index.json`.
@@ -20,6 +22,8 @@ pub struct ModelIndex {
     pub kind: PipelineKind,
     /// Component name → `[library, class]` (null entries for absent optional components dropped).
     pub components: BTreeMap<String, (String, String)>,
+    /// SDXL: a missing negative prompt means zero embeddings, not the empty prompt's.
+    pub force_zeros_for_empty_prompt: bool,
 }
 
 impl ModelIndex {
@@ -33,13 +37,22 @@ impl ModelIndex {
             .ok_or_else(|| Error::bad_file(file, "no `_class_name`"))?;
         let kind = match class {
             "StableDiffusionPipeline" => PipelineKind::StableDiffusion,
+            "StableDiffusionXLPipeline" => PipelineKind::StableDiffusionXL,
             other => {
                 return Err(Error::config(
                     file,
-                    format!("unsupported pipeline `{other}` (supported: StableDiffusionPipeline)"),
+                    format!(
+                        "unsupported pipeline `{other}` (supported: StableDiffusionPipeline, \
+                         StableDiffusionXLPipeline)"
+                    ),
                 ));
             }
         };
+        let force_zeros_for_empty_prompt = kind == PipelineKind::StableDiffusionXL
+            && json
+                .get("force_zeros_for_empty_prompt")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
         let components = json
             .as_object()
             .into_iter()
@@ -56,7 +69,11 @@ impl ModelIndex {
                 ))
             })
             .collect();
-        Ok(Self { kind, components })
+        Ok(Self {
+            kind,
+            components,
+            force_zeros_for_empty_prompt,
+        })
     }
 
     /// The class of component `name` (`"PNDMScheduler"`), if present.

@@ -1,18 +1,22 @@
 //! Text-to-image with classifier-free guidance, step for step as diffusers'
-//! `StableDiffusionPipeline.__call__`.
+//! `StableDiffusionPipeline.__call__` and `StableDiffusionXLPipeline.__call__`, and their
+//! ControlNet variants.
 
 use burn::tensor::{DType, Tensor};
 
+use super::controlnet::Control;
 use super::stable_diffusion::StableDiffusion;
 use crate::error::{Error, Result};
+use crate::models::unet::ControlResiduals;
 use crate::rng::TorchRng;
 use crate::schedulers::{self, SchedulerKind};
 
 /// The arguments of one text-to-image run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Txt2ImgParams {
     pub prompt: String,
-    /// `None` behaves as diffusers' `negative_prompt=None` (the empty prompt).
+    /// `None` behaves as diffusers' `negative_prompt=None`: the empty prompt, or zero embeddings
+    /// for SDXL models with `force_zeros_for_empty_prompt`.
     pub negative_prompt: Option<String>,
     pub height: usize,
     pub width: usize,
@@ -27,6 +31,9 @@ pub struct Txt2ImgParams {
     /// Initial noise `[1, 4, H/8, W/8]`, as diffusers' `latents=` (scaled by `init_noise_sigma`).
     pub latents: Option<Tensor<4>>,
     pub clip_skip: Option<usize>,
+    /// ControlNets applied at every step; their residuals are summed (diffusers'
+    /// `MultiControlNetModel`).
+    pub controls: Vec<Control>,
 }
 
 /// The result: final latents (before VAE decoding) and the decoded image.
@@ -66,13 +73,27 @@ impl StableDiffusion {
         let mut scheduler = schedulers::build(kind, &self.scheduler_config, p.steps)
             .map_err(|e| Error::Invalid(format!("scheduler {}: {e}", kind.cli_name())))?;
 
+        for control in &p.controls {
+            self.check_controlnet(&control.net)?;
+            let [_, c, h, w] = control.image.dims();
+            if [c, h, w] != [3, p.height, p.width] {
+                return Err(Error::Invalid(format!(
+                    "control image for {} is {c}x{h}x{w}, expected 3x{}x{}",
+                    control.net.origin, p.height, p.width
+                )));
+            }
+        }
+
         let cfg = p.guidance > 1.0;
-        let context = if cfg {
-            let negative = p.negative_prompt.as_deref().unwrap_or("");
-            self.encode_prompts(&[negative, &p.prompt], p.clip_skip)
+        let positive = self.encode_text(&[&p.prompt], p.clip_skip);
+        let embeds = if cfg {
+            self.encode_negative(p.negative_prompt.as_deref(), &positive)
+                .cat(positive)
         } else {
-            self.encode_prompts(&[&p.prompt], p.clip_skip)
+            positive
         };
+        let added = embeds.added_cond(p.height, p.width);
+        let context = embeds.context;
 
         let mut rng = TorchRng::new(p.seed);
         let noise = match &p.latents {
@@ -95,7 +116,30 @@ impl StableDiffusion {
                 latents.clone()
             };
             let input = scheduler.scale_model_input(input, i);
-            let mut eps = self.unet.forward(input, t as f32, &context, None);
+            let control = p
+                .controls
+                .iter()
+                .map(|c| {
+                    let net = &c.net.model;
+                    net.forward(
+                        input.clone(),
+                        t as f32,
+                        &context,
+                        added.as_ref(),
+                        &c.image,
+                        c.scale,
+                    )
+                })
+                .reduce(ControlResiduals::add);
+            let mut eps = self.unet.forward_traced(
+                input,
+                t as f32,
+                &context,
+                added.as_ref(),
+                control.as_ref(),
+                None,
+                None,
+            );
             if cfg {
                 let [uncond, cond] = eps.chunk(2, 0).try_into().expect("two CFG halves");
                 eps = uncond.clone() + (cond - uncond) * p.guidance;
@@ -117,7 +161,7 @@ impl StableDiffusion {
         if let Some(shift) = self.vae_config.shift_factor {
             z = z + shift;
         }
-        let image = self.vae.decode(z).cast(DType::F32);
+        let image = self.vae.decode(z.cast(self.vae_dtype)).cast(DType::F32);
         (image / 2.0 + 0.5).clamp(0.0, 1.0)
     }
 }

@@ -26,12 +26,12 @@ pub fn load_component_weights(
     for variant in variants {
         for base in BASE_NAMES {
             let ext = variant.map(|v| format!(".{v}")).unwrap_or_default();
-            let single = format!("{dir}/{base}{ext}.safetensors");
+            let single = join(dir, &format!("{base}{ext}.safetensors"));
             if source.exists(&single) {
                 let file = SafetensorsFile::parse(source.display(&single), source.read(&single)?)?;
                 return SafetensorsWeights::new(vec![file]);
             }
-            let index = format!("{dir}/{base}.safetensors.index{ext}.json");
+            let index = join(dir, &format!("{base}.safetensors.index{ext}.json"));
             if source.exists(&index) {
                 return load_sharded(source, dir, &index);
             }
@@ -40,7 +40,7 @@ pub fn load_component_weights(
     }
     let message = if BASE_NAMES
         .iter()
-        .any(|b| source.exists(&format!("{dir}/{b}.bin")))
+        .any(|b| source.exists(&join(dir, &format!("{b}.bin"))))
     {
         "only PyTorch .bin weights found; MaskForge reads safetensors (convert the folder with diffusers' save_pretrained(safe_serialization=True))".to_string()
     } else {
@@ -50,6 +50,15 @@ pub fn load_component_weights(
         file: source.display(dir),
         message,
     })
+}
+
+/// `dir/name`, or `name` for the source's root (`dir` empty).
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 fn load_sharded(source: &dyn FileSource, dir: &str, index: &str) -> Result<SafetensorsWeights> {
@@ -65,7 +74,7 @@ fn load_sharded(source: &dyn FileSource, dir: &str, index: &str) -> Result<Safet
     let files = shards
         .into_iter()
         .map(|shard| {
-            let path = format!("{dir}/{shard}");
+            let path = join(dir, shard);
             SafetensorsFile::parse(source.display(&path), source.read(&path)?)
         })
         .collect::<Result<Vec<_>>>()?;

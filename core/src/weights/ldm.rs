@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::safetensors_file::SafetensorsWeights;
 use super::var_builder::{HostTensor, Weights};
 use crate::error::Result;
+use crate::models::unet::UNet2DConditionConfig;
 
 /// Which part of the checkpoint a [`LdmComponent`] reads.
 #[derive(Debug, Clone)]
@@ -16,12 +17,25 @@ pub enum LdmLayout {
         layers_per_block: usize,
         up_block_has_attention: Vec<bool>,
     },
+    /// The original ControlNet release: `prefix` (`control_model.` or nothing) then the UNet's
+    /// down-path names plus `input_hint_block`, `zero_convs` and `middle_block_out`;
+    /// `hint_blocks` is the number of convs between the hint block's first and last.
+    ControlNet {
+        prefix: &'static str,
+        layers_per_block: usize,
+        hint_blocks: usize,
+    },
     /// `first_stage_model.*` with `num_blocks` resolution levels.
     Vae { num_blocks: usize },
-    /// `cond_stage_model.transformer.*` (SD1, transformers' CLIP names).
-    ClipText,
-    /// `cond_stage_model.model.*` (SD2, OpenCLIP names with fused q/k/v).
-    OpenClipText { hidden_size: usize },
+    /// transformers' CLIP names below `prefix` (SD1: `cond_stage_model.transformer.`, SDXL's
+    /// first encoder: `conditioner.embedders.0.transformer.`).
+    ClipText { prefix: &'static str },
+    /// OpenCLIP names with fused q/k/v below `prefix` (SD2: `cond_stage_model.model.`, SDXL's
+    /// second encoder: `conditioner.embedders.1.model.`).
+    OpenClipText {
+        prefix: &'static str,
+        hidden_size: usize,
+    },
 }
 
 /// How a stored tensor becomes the diffusers tensor.
@@ -40,6 +54,21 @@ enum Transform {
 pub struct LdmComponent {
     checkpoint: Arc<SafetensorsWeights>,
     layout: LdmLayout,
+}
+
+impl LdmLayout {
+    /// The UNet layout of config `unet` (`file` names it in errors).
+    pub fn unet(unet: &UNet2DConditionConfig, file: &str) -> Result<Self> {
+        let sizes = unet.block_sizes(file)?;
+        Ok(LdmLayout::UNet {
+            layers_per_block: sizes.layers[0],
+            up_block_has_attention: unet
+                .up_block_types
+                .iter()
+                .map(|t| t.starts_with("CrossAttn"))
+                .collect(),
+        })
+    }
 }
 
 impl LdmComponent {
@@ -61,17 +90,25 @@ impl LdmComponent {
                 ),
                 Transform::None,
             ),
+            LdmLayout::ControlNet {
+                prefix,
+                layers_per_block,
+                hint_blocks,
+            } => (
+                format!(
+                    "{prefix}{}",
+                    controlnet_key(key, *layers_per_block, *hint_blocks)
+                ),
+                Transform::None,
+            ),
             LdmLayout::Vae { num_blocks } => (
                 format!("first_stage_model.{}", vae_key(key, *num_blocks)),
                 Transform::None,
             ),
-            LdmLayout::ClipText => (
-                format!("cond_stage_model.transformer.{key}"),
-                Transform::None,
-            ),
-            LdmLayout::OpenClipText { .. } => {
+            LdmLayout::ClipText { prefix } => (format!("{prefix}{key}"), Transform::None),
+            LdmLayout::OpenClipText { prefix, .. } => {
                 let (k, t) = open_clip_key(key);
-                (format!("cond_stage_model.model.{k}"), t)
+                (format!("{prefix}{k}"), t)
             }
         }
     }
@@ -192,6 +229,26 @@ fn unet_key(key: &str, layers: usize, up_has_attn: &[bool]) -> String {
         }
     }
     key.to_string()
+}
+
+/// diffusers ControlNet key → original ControlNet key.
+fn controlnet_key(key: &str, layers: usize, hint_blocks: usize) -> String {
+    if let Some(param) = key.strip_prefix("controlnet_cond_embedding.conv_in") {
+        return format!("input_hint_block.0{param}");
+    }
+    if let Some(param) = key.strip_prefix("controlnet_cond_embedding.conv_out") {
+        return format!("input_hint_block.{}{param}", 2 * (hint_blocks + 1));
+    }
+    if let Some((i, param)) = index_after(key, "controlnet_cond_embedding.blocks") {
+        return format!("input_hint_block.{}.{param}", 2 * (i + 1));
+    }
+    if let Some((i, param)) = index_after(key, "controlnet_down_blocks") {
+        return format!("zero_convs.{i}.0.{param}");
+    }
+    if let Some(param) = key.strip_prefix("controlnet_mid_block") {
+        return format!("middle_block_out.0{param}");
+    }
+    unet_key(key, layers, &[])
 }
 
 fn vae_resnet_key(rest: &str) -> String {

@@ -75,8 +75,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let prompts: Vec<&str> =
         vec!["a photo of a single cat, a small domesticated carnivorous mammal"; args.batch];
     let text_encode_ms = time(args.iters, device, || {
-        drop(sd.encode_prompts(&prompts, None));
+        drop(sd.encode_text(&prompts, None));
     })?;
+    // SDXL's pooled text and time ids; `None` for SD 1.x/2.x.
+    let added = sd
+        .encode_text(&prompts, None)
+        .added_cond(args.height, args.width);
 
     let latent_channels = sd.unet_config.in_channels;
     let noise = |shape: [usize; 4]| {
@@ -93,7 +97,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         (device, selected.dtype),
     );
     let unet_ms = time(args.iters, device, || {
-        drop(sd.unet.forward(sample.clone(), 500.0, &context, None));
+        drop(
+            sd.unet
+                .forward(sample.clone(), 500.0, &context, added.as_ref()),
+        );
     })?;
 
     let latents = noise([1, sd.vae_config.latent_channels, h, w]);
@@ -217,6 +224,7 @@ fn bench_mosaic(
         seed: 0,
         latents: None,
         clip_skip: None,
+        controls: Vec::new(),
     };
     let txt2img_ms = timed(&mut || {
         image_to_rgb8(sd.txt2img(&params, |_, _| {})?.image)?;

@@ -48,6 +48,15 @@ pub struct Txt2ImgArgs {
     /// Use the hidden state this many layers before the last (diffusers' `clip_skip`).
     #[arg(long)]
     pub clip_skip: Option<usize>,
+    /// A ControlNet: diffusers folder or single .safetensors file (repeat for several).
+    #[arg(long)]
+    pub controlnet: Vec<PathBuf>,
+    /// The conditioning image of each --controlnet (PNG or JPEG, resized to HxW).
+    #[arg(long)]
+    pub control_image: Vec<PathBuf>,
+    /// Conditioning scale: one for all ControlNets, or one per ControlNet (default 1.0).
+    #[arg(long)]
+    pub control_scale: Vec<f32>,
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
@@ -99,6 +108,14 @@ pub fn run(args: Txt2ImgArgs) -> Result<()> {
         &selected.device,
         selected.dtype,
     )?;
+    let controls = crate::control::load_controls(
+        &sd,
+        &args.controlnet,
+        &args.control_image,
+        &args.control_scale,
+        args.height,
+        args.width,
+    )?;
     let params = Txt2ImgParams {
         prompt: args.prompt,
         negative_prompt: args.negative_prompt,
@@ -110,6 +127,7 @@ pub fn run(args: Txt2ImgArgs) -> Result<()> {
         seed: args.seed,
         latents,
         clip_skip: args.clip_skip,
+        controls,
     };
     let bar = indicatif::ProgressBar::new(args.steps as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed} (eta {eta})")

@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 use super::attention::{Transformer2DConfig, Transformer2DModel};
+use super::config::{BlockSizes, UNet2DConditionConfig};
 use super::probe::CrossAttentionProbe;
 use crate::error::Result;
 use crate::models::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D};
@@ -22,6 +23,18 @@ pub struct BlockCommon {
 }
 
 impl BlockCommon {
+    /// What the blocks of a UNet (or ControlNet) of config `c` share.
+    pub fn from_config(c: &UNet2DConditionConfig) -> Self {
+        Self {
+            temb_channels: c.time_embed_dim(),
+            groups: c.norm_num_groups,
+            eps: c.norm_eps,
+            context_dim: c.cross_attention_dim,
+            linear_projection: c.use_linear_projection,
+            upcast_attention: c.upcast_attention,
+        }
+    }
+
     fn resnet(&self, in_channels: usize, out_channels: usize, scale: f64) -> ResnetConfig {
         ResnetConfig {
             in_channels,
@@ -59,6 +72,43 @@ pub struct BlockConfig {
     pub transformer_layers: usize,
     /// Down blocks: downsample at the end; up blocks: upsample at the end.
     pub resample: bool,
+}
+
+/// The down path of config `c`: `down_blocks.{i}` and `mid_block` below `vb`, shared by the
+/// UNet and the ControlNet.
+pub fn load_down_path(
+    vb: &VarBuilder,
+    c: &UNet2DConditionConfig,
+    sizes: &BlockSizes,
+) -> Result<(Vec<DownBlock>, MidBlock)> {
+    let common = BlockCommon::from_config(c);
+    let ch = &c.block_out_channels;
+    let n = ch.len();
+    let mut down_blocks = Vec::with_capacity(n);
+    for (i, kind) in c.down_block_types.iter().enumerate() {
+        down_blocks.push(DownBlock::load(
+            &vb.pp("down_blocks").pp(i),
+            &common,
+            BlockConfig {
+                in_channels: if i == 0 { ch[0] } else { ch[i - 1] },
+                out_channels: ch[i],
+                prev_out_channels: 0,
+                layers: sizes.layers[i],
+                heads: kind.starts_with("CrossAttn").then_some(sizes.heads[i]),
+                transformer_layers: sizes.transformer_layers[i],
+                resample: i + 1 < n,
+            },
+        )?);
+    }
+    let mid_block = MidBlock::load(
+        &vb.pp("mid_block"),
+        &common,
+        ch[n - 1],
+        sizes.heads[n - 1],
+        sizes.transformer_layers[n - 1],
+        c.mid_block_scale_factor,
+    )?;
+    Ok((down_blocks, mid_block))
 }
 
 /// A down block: `resnets.{i}` (each followed by `attentions.{i}` if it has cross-attention),

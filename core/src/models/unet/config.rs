@@ -37,6 +37,8 @@ pub struct UNet2DConditionConfig {
     #[serde(default)]
     pub freq_shift: f64,
     pub down_block_types: Vec<String>,
+    /// Empty in ControlNet configs (no up path).
+    #[serde(default)]
     pub up_block_types: Vec<String>,
     #[serde(default)]
     pub mid_block_type: Option<String>,
@@ -115,16 +117,23 @@ impl UNet2DConditionConfig {
     pub fn from_json(bytes: &[u8], file: &str) -> Result<Self> {
         let c: Self = serde_json::from_slice(bytes)
             .map_err(|e| Error::bad_file(file, format!("invalid UNet config: {e}")))?;
+        if c.up_block_types.len() != c.block_out_channels.len() {
+            return Err(Error::config(
+                file,
+                "block_out_channels and up_block_types must have the same length",
+            ));
+        }
         c.check(file)?;
         Ok(c)
     }
 
-    fn check(&self, file: &str) -> Result<()> {
+    /// Checks the down path, mid block and embeddings (what a ControlNet shares with the UNet).
+    pub fn check(&self, file: &str) -> Result<()> {
         let n = self.block_out_channels.len();
-        if n == 0 || self.down_block_types.len() != n || self.up_block_types.len() != n {
+        if n == 0 || self.down_block_types.len() != n {
             return Err(Error::config(
                 file,
-                "block_out_channels, down_block_types and up_block_types must have the same length",
+                "block_out_channels and down_block_types must have the same length",
             ));
         }
         for t in self.down_block_types.iter().chain(&self.up_block_types) {
@@ -197,6 +206,22 @@ impl UNet2DConditionConfig {
                 file,
             )?,
         })
+    }
+
+    /// Channels of the skip connections the down path produces, in order (`conv_in`'s
+    /// output, then every resnet or transformer and downsampler output): what ControlNet
+    /// residuals must match.
+    pub fn skip_channels(&self, file: &str) -> Result<Vec<usize>> {
+        let sizes = self.block_sizes(file)?;
+        let ch = &self.block_out_channels;
+        let mut out = vec![ch[0]];
+        for (i, &c) in ch.iter().enumerate() {
+            out.extend(std::iter::repeat_n(c, sizes.layers[i]));
+            if i + 1 < ch.len() {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     /// Width of the time embedding (`4 × block_out_channels[0]`).

@@ -5,6 +5,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+use super::config::UNet2DConditionConfig;
 use crate::error::Result;
 use crate::nn::linear;
 use crate::weights::VarBuilder;
@@ -66,5 +67,96 @@ impl TimestepEmbedding {
     /// `[B, d_in]` → `[B, d_out]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.linear_2.forward(silu(self.linear_1.forward(x)))
+    }
+}
+
+/// SDXL's extra conditioning (`addition_embed_type: "text_time"`).
+#[derive(Debug, Clone)]
+pub struct AddedCond {
+    /// Pooled text embeddings of the second text encoder: `[B, P]`.
+    pub text_embeds: Tensor<2>,
+    /// `(original_size, crops_coords_top_left, target_size)` per batch item: `[B, 6]` values.
+    pub time_ids: Vec<[f32; 6]>,
+}
+
+/// The conditioning vector of the UNet and the ControlNet: `time_embedding` of the sinusoidal
+/// timestep features, plus (SDXL) `add_embedding` of the pooled text and the time ids.
+#[derive(Module, Debug)]
+pub struct ConditioningEmbedding {
+    time_embedding: TimestepEmbedding,
+    add_embedding: Option<TimestepEmbedding>,
+    time_proj_dim: usize,
+    add_time_proj_dim: usize,
+    flip_sin_to_cos: bool,
+    freq_shift: f64,
+}
+
+impl ConditioningEmbedding {
+    /// Reads `time_embedding` and (for `text_time` configs) `add_embedding` below `vb`.
+    pub fn load(vb: &VarBuilder, c: &UNet2DConditionConfig) -> Result<Self> {
+        let ch0 = c.block_out_channels[0];
+        let temb = c.time_embed_dim();
+        let add_embedding = match (
+            c.addition_embed_type.as_deref(),
+            c.projection_class_embeddings_input_dim,
+        ) {
+            (Some("text_time"), Some(d_in)) => Some(TimestepEmbedding::load(
+                &vb.pp("add_embedding"),
+                d_in,
+                temb,
+            )?),
+            _ => None,
+        };
+        Ok(Self {
+            time_embedding: TimestepEmbedding::load(&vb.pp("time_embedding"), ch0, temb)?,
+            add_embedding,
+            time_proj_dim: ch0,
+            add_time_proj_dim: c.addition_time_embed_dim.unwrap_or(0),
+            flip_sin_to_cos: c.flip_sin_to_cos,
+            freq_shift: c.freq_shift,
+        })
+    }
+
+    /// Whether the model needs [`AddedCond`] (SDXL).
+    pub fn needs_added_cond(&self) -> bool {
+        self.add_embedding.is_some()
+    }
+
+    /// # Shapes
+    /// → `[batch, 4 × block_out_channels[0]]`
+    pub fn forward(
+        &self,
+        timestep: f32,
+        batch: usize,
+        added: Option<&AddedCond>,
+        device: &Device,
+        dtype: DType,
+    ) -> Tensor<2> {
+        let t_features = timestep_features(
+            &vec![timestep; batch],
+            self.time_proj_dim,
+            self.flip_sin_to_cos,
+            self.freq_shift,
+            device,
+            dtype,
+        );
+        let temb = self.time_embedding.forward(t_features);
+        let (Some(add), Some(cond)) = (&self.add_embedding, added) else {
+            return temb;
+        };
+        let ids: Vec<f32> = cond.time_ids.iter().flatten().copied().collect();
+        let time_features = timestep_features(
+            &ids,
+            self.add_time_proj_dim,
+            self.flip_sin_to_cos,
+            self.freq_shift,
+            device,
+            dtype,
+        )
+        .reshape([batch, 6 * self.add_time_proj_dim]);
+        temb + add.forward(Tensor::cat(
+            vec![cond.text_embeds.clone().cast(dtype), time_features],
+            1,
+        ))
     }
 }

@@ -6,21 +6,35 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 
-use super::blocks::{BlockCommon, BlockConfig, DownBlock, MidBlock, UpBlock};
+use super::blocks::{BlockCommon, BlockConfig, DownBlock, MidBlock, UpBlock, load_down_path};
 use super::config::UNet2DConditionConfig;
-use super::embeddings::{TimestepEmbedding, timestep_features};
+use super::embeddings::{AddedCond, ConditioningEmbedding};
 use super::probe::{CrossAttentionProbe, UNetLocation};
 use crate::error::Result;
 use crate::nn::{conv2d, group_norm};
 use crate::weights::VarBuilder;
 
-/// SDXL's extra conditioning (`addition_embed_type: "text_time"`).
+/// ControlNet outputs added to the UNet: one residual per skip connection (in the order of
+/// [`UNet2DConditionConfig::skip_channels`]) and one for the mid block's output.
 #[derive(Debug, Clone)]
-pub struct AddedCond {
-    /// Pooled text embeddings of the second text encoder: `[B, P]`.
-    pub text_embeds: Tensor<2>,
-    /// `(original_size, crops_coords_top_left, target_size)` per batch item: `[B, 6]` values.
-    pub time_ids: Vec<[f32; 6]>,
+pub struct ControlResiduals {
+    pub down: Vec<Tensor<4>>,
+    pub mid: Tensor<4>,
+}
+
+impl ControlResiduals {
+    /// The element-wise sum of two ControlNets' residuals (diffusers' `MultiControlNetModel`).
+    pub fn add(self, other: ControlResiduals) -> ControlResiduals {
+        ControlResiduals {
+            down: self
+                .down
+                .into_iter()
+                .zip(other.down)
+                .map(|(a, b)| a + b)
+                .collect(),
+            mid: self.mid + other.mid,
+        }
+    }
 }
 
 /// Intermediate tensors of one call, for parity tests against diffusers' forward hooks.
@@ -36,18 +50,13 @@ pub struct UNetTrace {
 /// `UNet2DConditionModel`, weights named as in `unet/diffusion_pytorch_model.safetensors`.
 #[derive(Module, Debug)]
 pub struct UNet2DConditionModel {
-    time_embedding: TimestepEmbedding,
-    add_embedding: Option<TimestepEmbedding>,
+    embedding: ConditioningEmbedding,
     conv_in: Conv2d,
     down_blocks: Vec<DownBlock>,
     mid_block: MidBlock,
     up_blocks: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
-    time_proj_dim: usize,
-    add_time_proj_dim: usize,
-    flip_sin_to_cos: bool,
-    freq_shift: f64,
 }
 
 impl UNet2DConditionModel {
@@ -57,42 +66,9 @@ impl UNet2DConditionModel {
         let sizes = c.block_sizes(file)?;
         let ch = &c.block_out_channels;
         let n = ch.len();
-        let temb = c.time_embed_dim();
-        let common = BlockCommon {
-            temb_channels: temb,
-            groups: c.norm_num_groups,
-            eps: c.norm_eps,
-            context_dim: c.cross_attention_dim,
-            linear_projection: c.use_linear_projection,
-            upcast_attention: c.upcast_attention,
-        };
+        let common = BlockCommon::from_config(c);
+        let (down_blocks, mid_block) = load_down_path(vb, c, &sizes)?;
         let has_attn = |t: &str| t.starts_with("CrossAttn");
-
-        let mut down_blocks = Vec::with_capacity(n);
-        for (i, kind) in c.down_block_types.iter().enumerate() {
-            down_blocks.push(DownBlock::load(
-                &vb.pp("down_blocks").pp(i),
-                &common,
-                BlockConfig {
-                    in_channels: if i == 0 { ch[0] } else { ch[i - 1] },
-                    out_channels: ch[i],
-                    prev_out_channels: 0,
-                    layers: sizes.layers[i],
-                    heads: has_attn(kind).then_some(sizes.heads[i]),
-                    transformer_layers: sizes.transformer_layers[i],
-                    resample: i + 1 < n,
-                },
-            )?);
-        }
-
-        let mid_block = MidBlock::load(
-            &vb.pp("mid_block"),
-            &common,
-            ch[n - 1],
-            sizes.heads[n - 1],
-            sizes.transformer_layers[n - 1],
-            c.mid_block_scale_factor,
-        )?;
 
         let mut up_blocks = Vec::with_capacity(n);
         let mut out_channels = ch[n - 1];
@@ -115,21 +91,8 @@ impl UNet2DConditionModel {
             )?);
         }
 
-        let add_embedding = match (
-            c.addition_embed_type.as_deref(),
-            c.projection_class_embeddings_input_dim,
-        ) {
-            (Some("text_time"), Some(d_in)) => Some(TimestepEmbedding::load(
-                &vb.pp("add_embedding"),
-                d_in,
-                temb,
-            )?),
-            _ => None,
-        };
-
         Ok(Self {
-            time_embedding: TimestepEmbedding::load(&vb.pp("time_embedding"), ch[0], temb)?,
-            add_embedding,
+            embedding: ConditioningEmbedding::load(vb, c)?,
             conv_in: conv2d(&vb.pp("conv_in"), c.in_channels, ch[0], 3, 1, 1)?,
             down_blocks,
             mid_block,
@@ -141,10 +104,6 @@ impl UNet2DConditionModel {
                 c.norm_eps,
             )?,
             conv_out: conv2d(&vb.pp("conv_out"), ch[0], c.out_channels, 3, 1, 1)?,
-            time_proj_dim: ch[0],
-            add_time_proj_dim: c.addition_time_embed_dim.unwrap_or(0),
-            flip_sin_to_cos: c.flip_sin_to_cos,
-            freq_shift: c.freq_shift,
         })
     }
 
@@ -159,49 +118,31 @@ impl UNet2DConditionModel {
         context: &Tensor<3>,
         added: Option<&AddedCond>,
     ) -> Tensor<4> {
-        self.forward_traced(sample, timestep, context, added, None, None)
+        self.forward_traced(sample, timestep, context, added, None, None, None)
     }
 
-    /// [`forward`](Self::forward), recording intermediate tensors into `trace` and
-    /// cross-attention probabilities into `probe` when given.
+    /// Whether [`forward`](Self::forward) needs [`AddedCond`] (SDXL).
+    pub fn needs_added_cond(&self) -> bool {
+        self.embedding.needs_added_cond()
+    }
+
+    /// [`forward`](Self::forward) with ControlNet `control` residuals added, recording
+    /// intermediate tensors into `trace` and cross-attention probabilities into `probe` when given.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_traced(
         &self,
         sample: Tensor<4>,
         timestep: f32,
         context: &Tensor<3>,
         added: Option<&AddedCond>,
+        control: Option<&ControlResiduals>,
         mut trace: Option<&mut UNetTrace>,
         mut probe: Option<&mut CrossAttentionProbe>,
     ) -> Tensor<4> {
         let [b, _, _, _] = sample.dims();
         let device = sample.device();
         let dtype = sample.dtype();
-        let t_features = timestep_features(
-            &vec![timestep; b],
-            self.time_proj_dim,
-            self.flip_sin_to_cos,
-            self.freq_shift,
-            &device,
-            dtype,
-        );
-        let mut temb = self.time_embedding.forward(t_features);
-        if let (Some(add), Some(cond)) = (&self.add_embedding, added) {
-            let ids: Vec<f32> = cond.time_ids.iter().flatten().copied().collect();
-            let time_features = timestep_features(
-                &ids,
-                self.add_time_proj_dim,
-                self.flip_sin_to_cos,
-                self.freq_shift,
-                &device,
-                dtype,
-            )
-            .reshape([b, 6 * self.add_time_proj_dim]);
-            temb = temb
-                + add.forward(Tensor::cat(
-                    vec![cond.text_embeds.clone(), time_features],
-                    1,
-                ));
-        }
+        let temb = self.embedding.forward(timestep, b, added, &device, dtype);
         if let Some(t) = trace.as_deref_mut() {
             t.time_emb = Some(temb.clone());
         }
@@ -220,12 +161,20 @@ impl UNet2DConditionModel {
                 t.down.push(x.clone());
             }
         }
+        if let Some(control) = control {
+            for (skip, residual) in skips.iter_mut().zip(&control.down) {
+                *skip = skip.clone() + residual.clone();
+            }
+        }
         if let Some(p) = probe.as_deref_mut() {
             p.location = UNetLocation::Mid;
         }
         x = self
             .mid_block
             .forward(x, &temb, context, probe.as_deref_mut());
+        if let Some(control) = control {
+            x = x + control.mid.clone();
+        }
         if let Some(p) = probe.as_deref_mut() {
             p.location = UNetLocation::Up;
         }

@@ -1,0 +1,115 @@
+//! `--controlnet`, `--control-image`, `--control-scale`: ControlNets and their conditioning
+//! images, read from disk and checked against the loaded pipeline.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use maskforge_core::imaging::control_image::{ImageMode, control_image_tensor};
+use maskforge_core::pipelines::{Control, ControlNet, StableDiffusion};
+
+use crate::source::{DirSource, map_file};
+
+/// Loads each ControlNet (a diffusers folder or a single `.safetensors` file) with its image
+/// and scale. One scale applies to every ControlNet; otherwise there must be one per net.
+pub fn load_controls(
+    sd: &StableDiffusion,
+    nets: &[PathBuf],
+    images: &[PathBuf],
+    scales: &[f32],
+    height: usize,
+    width: usize,
+) -> Result<Vec<Control>> {
+    if nets.len() != images.len() {
+        bail!(
+            "{} --controlnet but {} --control-image: give one image per ControlNet",
+            nets.len(),
+            images.len()
+        );
+    }
+    if scales.len() > 1 && scales.len() != nets.len() {
+        bail!(
+            "{} --control-scale for {} --controlnet: give one scale, or one per ControlNet",
+            scales.len(),
+            nets.len()
+        );
+    }
+    nets.iter()
+        .zip(images)
+        .enumerate()
+        .map(|(i, (net, image))| {
+            let net = load_controlnet(sd, net)?;
+            sd.check_controlnet(&net)?;
+            let image = read_control_image(image, height, width, &sd.device)?;
+            let scale = scales.get(i).or(scales.first()).copied().unwrap_or(1.0);
+            Ok(Control {
+                net: Arc::new(net),
+                image,
+                scale,
+            })
+        })
+        .collect()
+}
+
+fn load_controlnet(sd: &StableDiffusion, path: &Path) -> Result<ControlNet> {
+    if path.is_dir() {
+        return Ok(ControlNet::load(
+            &DirSource::new(path)?,
+            &sd.device,
+            sd.dtype,
+        )?);
+    }
+    if !path.is_file() {
+        bail!("--controlnet {}: no such folder or file", path.display());
+    }
+    if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!(
+            "{}: single-file ControlNets must be .safetensors",
+            path.display()
+        );
+    }
+    let name = path.display().to_string();
+    Ok(ControlNet::load_single_file(
+        &name,
+        map_file(path)?,
+        &sd.unet_config,
+        &sd.device,
+        sd.dtype,
+    )?)
+}
+
+/// Decodes `path` (PNG or JPEG, any color type) and prepares it at the output size as diffusers'
+/// control image processor does with the image Pillow would open.
+fn read_control_image(
+    path: &Path,
+    height: usize,
+    width: usize,
+    device: &burn::tensor::Device,
+) -> Result<burn::tensor::Tensor<4>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{}: cannot read control image", path.display()))?;
+    let image = image::load_from_memory(&bytes)
+        .with_context(|| format!("{}: not a readable PNG or JPEG image", path.display()))?;
+    let mode = if png_is_indexed(&bytes) {
+        ImageMode::Indexed
+    } else if image.color().has_alpha() {
+        ImageMode::Rgba
+    } else {
+        ImageMode::Rgb
+    };
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let pixels = match mode {
+        ImageMode::Rgba => image.to_rgba8().into_raw(),
+        ImageMode::Rgb | ImageMode::Indexed => image.to_rgb8().into_raw(),
+    };
+    control_image_tensor(&pixels, mode, h, w, height, width, device)
+        .with_context(|| path.display().to_string())
+}
+
+/// Whether a PNG holds palette indices or 1-bit gray (Pillow's `P` and `1` modes), from its
+/// IHDR chunk (bit depth at byte 24, color type at byte 25).
+fn png_is_indexed(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+        && bytes.len() > 25
+        && (bytes[25] == 3 || (bytes[25] == 0 && bytes[24] == 1))
+}
