@@ -184,3 +184,59 @@ fn wgpu_mosaic_matches_diffusers() {
         }
     });
 }
+
+/// SDXL: both text encoders, pooled embeddings and a whole run with `text_time` conditioning.
+#[test]
+fn wgpu_sdxl_matches_diffusers() {
+    use maskforge_tests::sdxl_fixture::{HEIGHT, PROMPT, WIDTH};
+    on_wgpu("sdxl", |device| {
+        let sd = load_pipeline("tiny-sdxl", &device);
+        let exp = Expected::load("sdxl");
+        let embeds = sd.encode_text(&[PROMPT], None);
+        check(&exp, "xl.prompt_embeds", embeds.context, TOL);
+        check(&exp, "xl.pooled", embeds.pooled.unwrap(), TOL);
+        let params = Txt2ImgParams {
+            prompt: PROMPT.into(),
+            height: HEIGHT,
+            width: WIDTH,
+            steps: 4,
+            guidance: 5.0,
+            latents: Some(exp.tensor("xl.latents_in", &device)),
+            ..Default::default()
+        };
+        let out = sd.txt2img(&params, |_, _| {}).unwrap();
+        check(&exp, "xl.txt2img.latents", out.latents, TOL);
+        check(&exp, "xl.txt2img.image", out.image, TOL);
+    });
+}
+
+/// ControlNet on SD 1.5 and on SDXL: whole runs with the residuals added at every step.
+#[test]
+fn wgpu_controlnet_matches_diffusers() {
+    use maskforge_tests::fixture_controls;
+    use maskforge_tests::sdxl_fixture::{HEIGHT, PROMPT, WIDTH};
+    on_wgpu("controlnet", |device| {
+        let exp = Expected::load("sdxl");
+        let runs = [
+            ("tiny-sd15", "tiny-controlnet-sd15", "cn", 4, 7.5, 0.8),
+            ("tiny-sdxl", "tiny-controlnet-sdxl", "xlcn", 3, 5.0, 0.6),
+        ];
+        for (model, net, tag, steps, guidance, scale) in runs {
+            let sd = load_pipeline(model, &device);
+            let controls = fixture_controls(&sd, &[net], &["control-rgb.png"], &[scale]);
+            let params = Txt2ImgParams {
+                prompt: PROMPT.into(),
+                height: HEIGHT,
+                width: WIDTH,
+                steps,
+                guidance,
+                latents: Some(exp.tensor(&format!("{tag}.latents_in"), &device)),
+                controls,
+                ..Default::default()
+            };
+            let out = sd.txt2img(&params, |_, _| {}).unwrap();
+            check(&exp, &format!("{tag}.latents"), out.latents, TOL);
+            check(&exp, &format!("{tag}.image"), out.image, TOL);
+        }
+    });
+}
