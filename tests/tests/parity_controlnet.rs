@@ -120,25 +120,27 @@ fn two_controlnets_sum_their_residuals_as_diffusers_does() {
     check(&exp, "mcn.latents", out.latents, TOL_LATENTS);
 }
 
+/// SD 1.5: the original release's `control_model.*` layout; SDXL: diffusers names in one file.
 #[test]
-fn single_file_controlnet_gives_the_folder_residuals() {
+fn single_file_controlnets_give_the_folder_residuals() {
     let device = Device::flex();
-    let sd = load_pipeline("tiny-sd15", &device);
     let exp = Expected::load("sdxl");
-    let latents_in = exp.tensor("cn.latents_in", &device);
-    let folder = fixture_controls(&sd, &["tiny-controlnet-sd15"], &["control-rgb.png"], &[0.8]);
-    let single = fixture_controls(
-        &sd,
-        &["tiny-controlnet-sd15.safetensors"],
-        &["control-rgb.png"],
-        &[0.8],
-    );
-    let a = step_zero(&sd, &folder, latents_in.clone(), 4);
-    let b = step_zero(&sd, &single, latents_in, 4);
-    for (i, (x, y)) in b.down.into_iter().zip(a.down).enumerate() {
-        assert_close(&format!("down.{i}"), &values(x), &values(y), 0.0);
+    for (model, net, tag) in [
+        ("tiny-sd15", "tiny-controlnet-sd15", "cn"),
+        ("tiny-sdxl", "tiny-controlnet-sdxl", "xlcn"),
+    ] {
+        let sd = load_pipeline(model, &device);
+        let latents_in = exp.tensor(&format!("{tag}.latents_in"), &device);
+        let file = format!("{net}.safetensors");
+        let folder = fixture_controls(&sd, &[net], &["control-rgb.png"], &[0.8]);
+        let single = fixture_controls(&sd, &[file.as_str()], &["control-rgb.png"], &[0.8]);
+        let a = step_zero(&sd, &folder, latents_in.clone(), 4);
+        let b = step_zero(&sd, &single, latents_in, 4);
+        for (i, (x, y)) in b.down.into_iter().zip(a.down).enumerate() {
+            assert_close(&format!("{file} down.{i}"), &values(x), &values(y), 0.0);
+        }
+        assert_close(&format!("{file} mid"), &values(b.mid), &values(a.mid), 0.0);
     }
-    assert_close("mid", &values(b.mid), &values(a.mid), 0.0);
 }
 
 #[test]
