@@ -261,3 +261,48 @@ fn bench_runs_an_sdxl_pipeline() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["unet_ms"].as_f64().unwrap() > 0.0, "{report}");
 }
+
+#[test]
+fn generate_runs_mosaicfusion_on_an_sdxl_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("ds");
+    let (model, categories) = (fixture("tiny-sdxl"), fixture("categories.json"));
+    let out = maskforge(&[
+        "generate",
+        "--model",
+        &model,
+        "--categories",
+        &categories,
+        "--num-images",
+        "1",
+        "--region-size",
+        "64x64",
+        "--overlap",
+        "16x16",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = std::fs::read_to_string(out_dir.join("manifest.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();
+    // SDXL has no cross-attention at 1/8: the 1/16 and 1/32 maps are the ones used.
+    assert_eq!(
+        record["regions"][0]["attention_resolutions"],
+        serde_json::json!([16, 32])
+    );
+    let annotations: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("annotations.json")).unwrap()).unwrap();
+    assert_eq!(
+        annotations["images"].as_array().unwrap().len(),
+        usize::from(record["kept"] == true)
+    );
+}

@@ -138,3 +138,57 @@ fn single_file_checkpoint_gives_the_folder_results() {
         0.0,
     );
 }
+
+/// MosaicFusion on SDXL (per-region prompt and pooled embeddings, zero unconditional rows, the
+/// region's size as time ids): with one region covering the canvas, Mixture-of-Diffusers
+/// denoising is plain classifier-free guidance, so it must reproduce diffusers' SDXL run.
+#[test]
+fn one_region_mosaic_on_sdxl_equals_txt2img() {
+    use maskforge_core::mosaic::denoise::MosaicParams;
+    use maskforge_core::mosaic::layout::{Layout, LayoutDraws, RegionBox};
+    use maskforge_core::mosaic::plan::{RegionPlan, SamplePlan, attention_token_index};
+
+    let device = Device::flex();
+    let sd = sdxl(&device);
+    let exp = Expected::load("sdxl");
+    let bbox = RegionBox {
+        y1: 0,
+        y2: HEIGHT,
+        x1: 0,
+        x2: WIDTH,
+    };
+    let plan = SamplePlan {
+        index: 0,
+        seed: 0,
+        main_category_id: 1,
+        draws: LayoutDraws::One,
+        layout: Layout {
+            canvas_height: HEIGHT,
+            canvas_width: WIDTH,
+            regions: vec![bbox],
+        },
+        regions: vec![RegionPlan {
+            category_id: 1,
+            category_name: "cat".into(),
+            prompt: PROMPT.into(),
+            token_index: attention_token_index(&sd.tokenizer, PROMPT, "cat").unwrap(),
+            bbox,
+        }],
+    };
+    let params = MosaicParams {
+        steps: 4,
+        guidance: 5.0,
+        ..Default::default()
+    };
+    let out = sd
+        .mosaic(
+            &plan,
+            &params,
+            Some(exp.tensor("xl.latents_in", &device)),
+            |_, _| {},
+        )
+        .unwrap();
+    check(&exp, "xl.txt2img.latents", out.latents, TOL_LATENTS);
+    // SDXL has cross-attention at 1/16 and 1/32 only: those maps are captured.
+    assert!(!out.attention[0].is_empty());
+}

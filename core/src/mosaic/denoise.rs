@@ -116,12 +116,6 @@ impl StableDiffusion {
         noise: Option<Tensor<4>>,
         mut on_step: impl FnMut(usize, usize),
     ) -> Result<MosaicOutput> {
-        if self.unet.needs_added_cond() {
-            return Err(Error::Invalid(
-                "MosaicFusion generation runs SD 1.x/2.x models; SDXL models are not supported yet"
-                    .into(),
-            ));
-        }
         let layout = &plan.layout;
         self.check_size(layout.canvas_height, layout.canvas_width)?;
         if params.steps == 0 {
@@ -142,10 +136,11 @@ impl StableDiffusion {
             .map_err(|e| Error::Invalid(format!("scheduler {}: {e}", kind.cli_name())))?;
         let cfg = params.guidance > 1.0;
 
-        // [uncond, region 0, region 1, …]
-        let mut prompts = vec![""];
-        prompts.extend(plan.regions.iter().map(|r| r.prompt.as_str()));
-        let embeddings = self.encode_prompts(&prompts, None);
+        // Rows [uncond, region 0, region 1, …]; the unconditional row is the empty prompt's, or
+        // zeros for SDXL (`force_zeros_for_empty_prompt`), as MosaicFusion's SDXL pipeline.
+        let prompts: Vec<&str> = plan.regions.iter().map(|r| r.prompt.as_str()).collect();
+        let regions = self.encode_text(&prompts, None);
+        let embeddings = self.encode_negative(None, &regions.rows(0..1)).cat(regions);
 
         let mut rng = TorchRng::new(plan.seed);
         let noise = match noise {
@@ -209,29 +204,28 @@ impl StableDiffusion {
                     })
                     .collect();
                 let mut inputs = Vec::new();
-                let mut context = Vec::new();
+                let mut rows = Vec::new();
                 let mut tokens = Vec::new();
                 if cfg {
                     inputs.extend(crops.iter().cloned());
-                    context.extend(group.iter().map(|_| embeddings.clone().slice([0..1])));
+                    rows.extend(group.iter().map(|_| 0));
                     tokens.extend(group.iter().map(|_| None));
                 }
                 inputs.extend(crops);
-                context.extend(
-                    group
-                        .iter()
-                        .map(|&r| embeddings.clone().slice([r + 1..r + 2])),
-                );
+                rows.extend(group.iter().map(|&r| r + 1));
                 tokens.extend(group.iter().map(|&r| Some(plan.regions[r].token_index)));
                 let input = scheduler.scale_model_input(Tensor::cat(inputs, 0), i);
-                let context = Tensor::cat(context, 0);
+                let conditioning = embeddings.select_rows(&rows);
+                // SDXL: each region is generated as an image of its own size.
+                let [y1, y2, x1, x2] = boxes[group[0]];
+                let added = conditioning.added_cond((y2 - y1) * f, (x2 - x1) * f);
                 let mut probe = CrossAttentionProbe::new(tokens);
                 let unet_start = std::time::Instant::now();
                 let eps = self.unet.forward_traced(
                     input,
                     t as f32,
-                    &context,
-                    None,
+                    &conditioning.context,
+                    added.as_ref(),
                     None,
                     None,
                     capturing.then_some(&mut probe),

@@ -25,6 +25,28 @@ impl PromptEmbeds {
         }
     }
 
+    /// Rows `range` of the batch.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Self {
+        Self {
+            context: self.context.clone().slice([range.clone()]),
+            pooled: self.pooled.clone().map(|p| p.slice([range])),
+        }
+    }
+
+    /// Rows `indices` of the batch, in that order (repeats allowed).
+    pub fn select_rows(&self, indices: &[usize]) -> Self {
+        let device = self.context.device();
+        let ids: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::<1, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(ids, [indices.len()]),
+            &device,
+        );
+        Self {
+            context: self.context.clone().select(0, ids.clone()),
+            pooled: self.pooled.clone().map(|p| p.select(0, ids)),
+        }
+    }
+
     /// The rows of `self` followed by those of `other`.
     pub fn cat(self, other: PromptEmbeds) -> Self {
         Self {
