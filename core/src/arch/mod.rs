@@ -95,3 +95,27 @@ pub fn clip_tokenizer() -> crate::text::tokenizer::ClipTokenizer {
     crate::text::tokenizer::ClipTokenizer::from_bytes(VOCAB, MERGES)
         .expect("the embedded vocabulary parses")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::unet::UNet2DConditionConfig;
+    use crate::models::vae::AutoencoderKLConfig;
+    use crate::text::clip::ClipTextConfig;
+    use crate::weights::FileSource;
+
+    #[test]
+    fn every_embedded_config_parses() {
+        for arch in [Arch::Sd15, Arch::Sd21, Arch::Sdxl] {
+            let s = arch.configs();
+            let read = |p: &str| (*s.read(p).unwrap()).as_ref().to_vec();
+            let unet = UNet2DConditionConfig::from_json(&read("unet/config.json"), "unet").unwrap();
+            AutoencoderKLConfig::from_json(&read("vae/config.json"), "vae").unwrap();
+            ClipTextConfig::from_json(&read("text_encoder/config.json"), "text").unwrap();
+            if arch == Arch::Sdxl {
+                assert!(!unet.upcast_attention);
+                ClipTextConfig::from_json(&read("text_encoder_2/config.json"), "text_2").unwrap();
+            }
+        }
+    }
+}

@@ -57,9 +57,9 @@ pub struct UNet2DConditionConfig {
     pub attention_head_dim: PerBlock,
     #[serde(default)]
     pub num_attention_heads: Option<PerBlock>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_false")]
     pub use_linear_projection: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_false")]
     pub upcast_attention: bool,
     #[serde(default)]
     pub addition_embed_type: Option<String>,
@@ -73,10 +73,16 @@ pub struct UNet2DConditionConfig {
     pub mid_block_scale_factor: f64,
     #[serde(default)]
     pub sample_size: Option<usize>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_false")]
     pub center_input_sample: bool,
     #[serde(default)]
     pub time_cond_proj_dim: Option<usize>,
+}
+
+/// Real configs write `null` for some flags (SDXL base: `"upcast_attention": null`); diffusers
+/// reads it as false.
+fn null_is_false<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 fn d_4() -> usize {
