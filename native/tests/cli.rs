@@ -3,28 +3,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{assert_clear_error, maskforge};
+use common::{assert_clear_error, fixtures, maskforge};
 
-use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, Weights};
 use maskforge_native::npy;
-use maskforge_native::source::map_file;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
 
 fn expected(key: &str) -> (Vec<usize>, Vec<f32>) {
-    let path = fixtures().join("expected/sd15.safetensors");
-    let file = SafetensorsFile::parse("sd15", map_file(&path).unwrap()).unwrap();
-    let t = SafetensorsWeights::new(vec![file])
-        .unwrap()
-        .read(key)
-        .unwrap()
-        .unwrap();
-    (t.shape, t.data)
+    common::expected("sd15", key)
 }
 
 fn txt2img_args<'a>(model: &'a str, out: &'a str) -> Vec<&'a str> {

@@ -3,31 +3,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::{assert_clear_error, maskforge};
 
-use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, Weights};
 use maskforge_native::npy;
-use maskforge_native::source::map_file;
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
+    common::fixtures().join(name).display().to_string()
 }
 
 fn expected(key: &str) -> (Vec<usize>, Vec<f32>) {
-    let path = PathBuf::from(fixture("expected/sdxl.safetensors"));
-    let file = SafetensorsFile::parse("sdxl", map_file(&path).unwrap()).unwrap();
-    let t = SafetensorsWeights::new(vec![file])
-        .unwrap()
-        .read(key)
-        .unwrap()
-        .unwrap();
-    (t.shape, t.data)
+    common::expected("sdxl", key)
 }
 
 /// Runs txt2img from the fixture's `{tag}.latents_in` with `extra` flags and compares the
