@@ -40,7 +40,7 @@ fn step_zero(
                 c.scale,
             )
         })
-        .reduce(ControlResiduals::add)
+        .reduce(|a, b| a + b)
         .unwrap()
 }
 

@@ -7,7 +7,6 @@ use burn::tensor::{DType, Tensor};
 use super::controlnet::Control;
 use super::stable_diffusion::StableDiffusion;
 use crate::error::{Error, Result};
-use crate::models::unet::ControlResiduals;
 use crate::rng::TorchRng;
 use crate::schedulers::{self, SchedulerKind};
 
@@ -130,7 +129,7 @@ impl StableDiffusion {
                         c.scale,
                     )
                 })
-                .reduce(ControlResiduals::add);
+                .reduce(|a, b| a + b);
             let mut eps = self.unet.forward_traced(
                 input,
                 t as f32,

@@ -22,9 +22,11 @@ pub struct ControlResiduals {
     pub mid: Tensor<4>,
 }
 
-impl ControlResiduals {
-    /// The element-wise sum of two ControlNets' residuals (diffusers' `MultiControlNetModel`).
-    pub fn add(self, other: ControlResiduals) -> ControlResiduals {
+/// The element-wise sum of two ControlNets' residuals (diffusers' `MultiControlNetModel`).
+impl std::ops::Add for ControlResiduals {
+    type Output = ControlResiduals;
+
+    fn add(self, other: ControlResiduals) -> ControlResiduals {
         ControlResiduals {
             down: self
                 .down
