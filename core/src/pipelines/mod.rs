@@ -6,4 +6,4 @@ mod txt2img;
 
 pub use model_index::{ModelIndex, PipelineKind};
 pub use stable_diffusion::{StableDiffusion, load_json};
-pub use txt2img::{Txt2ImgOutput, Txt2ImgParams, image_to_rgb8};
+pub use txt2img::{Txt2ImgOutput, Txt2ImgParams, image_to_rgb8, image_to_rgb8_async};
