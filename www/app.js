@@ -1,6 +1,7 @@
 // The MaskForge web app: load a model, generate a MosaicFusion dataset with progress and
 // cancel, show it with mask overlays, download it as a zip in the native runner's format.
-import init, { Pipeline, datasetZip } from "./maskforge.js";
+// trunk builds the `maskforge-web` crate (web/) into ./maskforge-web.js and initialises it.
+import { Pipeline, datasetZip } from "./maskforge-web.js";
 import { decodeRle } from "./coco.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,7 +13,9 @@ let cancelled = false;
 const nextFrame = () => new Promise((r) => setTimeout(r, 0));
 const setStatus = (el, text, error = false) => { el.textContent = text; el.classList.toggle("error", error); };
 
-await init({ module_or_path: new URL("./maskforge_bg.wasm", import.meta.url) });
+if (!window.wasmBindings) {
+  await new Promise((ok) => addEventListener("TrunkApplicationStarted", ok, { once: true }));
+}
 document.body.dataset.ready = "true";
 
 for (const tab of document.querySelectorAll(".tab")) {
