@@ -21,7 +21,8 @@ fi
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build -p maskforge-web --target wasm32-unknown-unknown --release --locked
 rm -rf web/pkg
-wasm-bindgen --target web --out-dir web/pkg --out-name maskforge \
+# The name section (function names for stack traces) is 6 of the 35 MB.
+wasm-bindgen --target web --out-dir web/pkg --out-name maskforge --remove-name-section \
   "$target_dir/wasm32-unknown-unknown/release/maskforge.wasm"
 
 if [ "${MASKFORGE_WASM_OPT:-0}" = 1 ]; then

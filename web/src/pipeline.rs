@@ -200,7 +200,7 @@ impl Pipeline {
     }
 
     /// The device in use: "webgpu" or "cpu".
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "\"webgpu\" | \"cpu\"")]
     pub fn device(&self) -> String {
         self.inner.device.to_string()
     }
