@@ -57,9 +57,17 @@ async function load(fromFolder) {
 $("load").addEventListener("click", () => load(false));
 $("model-folder").addEventListener("change", () => load(true));
 
+// An LVIS/COCO file is reduced to its categories (every field kept, as the native runner
+// keeps them): the full lvis_v1_val.json is 200 MB, too much for a text box.
 $("categories-file").addEventListener("change", async () => {
   const file = $("categories-file").files[0];
-  if (file) $("categories").value = await file.text();
+  if (!file) return;
+  const text = await file.text();
+  let parsed = null;
+  try { parsed = JSON.parse(text); } catch { /* one name per line */ }
+  $("categories").value = parsed && Array.isArray(parsed.categories)
+    ? JSON.stringify(parsed.categories, null, 1)
+    : text;
 });
 
 function size(text, what) {

@@ -129,6 +129,24 @@ try {
     assert.equal(await page.evaluate(() => document.getElementById("t-image").naturalWidth), 64);
   });
 
+  await check("app: loads a local model folder and reads categories from an LVIS file", async () => {
+    await page.click('.tab[data-tab="dataset"]');
+    await page.setInputFiles("#categories-file", join(root, "tests/fixtures/categories.json"));
+    await page.waitForFunction(() => document.getElementById("categories").value.trimStart().startsWith("["));
+    const cats = JSON.parse(await page.inputValue("#categories"));
+    assert.deepEqual(cats.map((c) => c.id), [1, 2, 3, 4, 5, 6]);
+    assert.equal(cats[3].synset, "bow.n.04");
+    await page.evaluate(() => document.getElementById("model-status").removeAttribute("data-device"));
+    await page.setInputFiles("#model-folder", join(root, "tests/fixtures/tiny-sd15"));
+    await page.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 });
+    assert.match(await page.textContent("#model-status"), /^Loaded on /);
+    await fill(SETTINGS, 1);
+    await page.fill("#categories", JSON.stringify(cats));
+    await page.click("#generate");
+    await page.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 120_000 });
+    assert.equal(await page.getAttribute("#gen-status", "data-state"), "done", await page.textContent("#gen-status"));
+  });
+
   await check("app: a bad model URL is shown as a clear error", async () => {
     await page.fill("#model-url", `${server.url}/no/such/model`);
     await page.click("#load");

@@ -63,9 +63,7 @@ impl<'a> Obj<'a> {
             u64::try_from(v).map_err(|_| self.bad(key, &expected))?
         } else {
             match v.as_f64() {
-                Some(x) if x.fract() == 0.0 && x >= 0.0 && x <= 9_007_199_254_740_991.0 => {
-                    x as u64
-                }
+                Some(x) if x.fract() == 0.0 && x >= 0.0 && x <= 9_007_199_254_740_991.0 => x as u64,
                 _ => return Err(self.bad(key, &expected)),
             }
         };
@@ -77,7 +75,10 @@ impl<'a> Obj<'a> {
 
     pub fn function(&self, key: &str) -> Result<Option<Function>, String> {
         self.get(key)
-            .map(|v| v.dyn_into::<Function>().map_err(|_| self.bad(key, "a function")))
+            .map(|v| {
+                v.dyn_into::<Function>()
+                    .map_err(|_| self.bad(key, "a function"))
+            })
             .transpose()
     }
 
@@ -96,7 +97,11 @@ impl<'a> Obj<'a> {
             let (h, w) = s
                 .split_once(['x', 'X'])
                 .ok_or_else(|| self.bad(key, expected))?;
-            let p = |t: &str| t.trim().parse::<usize>().map_err(|_| self.bad(key, expected));
+            let p = |t: &str| {
+                t.trim()
+                    .parse::<usize>()
+                    .map_err(|_| self.bad(key, expected))
+            };
             return Ok(Some((p(h)?, p(w)?)));
         }
         if js_sys::Array::is_array(&v) {

@@ -27,7 +27,9 @@ fn build(categories: &JsValue, samples: &[JsValue]) -> Result<Vec<u8>, String> {
         let json = Reflect::get(s, &"recordJson".into())
             .ok()
             .and_then(|v| v.as_string())
-            .ok_or_else(|| format!("sample {i} has no `recordJson` (pass what generate returned)"))?;
+            .ok_or_else(|| {
+                format!("sample {i} has no `recordJson` (pass what generate returned)")
+            })?;
         let record: SampleRecord =
             serde_json::from_str(&json).map_err(|e| format!("sample {i}: bad record: {e}"))?;
         if let Some(image) = &record.image {

@@ -73,7 +73,10 @@ impl Fetcher {
         if let Some(cache) = &self.cache {
             if let Ok(hit) = JsFuture::from(cache.match_with_str(&url)).await {
                 if let Ok(response) = hit.dyn_into::<Response>() {
-                    return self.read_body(path, &url, response, "cache").await.map(Some);
+                    return self
+                        .read_body(path, &url, response, "cache")
+                        .await
+                        .map(Some);
                 }
             }
         }

@@ -131,11 +131,16 @@ impl Pipeline {
     /// on `options.device` ("auto": WebGPU when available, else the CPU).
     pub async fn load(
         #[wasm_bindgen(js_name = baseUrl)] base_url: String,
-        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<js_sys::Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<
+            js_sys::Object,
+        >,
     ) -> Result<Pipeline, JsError> {
         console_error_panic_hook::set_once();
-        let o = Obj::new("Pipeline.load", options.map(JsValue::from).unwrap_or_default())
-            .map_err(err)?;
+        let o = Obj::new(
+            "Pipeline.load",
+            options.map(JsValue::from).unwrap_or_default(),
+        )
+        .map_err(err)?;
         let kind = o.string("device").map_err(err)?.unwrap_or("auto".into());
         let on_progress = o.function("onProgress").map_err(err)?;
         let (device, name) = crate::device::select(&kind).await.map_err(err)?;
@@ -149,11 +154,16 @@ impl Pipeline {
     #[wasm_bindgen(js_name = fromFiles)]
     pub async fn from_files(
         #[wasm_bindgen(unchecked_param_type = "FileList | File[]")] files: JsValue,
-        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<js_sys::Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<
+            js_sys::Object,
+        >,
     ) -> Result<Pipeline, JsError> {
         console_error_panic_hook::set_once();
-        let o = Obj::new("Pipeline.fromFiles", options.map(JsValue::from).unwrap_or_default())
-            .map_err(err)?;
+        let o = Obj::new(
+            "Pipeline.fromFiles",
+            options.map(JsValue::from).unwrap_or_default(),
+        )
+        .map_err(err)?;
         let kind = o.string("device").map_err(err)?.unwrap_or("auto".into());
         let on_progress = o.function("onProgress").map_err(err)?;
         let (device, name) = crate::device::select(&kind).await.map_err(err)?;
@@ -392,7 +402,9 @@ impl Inner {
         let o = Obj::new("txt2img", options)?;
         let height = o.whole("height", 8)?.unwrap_or(512) as usize;
         let width = o.whole("width", 8)?.unwrap_or(512) as usize;
-        self.sd.check_size(height, width).map_err(|e| e.to_string())?;
+        self.sd
+            .check_size(height, width)
+            .map_err(|e| e.to_string())?;
         let latents = match o.get("latents") {
             None => None,
             Some(v) => {
@@ -517,7 +529,10 @@ impl Inner {
             ("width", JsValue::from(sample.width as u32)),
             ("height", JsValue::from(sample.height as u32)),
             ("kept", JsValue::from_bool(kept)),
-            ("reason", reason.map_or(JsValue::NULL, |r| JsValue::from_str(&r))),
+            (
+                "reason",
+                reason.map_or(JsValue::NULL, |r| JsValue::from_str(&r)),
+            ),
             ("annotations", json_to_js(&annotations_json)?),
             ("record", json_to_js(&record_json)?),
             ("recordJson", JsValue::from_str(&record_json)),

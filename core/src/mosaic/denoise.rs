@@ -115,7 +115,10 @@ struct PendingMap {
 }
 
 impl PendingMap {
-    fn with_values(self, data: std::result::Result<TensorData, impl std::fmt::Debug>) -> Result<AttentionMap> {
+    fn with_values(
+        self,
+        data: std::result::Result<TensorData, impl std::fmt::Debug>,
+    ) -> Result<AttentionMap> {
         let values = data
             .map_err(|e| Error::Device(format!("{e:?}")))?
             .try_into_vec::<f32>()
