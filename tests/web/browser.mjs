@@ -16,7 +16,10 @@ export async function launch() {
 /** A page with the harness loaded; browser console errors are echoed. */
 export async function harnessPage(browser, url) {
   const page = await browser.newPage();
-  page.on("console", (m) => { if (m.type() === "error") console.error(`  [browser] ${m.text()}`); });
+  // 404s are expected: optional files and weight variants are probed.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/status of 404/.test(m.text())) console.error(`  [browser] ${m.text()}`);
+  });
   page.on("pageerror", (e) => console.error(`  [browser] ${e}`));
   await page.goto(`${url}/tests/web/harness.html`);
   await page.waitForFunction(() => window.harness !== undefined, null, { timeout: 60_000 });

@@ -110,11 +110,26 @@ try {
         return seen;
       }, { model, device });
       assert.equal(phases["unet/diffusion_pytorch_model.safetensors"], "cache");
-      const fetched = server.requests.slice(before).filter((p) => p.endsWith(".safetensors"));
-      assert.deepEqual(fetched, [], "no weights downloaded again");
+      const fetched = server.requests.slice(before).filter((r) => r.status === 200).map((r) => r.path);
+      assert.deepEqual(fetched, [], "nothing downloaded again (404 probes aside)");
     });
     await page.close();
   }
+
+  await check("cpu: an fp16-variant SD 2 v-prediction folder, noise from the seed, matches the native CLI", async () => {
+    const page = await harnessPage(browser, server.url);
+    const r = await page.evaluate(async (model) => {
+      const files = [];
+      const pipe = await maskforge.Pipeline.load(model, { device: "cpu", onProgress: (p) => files.push(p.file) });
+      const out = await pipe.txt2img({ prompt: "a photo of a single teapot", height: 64, width: 64, steps: 3, guidance: 5, seed: 3 });
+      return { files, png: Array.from(out.png) };
+    }, `${server.url}/tests/fixtures/tiny-sd2v`);
+    assert.ok(r.files.includes("unet/diffusion_pytorch_model.fp16.safetensors"), `files ${r.files}`);
+    const d = pixelDiff(decodePng(Buffer.from(r.png)), decodePng(await readFile(join(here, "reference", "txt2img_sd2v_seed3_64.png"))));
+    console.log(`     sd2v: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}`);
+    assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `max ${d.max}, mean ${d.mean}`);
+    await page.close();
+  });
 
   const page = await harnessPage(browser, server.url);
   const rejection = (code, arg) => page.evaluate(async ({ code, arg }) => {
@@ -129,6 +144,10 @@ try {
     const e = await rejection(`await maskforge.Pipeline.load(arg + "/nope", { device: "cpu" })`, model);
     assert.ok(e?.isError, "rejected with an Error");
     assert.match(e.message, /nope\/model_index\.json.*404/);
+  });
+  await check("errors: a bad variant rejects", async () => {
+    const e = await rejection(`await maskforge.Pipeline.load(arg, { device: "cpu", variant: "bf16" })`, model);
+    assert.match(e?.message ?? "", /`variant` must be "fp16" or "fp32", got "bf16"/);
   });
   await check("errors: an unknown device rejects", async () => {
     const e = await rejection(`await maskforge.Pipeline.load(arg, { device: "tpu" })`, model);

@@ -14,9 +14,11 @@ export async function serve(root) {
   const requests = [];
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-    requests.push(path);
+    const entry = { path, status: 200 };
+    requests.push(entry);
     let file = normalize(join(root, path));
     if (!file.startsWith(normalize(root + sep)) && file !== normalize(root)) {
+      entry.status = 403;
       res.writeHead(403).end();
       return;
     }
@@ -29,6 +31,7 @@ export async function serve(root) {
       });
       res.end(body);
     } catch {
+      entry.status = 404;
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
     }
   });

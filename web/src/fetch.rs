@@ -137,7 +137,8 @@ impl Fetcher {
             .ok()
             .flatten()
             .and_then(|v| v.parse::<usize>().ok());
-        let mut bytes = Vec::with_capacity(total.unwrap_or(0));
+        let mut bytes = Vec::new();
+        reserve(&mut bytes, total.unwrap_or(0), url)?;
         let report = |loaded: usize| {
             call1(
                 &self.on_progress,
@@ -177,12 +178,28 @@ impl Fetcher {
                 .and_then(|v| v.dyn_into().ok())
                 .ok_or_else(|| format!("{url}: the response body is not bytes"))?;
             let start = bytes.len();
-            bytes.resize(start + value.length() as usize, 0);
+            let n = value.length() as usize;
+            if bytes.capacity() < start + n {
+                reserve(&mut bytes, (start + n).max(2 * start) - start, url)?;
+            }
+            bytes.resize(start + n, 0);
             value.copy_to(&mut bytes[start..]);
             report(bytes.len());
         }
         Ok(bytes)
     }
+}
+
+/// Grows `bytes` by `additional` or says why not: wasm32 memory ends at 4 GB, and a failed
+/// allocation would otherwise abort.
+fn reserve(bytes: &mut Vec<u8>, additional: usize, url: &str) -> Result<(), String> {
+    bytes.try_reserve_exact(additional).map_err(|_| {
+        format!(
+            "{url}: cannot hold {} MB more in WebAssembly memory (4 GB in all, model files \
+             included); use the model's .fp16. variant or a smaller model",
+            additional / 1_000_000
+        )
+    })
 }
 
 async fn open_cache() -> Option<Cache> {

@@ -33,6 +33,9 @@ export interface LoadProgress {
 }
 export interface LoadOptions {
   device?: DeviceKind;
+  /** Weight files to try first when a folder has both: "fp16" (default: half the download
+   * and memory; widened to f32 on load) or "fp32". */
+  variant?: "fp16" | "fp32";
   onProgress?: (progress: LoadProgress) => void;
 }
 export interface Txt2ImgOptions {
@@ -145,7 +148,16 @@ impl Pipeline {
         let on_progress = o.function("onProgress").map_err(err)?;
         let (device, name) = crate::device::select(&kind).await.map_err(err)?;
         let fetcher = Fetcher::new(&base_url, on_progress.clone()).await;
-        let source = fetch_model(&fetcher).await.map_err(err)?;
+        let fp16_first = match o.string("variant").map_err(err)?.as_deref() {
+            None | Some("fp16") => true,
+            Some("fp32") => false,
+            Some(v) => {
+                return Err(err(format!(
+                    "Pipeline.load: `variant` must be \"fp16\" or \"fp32\", got \"{v}\""
+                )));
+            }
+        };
+        let source = fetch_model(&fetcher, fp16_first).await.map_err(err)?;
         Self::build(&source, device, name, base_url, &on_progress)
     }
 
@@ -295,8 +307,9 @@ const OPTIONAL_FILES: &[&str] = &[
 ];
 
 /// Downloads what `StableDiffusion::load` reads: configs, tokenizer and one weight set per
-/// component (fp32 first, then the `.fp16.` variant; single file or sharded).
-async fn fetch_model(f: &Fetcher) -> Result<MemorySource, String> {
+/// component (the `.fp16.` variant or plain files, whichever `fp16_first` tries first; single
+/// file or sharded).
+async fn fetch_model(f: &Fetcher, fp16_first: bool) -> Result<MemorySource, String> {
     let mut source = MemorySource::new(f.url("").trim_end_matches('/'));
     for path in MODEL_FILES {
         source.insert(*path, f.required(path).await?);
@@ -311,7 +324,7 @@ async fn fetch_model(f: &Fetcher) -> Result<MemorySource, String> {
         ("unet", ["diffusion_pytorch_model", "model"]),
         ("vae", ["diffusion_pytorch_model", "model"]),
     ] {
-        fetch_weights(f, &mut source, dir, &bases).await?;
+        fetch_weights(f, &mut source, dir, &bases, fp16_first).await?;
     }
     Ok(source)
 }
@@ -321,9 +334,15 @@ async fn fetch_weights(
     source: &mut MemorySource,
     dir: &str,
     bases: &[&str],
+    fp16_first: bool,
 ) -> Result<(), String> {
     let mut tried = Vec::new();
-    for ext in ["", ".fp16"] {
+    let variants = if fp16_first {
+        [".fp16", ""]
+    } else {
+        ["", ".fp16"]
+    };
+    for ext in variants {
         for base in bases {
             let single = format!("{dir}/{base}{ext}.safetensors");
             if let Some(bytes) = f.get(&single).await? {
