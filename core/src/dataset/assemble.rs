@@ -56,6 +56,18 @@ pub struct SampleRecord {
     pub annotations: Vec<AnnotationRecord>,
 }
 
+/// `manifest.jsonl`: one JSON line per record, sorted by sample index.
+pub fn manifest_jsonl(records: &[SampleRecord]) -> Vec<u8> {
+    let mut sorted: Vec<&SampleRecord> = records.iter().collect();
+    sorted.sort_by_key(|r| r.index);
+    let mut manifest = Vec::new();
+    for r in sorted {
+        serde_json::to_writer(&mut manifest, r).expect("records serialise");
+        manifest.push(b'\n');
+    }
+    manifest
+}
+
 /// `annotations.json` (LVIS/COCO) of the kept samples in `records` (sorted by index here):
 /// images, annotations numbered from 1, and every category of `categories` with its
 /// `image_count` and `instance_count` in this dataset.

@@ -3,5 +3,5 @@
 pub mod assemble;
 pub mod records;
 
-pub use assemble::{SampleRecord, assemble_annotations};
+pub use assemble::{SampleRecord, assemble_annotations, manifest_jsonl};
 pub use records::{AnnotationRecord, ImageRecord, RleRecord, image_file_name};

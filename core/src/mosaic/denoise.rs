@@ -64,7 +64,7 @@ pub struct MosaicOutput {
     pub image: Tensor<4>,
     /// Per region, per captured resolution (finest first).
     pub attention: Vec<Vec<AttentionMap>>,
-    /// Wall time spent in UNet calls (on asynchronous devices: submitting them).
+    /// Wall time spent in UNet calls (on asynchronous devices: submitting them; zero on wasm).
     pub unet_time: std::time::Duration,
 }
 
@@ -106,6 +106,40 @@ struct Capture {
     sums: Vec<BTreeMap<usize, (Tensor<2>, usize)>>,
 }
 
+/// A region's averaged attention at one resolution, not yet read from the device.
+struct PendingMap {
+    denominator: usize,
+    height: usize,
+    width: usize,
+    mean: Tensor<2>,
+}
+
+impl PendingMap {
+    fn with_values(
+        self,
+        data: std::result::Result<TensorData, impl std::fmt::Debug>,
+    ) -> Result<AttentionMap> {
+        let values = data
+            .map_err(|e| Error::Device(format!("{e:?}")))?
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Device(format!("{e:?}")))?;
+        Ok(AttentionMap {
+            denominator: self.denominator,
+            height: self.height,
+            width: self.width,
+            values,
+        })
+    }
+}
+
+/// [`MosaicOutput`] with the attention still on the device.
+struct PendingOutput {
+    latents: Tensor<4>,
+    image: Tensor<4>,
+    attention: Vec<Vec<PendingMap>>,
+    unet_time: std::time::Duration,
+}
+
 impl StableDiffusion {
     /// Denoises `plan`'s canvas from `noise` (`[1, 4, H/8, W/8]`; drawn from the plan's seed
     /// when `None`) and decodes it, capturing each region's attention.
@@ -114,8 +148,62 @@ impl StableDiffusion {
         plan: &SamplePlan,
         params: &MosaicParams,
         noise: Option<Tensor<4>>,
-        mut on_step: impl FnMut(usize, usize),
+        on_step: impl FnMut(usize, usize),
     ) -> Result<MosaicOutput> {
+        let out = self.mosaic_on_device(plan, params, noise, on_step)?;
+        let attention = out
+            .attention
+            .into_iter()
+            .map(|maps| {
+                maps.into_iter()
+                    .map(|m| {
+                        let data = m.mean.clone().into_data();
+                        m.with_values(Ok::<_, ()>(data))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        Ok(MosaicOutput {
+            latents: out.latents,
+            image: out.image,
+            attention,
+            unet_time: out.unet_time,
+        })
+    }
+
+    /// [`mosaic`](Self::mosaic) with asynchronous reads, for devices that cannot block (WebGPU).
+    pub async fn mosaic_async(
+        &self,
+        plan: &SamplePlan,
+        params: &MosaicParams,
+        noise: Option<Tensor<4>>,
+        on_step: impl FnMut(usize, usize),
+    ) -> Result<MosaicOutput> {
+        let out = self.mosaic_on_device(plan, params, noise, on_step)?;
+        let mut attention = Vec::new();
+        for maps in out.attention {
+            let mut region = Vec::new();
+            for m in maps {
+                let data = m.mean.clone().into_data_async().await;
+                region.push(m.with_values(data)?);
+            }
+            attention.push(region);
+        }
+        Ok(MosaicOutput {
+            latents: out.latents,
+            image: out.image,
+            attention,
+            unet_time: out.unet_time,
+        })
+    }
+
+    fn mosaic_on_device(
+        &self,
+        plan: &SamplePlan,
+        params: &MosaicParams,
+        noise: Option<Tensor<4>>,
+        mut on_step: impl FnMut(usize, usize),
+    ) -> Result<PendingOutput> {
         let layout = &plan.layout;
         self.check_size(layout.canvas_height, layout.canvas_width)?;
         if params.steps == 0 {
@@ -189,6 +277,7 @@ impl StableDiffusion {
         };
         let end_step = params.end_step.unwrap_or(params.steps);
 
+        #[cfg_attr(target_family = "wasm", allow(unused_mut))]
         let mut unet_time = std::time::Duration::ZERO;
         let timesteps = scheduler.timesteps().to_vec();
         for (i, &t) in timesteps.iter().enumerate() {
@@ -220,6 +309,8 @@ impl StableDiffusion {
                 let [y1, y2, x1, x2] = boxes[group[0]];
                 let added = conditioning.added_cond((y2 - y1) * f, (x2 - x1) * f);
                 let mut probe = CrossAttentionProbe::new(tokens);
+                // `Instant` is not available on wasm32-unknown-unknown.
+                #[cfg(not(target_family = "wasm"))]
                 let unet_start = std::time::Instant::now();
                 let eps = self.unet.forward_traced(
                     input,
@@ -230,7 +321,10 @@ impl StableDiffusion {
                     None,
                     capturing.then_some(&mut probe),
                 );
-                unet_time += unet_start.elapsed();
+                #[cfg(not(target_family = "wasm"))]
+                {
+                    unet_time += unet_start.elapsed();
+                }
                 let eps = if cfg {
                     let uncond = eps.clone().slice([0..k]);
                     let cond = eps.slice([k..2 * k]);
@@ -255,9 +349,9 @@ impl StableDiffusion {
             on_step(i + 1, timesteps.len());
         }
 
-        let attention = capture.finish(&boxes)?;
+        let attention = capture.finish(&boxes);
         let image = self.decode_latents(latents.clone());
-        Ok(MosaicOutput {
+        Ok(PendingOutput {
             latents,
             image,
             attention,
@@ -318,7 +412,7 @@ impl Capture {
         }
     }
 
-    fn finish(self, boxes: &[[usize; 4]]) -> Result<Vec<Vec<AttentionMap>>> {
+    fn finish(self, boxes: &[[usize; 4]]) -> Vec<Vec<PendingMap>> {
         self.sums
             .into_iter()
             .zip(boxes)
@@ -327,17 +421,12 @@ impl Capture {
                 sums.into_iter()
                     .map(|(denominator, (sum, n))| {
                         let (height, width) = res[denominator.trailing_zeros() as usize - 3];
-                        let values = (sum / n as f64)
-                            .cast(DType::F32)
-                            .into_data()
-                            .try_into_vec::<f32>()
-                            .map_err(|e| Error::Device(format!("{e:?}")))?;
-                        Ok(AttentionMap {
+                        PendingMap {
                             denominator,
                             height,
                             width,
-                            values,
-                        })
+                            mean: (sum / n as f64).cast(DType::F32),
+                        }
                     })
                     .collect()
             })

@@ -13,7 +13,7 @@ use crate::dataset::assemble::RegionRecord;
 use crate::dataset::{AnnotationRecord, ImageRecord, SampleRecord, image_file_name};
 use crate::error::Result;
 use crate::masks::{BilateralSolverParams, refine_mask};
-use crate::pipelines::{StableDiffusion, image_to_rgb8};
+use crate::pipelines::{StableDiffusion, image_to_rgb8, image_to_rgb8_async};
 
 /// Edge-aware refinement of the attention masks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -157,6 +157,30 @@ impl StableDiffusion {
             attention: out.attention,
             unet_time: out.unet_time,
             maps,
+        })
+    }
+}
+
+impl StableDiffusion {
+    /// [`denoise_sample`](Self::denoise_sample) with asynchronous reads, for devices that cannot
+    /// block (WebGPU). The host aggregates the attention maps.
+    pub async fn denoise_sample_async(
+        &self,
+        plan: &SamplePlan,
+        config: &GenerateConfig,
+        on_step: impl FnMut(usize, usize),
+    ) -> Result<Denoised> {
+        let out = self
+            .mosaic_async(plan, &config.denoise, None, on_step)
+            .await?;
+        for attention in &out.attention {
+            choose(attention, &config.resolutions)?;
+        }
+        Ok(Denoised {
+            rgb: image_to_rgb8_async(out.image).await?,
+            attention: out.attention,
+            unet_time: out.unet_time,
+            maps: None,
         })
     }
 }

@@ -170,11 +170,26 @@ impl StableDiffusion {
 /// # Shapes
 /// `[1, 3, H, W]` → `H·W·3` bytes
 pub fn image_to_rgb8(image: Tensor<4>) -> Result<Vec<u8>> {
+    rgb8_from_data(hwc(image).into_data())
+}
+
+/// [`image_to_rgb8`] with an asynchronous read, for devices that cannot block (WebGPU).
+pub async fn image_to_rgb8_async(image: Tensor<4>) -> Result<Vec<u8>> {
+    let data = hwc(image)
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    rgb8_from_data(data)
+}
+
+/// `[1, C, H, W]` → `[H·W·C]`, channels interleaved.
+fn hwc(image: Tensor<4>) -> Tensor<1> {
     let [_, c, h, w] = image.dims();
-    let data = image
-        .permute([0, 2, 3, 1])
-        .reshape([h * w * c])
-        .into_data()
+    image.permute([0, 2, 3, 1]).reshape([h * w * c])
+}
+
+fn rgb8_from_data(data: burn::tensor::TensorData) -> Result<Vec<u8>> {
+    let data = data
         .try_into_vec::<f32>()
         .map_err(|e| Error::Device(format!("{e:?}")))?;
     Ok(data

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use maskforge_core::arch;
-use maskforge_core::dataset::{SampleRecord, assemble_annotations};
+use maskforge_core::dataset::{SampleRecord, assemble_annotations, manifest_jsonl};
 use maskforge_core::mosaic::attention_mask::Threshold;
 use maskforge_core::mosaic::categories::{Frequency, main_pool, parse_categories};
 use maskforge_core::mosaic::denoise::MosaicParams;
@@ -655,15 +655,8 @@ fn write_outputs(
     categories: &[maskforge_core::mosaic::categories::Category],
     records: &[SampleRecord],
 ) -> Result<()> {
-    let mut sorted: Vec<&SampleRecord> = records.iter().collect();
-    sorted.sort_by_key(|r| r.index);
-    let mut manifest = Vec::new();
-    for r in &sorted {
-        serde_json::to_writer(&mut manifest, r).expect("records serialise");
-        manifest.push(b'\n');
-    }
     let path = out.join("manifest.jsonl");
-    crate::write_bytes_atomically(&path, &manifest)?;
+    crate::write_bytes_atomically(&path, &manifest_jsonl(records))?;
     let annotations = assemble_annotations(categories, records)?;
     let path = out.join("annotations.json");
     let bytes = serde_json::to_vec(&annotations).expect("JSON values serialise");

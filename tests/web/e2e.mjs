@@ -1,0 +1,181 @@
+// Browser end-to-end test of the `maskforge` npm package (web/pkg, built by web/build.sh):
+// headless Chromium loads the tiny fixture model from a localhost server and runs txt2img with
+// the committed initial latents on the CPU and on WebGPU (SwiftShader); the PNG must match the
+// native CLI's (reference/txt2img_96x128.png, see reference/README.md) within TOLERANCE.
+import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+
+import { serve } from "./serve.mjs";
+import { launch, harnessPage } from "./browser.mjs";
+import { decodePng, pixelDiff } from "./png.mjs";
+import { TOLERANCE } from "./tolerance.mjs";
+import { readNpyF32 } from "./npy.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const REF = { prompt: "a photo of a single cat", height: 96, width: 128, steps: 4, guidance: 7.5, seed: 7 };
+const devices = (process.env.MASKFORGE_DEVICES ?? "cpu,webgpu").split(",");
+
+let failures = 0;
+async function check(name, f) {
+  try {
+    await f();
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}\n     ${String(e?.stack ?? e).split("\n").join("\n     ")}`);
+  }
+}
+
+const server = await serve(root);
+const browser = await launch();
+const model = `${server.url}/tests/fixtures/tiny-sd15`;
+const npy = readNpyF32(await readFile(join(here, "reference", "latents_96x128.npy")));
+assert.deepEqual(npy.shape, [1, 4, REF.height / 8, REF.width / 8]);
+const latents = Array.from(npy.data);
+const reference = decodePng(await readFile(join(here, "reference", "txt2img_96x128.png")));
+const timings = {};
+
+try {
+  for (const device of devices) {
+    const page = await harnessPage(browser, server.url);
+    let pipeReady = false;
+    await check(`${device}: Pipeline.load fetches the model and uses ${device}`, async () => {
+      const r = await page.evaluate(async ({ model, device }) => {
+        const phases = new Set();
+        const files = new Set();
+        const t0 = performance.now();
+        const pipe = await maskforge.Pipeline.load(model, {
+          device, onProgress: (p) => { phases.add(p.phase); if (p.file) files.add(p.file); },
+        });
+        const ms = performance.now() - t0;
+        window.pipe = pipe;
+        return { device: pipe.device, ms, phases: [...phases], files: [...files] };
+      }, { model, device });
+      assert.equal(r.device, device);
+      assert.ok(r.phases.includes("download") && r.phases.includes("init"), `phases ${r.phases}`);
+      assert.ok(r.files.includes("unet/diffusion_pytorch_model.safetensors"), `files ${r.files}`);
+      timings[device] = { load_ms: Math.round(r.ms) };
+      pipeReady = true;
+    });
+    if (!pipeReady) continue;
+
+    await check(`${device}: txt2img with given latents matches the native CLI`, async () => {
+      const r = await page.evaluate(async ({ ref, latents }) => {
+        const values = new Float32Array(latents);
+        window.latents = values;
+        const t0 = performance.now();
+        const out = await pipe.txt2img({ ...ref, latents: values });
+        return { png: Array.from(out.png), ms: performance.now() - t0 };
+      }, { ref: REF, latents });
+      const got = decodePng(Buffer.from(r.png));
+      const d = pixelDiff(got, reference);
+      console.log(`     ${device}: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)} (first run ${Math.round(r.ms)} ms)`);
+      assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean,
+        `differs from the native PNG: max ${d.max}, mean ${d.mean}`);
+      timings[device].diff = d;
+    });
+
+    if (device === "cpu") await check(`${device}: a different prompt gives a different image (the comparison can fail)`, async () => {
+      const png = await page.evaluate(async (ref) =>
+        Array.from((await pipe.txt2img({ ...ref, prompt: "a teapot", latents: window.latents })).png), REF);
+      const d = pixelDiff(decodePng(Buffer.from(png)), reference);
+      assert.ok(d.max > TOLERANCE.max, `only ${d.max} apart`);
+    });
+
+    await check(`${device}: per-step time`, async () => {
+      const r = await page.evaluate(async (ref) => {
+        const time = async (steps) => {
+          const t0 = performance.now();
+          await pipe.txt2img({ ...ref, device: undefined, steps, latents: window.latents });
+          return performance.now() - t0;
+        };
+        // SwiftShader takes seconds per step: time fewer there.
+        const [a, b] = ref.device === "webgpu" ? [1, 3] : [2, 10];
+        await time(a);
+        const ta = await time(a), tb = await time(b);
+        return { a, b, ta, tb };
+      }, { ...REF, device });
+      timings[device].step_ms = +((r.tb - r.ta) / (r.b - r.a)).toFixed(1);
+      timings[device][`txt2img_${r.b}_steps_ms`] = Math.round(r.tb);
+    });
+
+    await check(`${device}: a second load reads the weights from the Cache Storage API`, async () => {
+      const before = server.requests.length;
+      const phases = await page.evaluate(async ({ model, device }) => {
+        const seen = {};
+        await maskforge.Pipeline.load(model, { device, onProgress: (p) => { if (p.file) seen[p.file] = p.phase; } });
+        return seen;
+      }, { model, device });
+      assert.equal(phases["unet/diffusion_pytorch_model.safetensors"], "cache");
+      const fetched = server.requests.slice(before).filter((r) => r.status === 200).map((r) => r.path);
+      assert.deepEqual(fetched, [], "nothing downloaded again (404 probes aside)");
+    });
+    await page.close();
+  }
+
+  await check("cpu: an fp16-variant SD 2 v-prediction folder, noise from the seed, matches the native CLI", async () => {
+    const page = await harnessPage(browser, server.url);
+    const r = await page.evaluate(async (model) => {
+      const files = [];
+      const pipe = await maskforge.Pipeline.load(model, { device: "cpu", onProgress: (p) => files.push(p.file) });
+      const out = await pipe.txt2img({ prompt: "a photo of a single teapot", height: 64, width: 64, steps: 3, guidance: 5, seed: 3 });
+      return { files, png: Array.from(out.png) };
+    }, `${server.url}/tests/fixtures/tiny-sd2v`);
+    assert.ok(r.files.includes("unet/diffusion_pytorch_model.fp16.safetensors"), `files ${r.files}`);
+    const d = pixelDiff(decodePng(Buffer.from(r.png)), decodePng(await readFile(join(here, "reference", "txt2img_sd2v_seed3_64.png"))));
+    console.log(`     sd2v: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}`);
+    assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `max ${d.max}, mean ${d.mean}`);
+    await page.close();
+  });
+
+  const page = await harnessPage(browser, server.url);
+  const rejection = (code, arg) => page.evaluate(async ({ code, arg }) => {
+    try {
+      await new Function("maskforge", "arg", `return (async () => { ${code} })()`)(maskforge, arg);
+      return null;
+    } catch (e) {
+      return { isError: e instanceof Error, message: String(e.message ?? e) };
+    }
+  }, { code, arg });
+  await check("errors: a missing model folder rejects naming the URL and 404", async () => {
+    const e = await rejection(`await maskforge.Pipeline.load(arg + "/nope", { device: "cpu" })`, model);
+    assert.ok(e?.isError, "rejected with an Error");
+    assert.match(e.message, /nope\/model_index\.json.*404/);
+  });
+  await check("errors: a bad variant rejects", async () => {
+    const e = await rejection(`await maskforge.Pipeline.load(arg, { device: "cpu", variant: "bf16" })`, model);
+    assert.match(e?.message ?? "", /`variant` must be "fp16" or "fp32", got "bf16"/);
+  });
+  await check("errors: an unknown device rejects", async () => {
+    const e = await rejection(`await maskforge.Pipeline.load(arg, { device: "tpu" })`, model);
+    assert.match(e?.message ?? "", /device must be "auto", "webgpu" or "cpu", got "tpu"/);
+  });
+  await check("errors: bad txt2img arguments reject with the field named", async () => {
+    await page.evaluate(async (model) => { window.pipe = await maskforge.Pipeline.load(model, { device: "cpu" }); }, model);
+    let e = await rejection(`await pipe.txt2img({ height: 64, width: 64, steps: 1 })`);
+    assert.match(e?.message ?? "", /`prompt` is required/);
+    e = await rejection(`await pipe.txt2img({ prompt: "x", height: 64, width: 64, steps: 1, latents: new Float32Array(5) })`);
+    assert.match(e?.message ?? "", /`latents` has 5 values, expected 256/);
+    e = await rejection(`await pipe.txt2img({ prompt: "x", height: 60, width: 64 })`);
+    assert.match(e?.message ?? "", /multiples of 8/);
+    e = await rejection(`await pipe.txt2img({ prompt: "x", height: 64, width: 64, scheduler: "magic" })`);
+    assert.match(e?.message ?? "", /unknown scheduler "magic"/);
+  });
+  if (devices.includes("webgpu")) await check("auto: picks WebGPU when the browser has it", async () => {
+    const d = await page.evaluate(async (model) => (await maskforge.Pipeline.load(model, { device: "auto" })).device, model);
+    assert.equal(d, "webgpu");
+  });
+} finally {
+  await browser.close();
+  await server.close();
+}
+
+console.log(`timings (headless Chromium, tiny-sd15, 96x128, CFG): ${JSON.stringify(timings)}`);
+if (failures) {
+  console.log(`${failures} browser test(s) failed`);
+  process.exit(1);
+}
+console.log("all browser tests passed");

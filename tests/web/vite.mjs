@@ -1,0 +1,60 @@
+// The npm package in a fresh Vite project: `npm pack` web/pkg, install the tarball into a new
+// project, bundle a page importing "maskforge" with Vite, serve it, and run txt2img on the CPU
+// in headless Chromium from the bundle.
+import { execFileSync } from "node:child_process";
+import { cp, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+import { build } from "vite";
+
+import { serve } from "./serve.mjs";
+import { launch } from "./browser.mjs";
+import { decodePng } from "./png.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const project = await mkdtemp(join(tmpdir(), "maskforge-vite-"));
+let server, browser;
+try {
+  execFileSync("npm", ["pack", "--silent", "--pack-destination", project], { cwd: join(root, "web", "pkg"), stdio: ["ignore", "ignore", "inherit"] });
+  const tarball = (await readdir(project)).find((f) => f.endsWith(".tgz"));
+  assert.ok(tarball, "npm pack wrote a tarball");
+  await writeFile(join(project, "package.json"), JSON.stringify({ name: "vite-app", private: true, type: "module" }));
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--silent", `./${tarball}`], { cwd: project, stdio: ["ignore", "ignore", "inherit"] });
+  await writeFile(join(project, "index.html"), `<!doctype html><script type="module" src="/main.js"></script>`);
+  await writeFile(join(project, "main.js"), `
+import init, { Pipeline } from "maskforge";
+window.run = async (model) => {
+  await init();
+  const pipe = await Pipeline.load(model, { device: "cpu" });
+  const img = await pipe.txt2img({ prompt: "a photo of a cat", height: 64, width: 64, steps: 2 });
+  return { device: pipe.device, png: Array.from(img.png) };
+};
+window.loaded = true;
+`);
+  await build({ root: project, logLevel: "warn", build: { outDir: "dist", target: "es2022" } });
+  const assets = await readdir(join(project, "dist", "assets"));
+  assert.ok(assets.some((f) => f.endsWith(".wasm")), `Vite emitted the .wasm (${assets})`);
+  await cp(join(root, "tests", "fixtures", "tiny-sd15"), join(project, "dist", "model"), { recursive: true });
+
+  server = await serve(join(project, "dist"));
+  browser = await launch();
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => console.error(`  [browser] ${e}`));
+  await page.goto(`${server.url}/index.html`);
+  await page.waitForFunction(() => window.loaded === true);
+  const r = await page.evaluate((model) => window.run(model), `${server.url}/model`);
+  assert.equal(r.device, "cpu");
+  const png = decodePng(Buffer.from(r.png));
+  assert.deepEqual([png.width, png.height], [64, 64]);
+  console.log("ok   npm pack installs into a fresh Vite project; the bundle runs txt2img");
+} catch (e) {
+  console.log(`FAIL vite: ${e?.stack ?? e}`);
+  process.exitCode = 1;
+} finally {
+  await browser?.close();
+  await server?.close();
+  await rm(project, { recursive: true, force: true });
+}

@@ -1,0 +1,561 @@
+//! `Pipeline`: the JS API.
+
+use std::rc::Rc;
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use js_sys::{Float32Array, Promise, Uint8Array};
+use maskforge_core::dataset::assemble_annotations;
+use maskforge_core::mosaic::categories::{Category, main_pool, parse_categories};
+use maskforge_core::mosaic::denoise::MosaicParams;
+use maskforge_core::mosaic::layout::LayoutConfig;
+use maskforge_core::mosaic::plan::{DEFAULT_TEMPLATE, PlanConfig, plan_sample};
+use maskforge_core::mosaic::sample::{GenerateConfig, finish_sample};
+use maskforge_core::pipelines::{StableDiffusion, Txt2ImgParams, image_to_rgb8_async};
+use maskforge_core::schedulers::SchedulerKind;
+use maskforge_core::weights::MemorySource;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::args::{Obj, call1, object};
+use crate::fetch::{Fetcher, clear_cache, js_message};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &str = r#"
+export type DeviceKind = "auto" | "webgpu" | "cpu";
+export type SchedulerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "lms";
+/** Progress of `Pipeline.load`: one file downloaded (or read from the cache), then "init". */
+export interface LoadProgress {
+  phase: "download" | "cache" | "init";
+  file: string;
+  url: string;
+  loaded: number;
+  total: number | null;
+}
+export interface LoadOptions {
+  device?: DeviceKind;
+  /** Weight files to try first when a folder has both: "fp16" (default: half the download
+   * and memory; widened to f32 on load) or "fp32". */
+  variant?: "fp16" | "fp32";
+  onProgress?: (progress: LoadProgress) => void;
+}
+export interface Txt2ImgOptions {
+  prompt: string;
+  negativePrompt?: string;
+  height?: number;
+  width?: number;
+  steps?: number;
+  guidance?: number;
+  scheduler?: SchedulerName;
+  seed?: number | bigint;
+  /** Initial noise [1, 4, height/8, width/8], as diffusers' `latents=`. */
+  latents?: Float32Array;
+  clipSkip?: number;
+  onStep?: (step: number, total: number) => void;
+}
+export interface Txt2ImgResult {
+  png: Uint8Array;
+  width: number;
+  height: number;
+}
+export interface CategoryInput {
+  id: number;
+  name: string;
+  def?: string;
+  frequency?: "r" | "c" | "f";
+  [key: string]: unknown;
+}
+export interface GenerateOptions {
+  /** Categories, or the text of an LVIS/COCO file, a JSON array or one name per line. */
+  categories: CategoryInput[] | string;
+  /** Region counts to draw from: 1, 2 or 4 (default 4). */
+  regions?: number | number[];
+  /** [height, width], "HxW" or one number (default 384x512). */
+  regionSize?: [number, number] | string | number;
+  overlap?: [number, number] | string | number;
+  steps?: number;
+  guidance?: number;
+  scheduler?: SchedulerName;
+  /** Base seed; sample `index` uses `seed + index`, as the native runner. */
+  seed?: number | bigint;
+  index?: number;
+  promptTemplate?: string;
+  /** Recorded in the manifest (default: the model URL). */
+  modelName?: string;
+  onStep?: (step: number, total: number) => void;
+}
+export interface RleSegmentation { size: [number, number]; counts: string }
+export interface CocoAnnotation {
+  id: number; image_id: number; category_id: number; segmentation: RleSegmentation;
+  area: number; bbox: [number, number, number, number]; iscrowd: 0;
+}
+export interface CocoImage {
+  id: number; file_name: string; coco_url: string; width: number; height: number;
+  neg_category_ids: number[]; not_exhaustive_category_ids: number[];
+}
+/** `annotations.json` as the native runner writes it. */
+export interface CocoDataset {
+  info: object; licenses: unknown[]; images: CocoImage[]; annotations: CocoAnnotation[];
+  categories: Array<CategoryInput & { image_count: number; instance_count: number }>;
+}
+export interface GenerateResult {
+  png: Uint8Array;
+  width: number;
+  height: number;
+  /** False when the masks failed the filters (the native runner writes no image then). */
+  kept: boolean;
+  reason: string | null;
+  /** This sample as a one-image `annotations.json`. */
+  annotations: CocoDataset;
+  /** The sample's `manifest.jsonl` record, parsed and as its exact line. */
+  record: Record<string, unknown>;
+  recordJson: string;
+}
+"#;
+
+struct Inner {
+    sd: StableDiffusion,
+    device: &'static str,
+    model: String,
+}
+
+/// A loaded Stable Diffusion 1.x/2.x pipeline.
+#[wasm_bindgen]
+pub struct Pipeline {
+    inner: Rc<Inner>,
+}
+
+fn err(message: impl std::fmt::Display) -> JsError {
+    JsError::new(&message.to_string())
+}
+
+#[wasm_bindgen]
+impl Pipeline {
+    /// Downloads a diffusers folder from `baseUrl` (kept in the Cache Storage API) and loads it
+    /// on `options.device` ("auto": WebGPU when available, else the CPU).
+    pub async fn load(
+        #[wasm_bindgen(js_name = baseUrl)] base_url: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<
+            js_sys::Object,
+        >,
+    ) -> Result<Pipeline, JsError> {
+        console_error_panic_hook::set_once();
+        let o = Obj::new(
+            "Pipeline.load",
+            options.map(JsValue::from).unwrap_or_default(),
+        )
+        .map_err(err)?;
+        let kind = o.string("device").map_err(err)?.unwrap_or("auto".into());
+        let on_progress = o.function("onProgress").map_err(err)?;
+        let (device, name) = crate::device::select(&kind).await.map_err(err)?;
+        let fetcher = Fetcher::new(&base_url, on_progress.clone()).await;
+        let fp16_first = match o.string("variant").map_err(err)?.as_deref() {
+            None | Some("fp16") => true,
+            Some("fp32") => false,
+            Some(v) => {
+                return Err(err(format!(
+                    "Pipeline.load: `variant` must be \"fp16\" or \"fp32\", got \"{v}\""
+                )));
+            }
+        };
+        let source = fetch_model(&fetcher, fp16_first).await.map_err(err)?;
+        Self::build(&source, device, name, base_url, &on_progress)
+    }
+
+    /// Loads a diffusers folder chosen by the user (`<input type=file webkitdirectory>`): the
+    /// files' `webkitRelativePath`s, less the folder name, are the paths in the model.
+    #[wasm_bindgen(js_name = fromFiles)]
+    pub async fn from_files(
+        #[wasm_bindgen(unchecked_param_type = "FileList | File[]")] files: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<
+            js_sys::Object,
+        >,
+    ) -> Result<Pipeline, JsError> {
+        console_error_panic_hook::set_once();
+        let o = Obj::new(
+            "Pipeline.fromFiles",
+            options.map(JsValue::from).unwrap_or_default(),
+        )
+        .map_err(err)?;
+        let kind = o.string("device").map_err(err)?.unwrap_or("auto".into());
+        let on_progress = o.function("onProgress").map_err(err)?;
+        let (device, name) = crate::device::select(&kind).await.map_err(err)?;
+        let files = js_sys::Array::from(&files);
+        let mut root = String::from("local folder");
+        let mut loaded = Vec::new();
+        for file in files.iter() {
+            let file: web_sys::File = file
+                .dyn_into()
+                .map_err(|_| err("Pipeline.fromFiles: expected File objects"))?;
+            let relative = js_sys::Reflect::get(&file, &"webkitRelativePath".into())
+                .ok()
+                .and_then(|p| p.as_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| file.name());
+            let path = match relative.split_once('/') {
+                Some((folder, rest)) => {
+                    root = folder.to_string();
+                    rest.to_string()
+                }
+                None => relative,
+            };
+            let buffer = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
+                .await
+                .map_err(|e| err(format!("{path}: cannot read ({})", js_message(&e))))?;
+            let bytes = Uint8Array::new(&buffer).to_vec();
+            call1(
+                &on_progress,
+                &progress("cache", &path, bytes.len(), Some(bytes.len())),
+            );
+            loaded.push((path, bytes));
+        }
+        let mut source = MemorySource::new(root.clone());
+        for (path, bytes) in loaded {
+            source.insert(path, bytes);
+        }
+        Self::build(&source, device, name, root, &on_progress)
+    }
+
+    /// Deletes the downloaded model files from the Cache Storage API.
+    #[wasm_bindgen(js_name = clearCache)]
+    pub async fn clear_cache() -> Result<bool, JsError> {
+        clear_cache().await.map_err(err)
+    }
+
+    /// The device in use: "webgpu" or "cpu".
+    #[wasm_bindgen(getter, unchecked_return_type = "\"webgpu\" | \"cpu\"")]
+    pub fn device(&self) -> String {
+        self.inner.device.to_string()
+    }
+
+    /// One image from a prompt; resolves to `{ png }`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Txt2ImgResult>")]
+    pub fn txt2img(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Txt2ImgOptions")] options: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner
+                .txt2img(options)
+                .await
+                .map_err(|e| JsValue::from(err(e)))
+        })
+    }
+
+    /// One MosaicFusion sample; resolves to `{ png, annotations, record, … }`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<GenerateResult>")]
+    pub fn generate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "GenerateOptions")] options: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner
+                .generate(options)
+                .await
+                .map_err(|e| JsValue::from(err(e)))
+        })
+    }
+}
+
+impl Pipeline {
+    fn build(
+        source: &MemorySource,
+        device: Device,
+        name: &'static str,
+        model: String,
+        on_progress: &Option<js_sys::Function>,
+    ) -> Result<Pipeline, JsError> {
+        call1(on_progress, &progress("init", "", 0, None));
+        let sd = StableDiffusion::load(source, &device, DType::F32).map_err(err)?;
+        Ok(Pipeline {
+            inner: Rc::new(Inner {
+                sd,
+                device: name,
+                model,
+            }),
+        })
+    }
+}
+
+fn progress(phase: &str, file: &str, loaded: usize, total: Option<usize>) -> JsValue {
+    object(&[
+        ("phase", JsValue::from_str(phase)),
+        ("file", JsValue::from_str(file)),
+        ("url", JsValue::from_str(file)),
+        ("loaded", JsValue::from_f64(loaded as f64)),
+        (
+            "total",
+            total.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64)),
+        ),
+    ])
+}
+
+/// Configs and tokenizer files every model has.
+const MODEL_FILES: &[&str] = &[
+    "model_index.json",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+    "text_encoder/config.json",
+    "unet/config.json",
+    "vae/config.json",
+    "scheduler/scheduler_config.json",
+];
+const OPTIONAL_FILES: &[&str] = &[
+    "tokenizer/special_tokens_map.json",
+    "tokenizer/tokenizer_config.json",
+];
+
+/// Downloads what `StableDiffusion::load` reads: configs, tokenizer and one weight set per
+/// component (the `.fp16.` variant or plain files, whichever `fp16_first` tries first; single
+/// file or sharded).
+async fn fetch_model(f: &Fetcher, fp16_first: bool) -> Result<MemorySource, String> {
+    let mut source = MemorySource::new(f.url("").trim_end_matches('/'));
+    for path in MODEL_FILES {
+        source.insert(*path, f.required(path).await?);
+    }
+    for path in OPTIONAL_FILES {
+        if let Some(bytes) = f.get(path).await? {
+            source.insert(*path, bytes);
+        }
+    }
+    for (dir, bases) in [
+        ("text_encoder", ["model", "diffusion_pytorch_model"]),
+        ("unet", ["diffusion_pytorch_model", "model"]),
+        ("vae", ["diffusion_pytorch_model", "model"]),
+    ] {
+        fetch_weights(f, &mut source, dir, &bases, fp16_first).await?;
+    }
+    Ok(source)
+}
+
+async fn fetch_weights(
+    f: &Fetcher,
+    source: &mut MemorySource,
+    dir: &str,
+    bases: &[&str],
+    fp16_first: bool,
+) -> Result<(), String> {
+    let mut tried = Vec::new();
+    let variants = if fp16_first {
+        [".fp16", ""]
+    } else {
+        ["", ".fp16"]
+    };
+    for ext in variants {
+        for base in bases {
+            let single = format!("{dir}/{base}{ext}.safetensors");
+            if let Some(bytes) = f.get(&single).await? {
+                source.insert(single, bytes);
+                return Ok(());
+            }
+            let index = format!("{dir}/{base}.safetensors.index{ext}.json");
+            if let Some(bytes) = f.get(&index).await? {
+                let json: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{}: invalid JSON: {e}", f.url(&index)))?;
+                let mut shards: Vec<String> = json
+                    .get("weight_map")
+                    .and_then(|m| m.as_object())
+                    .ok_or_else(|| format!("{}: no `weight_map` object", f.url(&index)))?
+                    .values()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                shards.sort();
+                shards.dedup();
+                source.insert(index, bytes);
+                for shard in shards {
+                    let path = format!("{dir}/{shard}");
+                    let bytes = f.required(&path).await?;
+                    source.insert(path, bytes);
+                }
+                return Ok(());
+            }
+            tried.push(single);
+        }
+    }
+    Err(format!(
+        "{}: no safetensors weights found (tried {})",
+        f.url(dir),
+        tried.join(", ")
+    ))
+}
+
+fn scheduler(o: &Obj) -> Result<Option<SchedulerKind>, String> {
+    o.string("scheduler")?
+        .map(|s| {
+            SchedulerKind::from_cli_name(&s).ok_or_else(|| {
+                let names: Vec<_> = SchedulerKind::ALL.iter().map(|k| k.cli_name()).collect();
+                format!("unknown scheduler \"{s}\" (one of: {})", names.join(", "))
+            })
+        })
+        .transpose()
+}
+
+fn encode_png(rgb: Vec<u8>, width: usize, height: usize) -> Result<Vec<u8>, String> {
+    let img = image::RgbImage::from_raw(width as u32, height as u32, rgb)
+        .ok_or("image buffer has the wrong size")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| format!("PNG encoding failed: {e}"))?;
+    Ok(out.into_inner())
+}
+
+fn json_to_js(text: &str) -> Result<JsValue, String> {
+    js_sys::JSON::parse(text).map_err(|e| js_message(&e))
+}
+
+/// Categories from an array of objects or the text of a category file.
+pub fn read_categories(value: &JsValue) -> Result<Vec<Category>, String> {
+    let text = match value.as_string() {
+        Some(s) => s,
+        None => js_sys::JSON::stringify(value)
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or("`categories` must be an array of {id, name, def} or a category file's text")?,
+    };
+    parse_categories(text.as_bytes(), "categories").map_err(|e| e.to_string())
+}
+
+impl Inner {
+    async fn txt2img(&self, options: JsValue) -> Result<JsValue, String> {
+        let o = Obj::new("txt2img", options)?;
+        let height = o.whole("height", 8)?.unwrap_or(512) as usize;
+        let width = o.whole("width", 8)?.unwrap_or(512) as usize;
+        self.sd
+            .check_size(height, width)
+            .map_err(|e| e.to_string())?;
+        let latents = match o.get("latents") {
+            None => None,
+            Some(v) => {
+                let array: Float32Array = v
+                    .dyn_into()
+                    .map_err(|_| "txt2img: `latents` must be a Float32Array")?;
+                let shape = [1, self.sd.unet_config.in_channels, height / 8, width / 8];
+                let n: usize = shape.iter().product();
+                if array.length() as usize != n {
+                    return Err(format!(
+                        "txt2img: `latents` has {} values, expected {n} ({shape:?} for {height}x{width})",
+                        array.length()
+                    ));
+                }
+                Some(Tensor::<4>::from_data(
+                    TensorData::new(array.to_vec(), shape),
+                    &self.sd.device,
+                ))
+            }
+        };
+        let params = Txt2ImgParams {
+            prompt: o.required_string("prompt")?,
+            negative_prompt: o.string("negativePrompt")?,
+            height,
+            width,
+            steps: o.whole("steps", 1)?.unwrap_or(50) as usize,
+            guidance: o.number("guidance")?.unwrap_or(7.5),
+            scheduler: scheduler(&o)?,
+            seed: o.whole("seed", 0)?.unwrap_or(0),
+            latents,
+            clip_skip: o.whole("clipSkip", 0)?.map(|k| k as usize),
+            controls: Vec::new(),
+        };
+        let on_step = o.function("onStep")?;
+        let out = self
+            .sd
+            .txt2img(&params, |i, n| {
+                if let Some(f) = &on_step {
+                    let _ = f.call2(&JsValue::UNDEFINED, &(i as u32).into(), &(n as u32).into());
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let rgb = image_to_rgb8_async(out.image)
+            .await
+            .map_err(|e| e.to_string())?;
+        let png = encode_png(rgb, width, height)?;
+        Ok(object(&[
+            ("png", Uint8Array::from(png.as_slice()).into()),
+            ("width", JsValue::from(width as u32)),
+            ("height", JsValue::from(height as u32)),
+        ]))
+    }
+
+    async fn generate(&self, options: JsValue) -> Result<JsValue, String> {
+        let o = Obj::new("generate", options)?;
+        let categories = read_categories(
+            &o.get("categories")
+                .ok_or("generate: `categories` is required")?,
+        )?;
+        let pool = main_pool(&categories, None).map_err(|e| e.to_string())?;
+        let layout_default = LayoutConfig::default();
+        let (region_height, region_width) = o
+            .size("regionSize")?
+            .unwrap_or((layout_default.region_height, layout_default.region_width));
+        let (overlap_height, overlap_width) = o
+            .size("overlap")?
+            .unwrap_or((layout_default.overlap_height, layout_default.overlap_width));
+        let config = GenerateConfig {
+            plan: PlanConfig {
+                regions: o.counts("regions")?.unwrap_or_else(|| vec![4]),
+                layout: LayoutConfig {
+                    region_height,
+                    region_width,
+                    overlap_height,
+                    overlap_width,
+                    ..layout_default
+                },
+                template: o
+                    .string("promptTemplate")?
+                    .unwrap_or_else(|| DEFAULT_TEMPLATE.into()),
+            },
+            denoise: MosaicParams {
+                steps: o.whole("steps", 1)?.unwrap_or(50) as usize,
+                guidance: o.number("guidance")?.unwrap_or(7.5),
+                scheduler: scheduler(&o)?,
+                ..MosaicParams::default()
+            },
+            model_name: o.string("modelName")?.unwrap_or_else(|| self.model.clone()),
+            ..GenerateConfig::default()
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        let seed = o.whole("seed", 0)?.unwrap_or(0);
+        let index = o.whole("index", 0)?.unwrap_or(0);
+        let plan = plan_sample(
+            index,
+            seed,
+            &categories,
+            &pool,
+            &config.plan,
+            &self.sd.tokenizer,
+        )
+        .map_err(|e| e.to_string())?;
+        let on_step = o.function("onStep")?;
+        let denoised = self
+            .sd
+            .denoise_sample_async(&plan, &config, |i, n| {
+                if let Some(f) = &on_step {
+                    let _ = f.call2(&JsValue::UNDEFINED, &(i as u32).into(), &(n as u32).into());
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let sample = finish_sample(&plan, &config, &self.sd.default_scheduler, denoised)
+            .map_err(|e| e.to_string())?;
+        let annotations = assemble_annotations(&categories, std::slice::from_ref(&sample.record))
+            .map_err(|e| e.to_string())?;
+        let record_json = serde_json::to_string(&sample.record).expect("records serialise");
+        let annotations_json = serde_json::to_string(&annotations).expect("JSON serialises");
+        let (kept, reason) = (sample.record.kept, sample.record.reason.clone());
+        let png = encode_png(sample.rgb, sample.width, sample.height)?;
+        Ok(object(&[
+            ("png", Uint8Array::from(png.as_slice()).into()),
+            ("width", JsValue::from(sample.width as u32)),
+            ("height", JsValue::from(sample.height as u32)),
+            ("kept", JsValue::from_bool(kept)),
+            (
+                "reason",
+                reason.map_or(JsValue::NULL, |r| JsValue::from_str(&r)),
+            ),
+            ("annotations", json_to_js(&annotations_json)?),
+            ("record", json_to_js(&record_json)?),
+            ("recordJson", JsValue::from_str(&record_json)),
+        ]))
+    }
+}

@@ -1,0 +1,225 @@
+// The MaskForge web app: load a model, generate a MosaicFusion dataset with progress and
+// cancel, show it with mask overlays, download it as a zip in the native runner's format.
+// trunk builds the `maskforge-web` crate (web/) into ./maskforge-web.js and initialises it.
+import { Pipeline, datasetZip } from "./maskforge-web.js";
+import { decodeRle } from "./coco.js";
+
+const $ = (id) => document.getElementById(id);
+let pipe = null;
+let samples = [];
+let categoriesUsed = null;
+let cancelled = false;
+
+const nextFrame = () => new Promise((r) => setTimeout(r, 0));
+const setStatus = (el, text, error = false) => { el.textContent = text; el.classList.toggle("error", error); };
+
+if (!window.wasmBindings) {
+  await new Promise((ok) => addEventListener("TrunkApplicationStarted", ok, { once: true }));
+}
+document.body.dataset.ready = "true";
+
+for (const tab of document.querySelectorAll(".tab")) {
+  tab.addEventListener("click", () => {
+    for (const t of document.querySelectorAll(".tab")) t.classList.toggle("active", t === tab);
+    for (const p of document.querySelectorAll(".tab-panel")) p.hidden = p.id !== `tab-${tab.dataset.tab}`;
+  });
+}
+
+const modelParam = new URLSearchParams(location.search).get("model");
+if (modelParam) $("model-url").value = modelParam;
+
+function loadProgress(p) {
+  const fraction = p.total ? p.loaded / p.total : 0;
+  $("load-progress").value = p.phase === "init" ? 1 : fraction;
+  setStatus($("model-status"), p.phase === "init" ? "Building the model…" : `${p.phase === "cache" ? "Cached" : "Downloading"} ${p.file} (${(p.loaded / 1e6).toFixed(1)} MB)`);
+}
+
+async function load(fromFolder) {
+  $("load").disabled = true;
+  const device = $("device").value;
+  const t0 = performance.now();
+  try {
+    pipe?.free();
+    pipe = null;
+    pipe = fromFolder
+      ? await Pipeline.fromFiles($("model-folder").files, { device, onProgress: loadProgress })
+      : await Pipeline.load($("model-url").value, { device, onProgress: loadProgress });
+    setStatus($("model-status"), `Loaded on ${pipe.device} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+    $("model-status").dataset.device = pipe.device;
+    $("generate").disabled = false;
+    $("t-run").disabled = false;
+  } catch (e) {
+    setStatus($("model-status"), `Could not load the model: ${e.message ?? e}`, true);
+  } finally {
+    $("load").disabled = false;
+  }
+}
+$("load").addEventListener("click", () => load(false));
+$("model-folder").addEventListener("change", () => load(true));
+
+// An LVIS/COCO file is reduced to its categories (every field kept, as the native runner
+// keeps them): the full lvis_v1_val.json is 200 MB, too much for a text box.
+$("categories-file").addEventListener("change", async () => {
+  const file = $("categories-file").files[0];
+  if (!file) return;
+  const text = await file.text();
+  let parsed = null;
+  try { parsed = JSON.parse(text); } catch { /* one name per line */ }
+  $("categories").value = parsed && Array.isArray(parsed.categories)
+    ? JSON.stringify(parsed.categories, null, 1)
+    : text;
+});
+
+function size(text, what) {
+  const m = /^\s*(\d+)\s*[xX]\s*(\d+)\s*$/.exec(text);
+  if (!m) throw new Error(`${what} must be HxW, e.g. 384x512`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+const COLORS = [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180]];
+
+async function showSample(s, k) {
+  const card = document.createElement("div");
+  card.className = `sample${s.kept ? "" : " dropped"}`;
+  card.dataset.index = k;
+  const canvas = document.createElement("canvas");
+  canvas.width = s.width;
+  canvas.height = s.height;
+  const ctx = canvas.getContext("2d");
+  const bitmap = await createImageBitmap(new Blob([s.png], { type: "image/png" }));
+  ctx.drawImage(bitmap, 0, 0);
+  const names = new Map(s.annotations.categories.map((c) => [c.id, c.name]));
+  const image = ctx.getImageData(0, 0, s.width, s.height);
+  s.annotations.annotations.forEach((a, i) => {
+    const mask = decodeRle(a.segmentation);
+    const [r, g, b] = COLORS[i % COLORS.length];
+    for (let p = 0; p < mask.length; p++) {
+      if (!mask[p]) continue;
+      image.data[4 * p] = (image.data[4 * p] + r) >> 1;
+      image.data[4 * p + 1] = (image.data[4 * p + 1] + g) >> 1;
+      image.data[4 * p + 2] = (image.data[4 * p + 2] + b) >> 1;
+    }
+  });
+  ctx.putImageData(image, 0, 0);
+  ctx.font = "12px sans-serif";
+  s.annotations.annotations.forEach((a, i) => {
+    const [x, y, w] = a.bbox;
+    const [r, g, b] = COLORS[i % COLORS.length];
+    ctx.strokeStyle = `rgb(${r},${g},${b})`;
+    ctx.strokeRect(x + 0.5, y + 0.5, w - 1, a.bbox[3] - 1);
+    ctx.fillStyle = "white";
+    ctx.fillText(names.get(a.category_id) ?? a.category_id, x + 2, y + 12);
+  });
+  const caption = document.createElement("div");
+  caption.textContent = s.kept
+    ? `#${k + 1}: ${s.annotations.annotations.map((a) => names.get(a.category_id)).join(", ")}`
+    : `#${k + 1}: dropped (${s.reason})`;
+  card.append(canvas, caption);
+  $("gallery").append(card);
+}
+
+$("generate").addEventListener("click", async () => {
+  const status = $("gen-status");
+  let options;
+  try {
+    const regions = [...document.querySelectorAll(".regions:checked")].map((c) => Number(c.value));
+    if (!regions.length) throw new Error("choose at least one region count");
+    options = {
+      categories: $("categories").value,
+      regions,
+      regionSize: size($("region-size").value, "Region size"),
+      overlap: size($("overlap").value, "Overlap"),
+      steps: Number($("steps").value),
+      guidance: Number($("guidance").value),
+      seed: Number($("seed").value),
+    };
+  } catch (e) {
+    setStatus(status, e.message, true);
+    return;
+  }
+  const count = Number($("count").value);
+  samples = [];
+  categoriesUsed = options.categories;
+  $("gallery").replaceChildren();
+  cancelled = false;
+  $("generate").disabled = true;
+  $("load").disabled = true;
+  $("download").disabled = true;
+  $("cancel").disabled = false;
+  status.dataset.state = "running";
+  const t0 = performance.now();
+  try {
+    for (let k = 0; k < count && !cancelled; k++) {
+      setStatus(status, `Sample ${k + 1} of ${count}…`);
+      $("gen-progress").value = k / count;
+      await nextFrame(); // let the page paint and take a click on Cancel
+      const s = await pipe.generate({
+        ...options, index: k,
+        onStep: (i, n) => { $("gen-progress").value = (k + i / n) / count; },
+      });
+      samples.push(s);
+      await showSample(s, k);
+    }
+    $("gen-progress").value = samples.length / count;
+    const kept = samples.filter((s) => s.kept).length;
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    setStatus(status, `${cancelled ? "Cancelled after" : "Done:"} ${samples.length} samples (${kept} kept) in ${secs} s.`);
+    status.dataset.state = cancelled ? "cancelled" : "done";
+  } catch (e) {
+    setStatus(status, `Generation failed: ${e.message ?? e}`, true);
+    status.dataset.state = "error";
+  } finally {
+    $("generate").disabled = false;
+    $("load").disabled = false;
+    $("cancel").disabled = true;
+    $("download").disabled = samples.length === 0;
+  }
+});
+
+$("cancel").addEventListener("click", () => {
+  cancelled = true;
+  setStatus($("gen-status"), "Cancelling after this sample…");
+});
+
+$("download").addEventListener("click", () => {
+  try {
+    const zip = datasetZip(categoriesUsed, samples);
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([zip], { type: "application/zip" }));
+    a.download = "maskforge-dataset.zip";
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+  } catch (e) {
+    setStatus($("gen-status"), e.message ?? String(e), true);
+  }
+});
+
+$("t-run").addEventListener("click", async () => {
+  const status = $("t-status");
+  $("t-run").disabled = true;
+  setStatus(status, "Generating…");
+  await nextFrame();
+  const t0 = performance.now();
+  try {
+    const out = await pipe.txt2img({
+      prompt: $("prompt").value,
+      negativePrompt: $("negative").value || undefined,
+      height: Number($("t-height").value),
+      width: Number($("t-width").value),
+      steps: Number($("t-steps").value),
+      guidance: Number($("t-guidance").value),
+      scheduler: $("t-scheduler").value || undefined,
+      seed: Number($("t-seed").value),
+    });
+    const old = $("t-image").src;
+    $("t-image").src = URL.createObjectURL(new Blob([out.png], { type: "image/png" }));
+    if (old) URL.revokeObjectURL(old);
+    setStatus(status, `Done in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+    status.dataset.state = "done";
+  } catch (e) {
+    setStatus(status, `Failed: ${e.message ?? e}`, true);
+    status.dataset.state = "error";
+  } finally {
+    $("t-run").disabled = false;
+  }
+});
