@@ -12,6 +12,7 @@ import { launch, harnessPage } from "./browser.mjs";
 import { decodePng, pixelDiff } from "./png.mjs";
 import { TOLERANCE } from "./tolerance.mjs";
 import { readNpyF32 } from "./npy.mjs";
+import { decodeRle } from "../../www/coco.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
@@ -100,6 +101,29 @@ try {
       }, { ...REF, device });
       timings[device].step_ms = +((r.tb - r.ta) / (r.b - r.a)).toFixed(1);
       timings[device][`txt2img_${r.b}_steps_ms`] = Math.round(r.tb);
+    });
+
+    await check(`${device}: generate gives the native runner's sample (reference/dataset, sample 2)`, async () => {
+      const categories = JSON.parse(await readFile(join(root, "tests/fixtures/categories.json"), "utf8")).categories;
+      const r = await page.evaluate(async (categories) => {
+        const s = await pipe.generate({ categories, regions: [1, 2, 4], regionSize: "64x64", overlap: "16x16",
+          steps: 3, guidance: 7.5, seed: 1, index: 1, modelName: "tests/fixtures/tiny-sd15" });
+        return { ...s, png: Array.from(s.png) };
+      }, categories);
+      const ref = join(here, "reference", "dataset");
+      const native = (await readFile(join(ref, "manifest.jsonl"), "utf8")).trimEnd().split("\n").map((l) => JSON.parse(l))[1];
+      const plan = (x) => ({ ...x, regions: x.regions.map((g) => ({ ...g, threshold: undefined })), annotations: undefined });
+      assert.deepEqual(plan(r.record), plan(native), "the manifest record");
+      assert.deepEqual(JSON.parse(r.recordJson), r.record);
+      assert.equal(r.annotations.images.length, 1);
+      assert.deepEqual(r.annotations.images[0], JSON.parse(await readFile(join(ref, "annotations.json"), "utf8")).images[1]);
+      const [a] = r.annotations.annotations, [b] = native.annotations;
+      const ma = decodeRle(a.segmentation), mb = decodeRle(b.segmentation);
+      let inter = 0, union = 0;
+      for (let p = 0; p < ma.length; p++) { inter += ma[p] & mb[p]; union += ma[p] | mb[p]; }
+      const d = pixelDiff(decodePng(Buffer.from(r.png)), decodePng(await readFile(join(ref, "images", "000000000002.png"))));
+      console.log(`     ${device}: mask IoU ${(inter / union).toFixed(4)}, image max |Δ| ${d.max}`);
+      assert.ok(inter / union >= 0.95 && d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean);
     });
 
     await check(`${device}: a second load reads the weights from the Cache Storage API`, async () => {
