@@ -2,7 +2,8 @@
 // headless Chromium loads the tiny fixture model from a localhost server and runs txt2img with
 // the committed initial latents on the CPU and on WebGPU (SwiftShader); the PNG must match the
 // native CLI's (reference/txt2img_96x128.png, see reference/README.md) within TOLERANCE.
-import { readFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
@@ -153,6 +154,36 @@ try {
     console.log(`     sd2v: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}`);
     assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `max ${d.max}, mean ${d.mean}`);
     await page.close();
+  });
+
+  await check("cpu: Pipeline.fromFiles reads only the files the model needs from a picked folder", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "maskforge-folder-"));
+    try {
+      const folder = join(dir, "my-model");
+      await cp(join(root, "tests/fixtures/tiny-sd15"), folder, { recursive: true });
+      await writeFile(join(folder, "unet", "diffusion_pytorch_model.bin"), "not read");
+      await writeFile(join(folder, "notes.txt"), "not read");
+      const page = await harnessPage(browser, server.url);
+      await page.evaluate(() => {
+        const input = Object.assign(document.createElement("input"), { type: "file", id: "folder", webkitdirectory: true });
+        document.body.append(input);
+      });
+      await page.setInputFiles("#folder", folder);
+      const r = await page.evaluate(async () => {
+        const read = [];
+        const pipe = await maskforge.Pipeline.fromFiles(document.getElementById("folder").files, {
+          device: "cpu", onProgress: (p) => { if (p.phase === "read") read.push(p.file); } });
+        const out = await pipe.txt2img({ prompt: "a cat", height: 64, width: 64, steps: 1 });
+        return { read, device: pipe.device, png: out.png.length };
+      });
+      assert.equal(r.device, "cpu");
+      assert.ok(r.png > 0);
+      assert.ok(r.read.includes("unet/diffusion_pytorch_model.safetensors"), `read ${r.read}`);
+      assert.ok(!r.read.some((f) => f.endsWith(".bin") || f === "notes.txt"), `read ${r.read}`);
+      await page.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   const page = await harnessPage(browser, server.url);
