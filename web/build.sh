@@ -2,7 +2,7 @@
 # Builds the npm package `maskforge` into web/pkg/: the wasm32 crate in release mode, then
 # wasm-bindgen (ES module for browsers and bundlers, TypeScript types). Offline once the crates
 # are fetched. Needs the wasm32-unknown-unknown target and wasm-bindgen-cli of the version in
-# Cargo.lock; MASKFORGE_WASM_OPT=1 also runs wasm-opt (npm `binaryen`; Debian's is too old).
+# Cargo.lock. No wasm-opt pass (not measured yet; Debian's binaryen is too old for this output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,11 +25,6 @@ rm -rf web/pkg
 wasm-bindgen --target web --out-dir web/pkg --out-name maskforge --remove-name-section \
   "$target_dir/wasm32-unknown-unknown/release/maskforge.wasm"
 
-if [ "${MASKFORGE_WASM_OPT:-0}" = 1 ]; then
-  wasm_opt="${WASM_OPT:-wasm-opt}"
-  "$wasm_opt" -O2 --all-features web/pkg/maskforge_bg.wasm -o web/pkg/maskforge_bg.wasm.opt
-  mv web/pkg/maskforge_bg.wasm.opt web/pkg/maskforge_bg.wasm
-fi
 
 version=$(awk -F'"' '/^\[workspace.package\]/ {w=1} w && /^version/ {print $2; exit}' Cargo.toml)
 cat > web/pkg/package.json <<JSON

@@ -31,7 +31,8 @@ if (modelParam) $("model-url").value = modelParam;
 function loadProgress(p) {
   const fraction = p.total ? p.loaded / p.total : 0;
   $("load-progress").value = p.phase === "init" ? 1 : fraction;
-  setStatus($("model-status"), p.phase === "init" ? "Building the model…" : `${p.phase === "cache" ? "Cached" : "Downloading"} ${p.file} (${(p.loaded / 1e6).toFixed(1)} MB)`);
+  const verb = { download: "Downloading", cache: "From the cache:", read: "Reading" }[p.phase];
+  setStatus($("model-status"), p.phase === "init" ? "Building the model…" : `${verb} ${p.file} (${(p.loaded / 1e6).toFixed(1)} MB)`);
 }
 
 async function load(fromFolder) {

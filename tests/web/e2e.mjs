@@ -2,7 +2,8 @@
 // headless Chromium loads the tiny fixture model from a localhost server and runs txt2img with
 // the committed initial latents on the CPU and on WebGPU (SwiftShader); the PNG must match the
 // native CLI's (reference/txt2img_96x128.png, see reference/README.md) within TOLERANCE.
-import { readFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
@@ -12,6 +13,7 @@ import { launch, harnessPage } from "./browser.mjs";
 import { decodePng, pixelDiff } from "./png.mjs";
 import { TOLERANCE } from "./tolerance.mjs";
 import { readNpyF32 } from "./npy.mjs";
+import { decodeRle } from "../../www/coco.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
@@ -102,6 +104,29 @@ try {
       timings[device][`txt2img_${r.b}_steps_ms`] = Math.round(r.tb);
     });
 
+    await check(`${device}: generate gives the native runner's sample (reference/dataset, sample 2)`, async () => {
+      const categories = JSON.parse(await readFile(join(root, "tests/fixtures/categories.json"), "utf8")).categories;
+      const r = await page.evaluate(async (categories) => {
+        const s = await pipe.generate({ categories, regions: [1, 2, 4], regionSize: "64x64", overlap: "16x16",
+          steps: 3, guidance: 7.5, seed: 1, index: 1, modelName: "tests/fixtures/tiny-sd15" });
+        return { ...s, png: Array.from(s.png) };
+      }, categories);
+      const ref = join(here, "reference", "dataset");
+      const native = (await readFile(join(ref, "manifest.jsonl"), "utf8")).trimEnd().split("\n").map((l) => JSON.parse(l))[1];
+      const plan = (x) => ({ ...x, regions: x.regions.map((g) => ({ ...g, threshold: undefined })), annotations: undefined });
+      assert.deepEqual(plan(r.record), plan(native), "the manifest record");
+      assert.deepEqual(JSON.parse(r.recordJson), r.record);
+      assert.equal(r.annotations.images.length, 1);
+      assert.deepEqual(r.annotations.images[0], JSON.parse(await readFile(join(ref, "annotations.json"), "utf8")).images[1]);
+      const [a] = r.annotations.annotations, [b] = native.annotations;
+      const ma = decodeRle(a.segmentation), mb = decodeRle(b.segmentation);
+      let inter = 0, union = 0;
+      for (let p = 0; p < ma.length; p++) { inter += ma[p] & mb[p]; union += ma[p] | mb[p]; }
+      const d = pixelDiff(decodePng(Buffer.from(r.png)), decodePng(await readFile(join(ref, "images", "000000000002.png"))));
+      console.log(`     ${device}: mask IoU ${(inter / union).toFixed(4)}, image max |Δ| ${d.max}`);
+      assert.ok(inter / union >= 0.95 && d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean);
+    });
+
     await check(`${device}: a second load reads the weights from the Cache Storage API`, async () => {
       const before = server.requests.length;
       const phases = await page.evaluate(async ({ model, device }) => {
@@ -129,6 +154,36 @@ try {
     console.log(`     sd2v: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}`);
     assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `max ${d.max}, mean ${d.mean}`);
     await page.close();
+  });
+
+  await check("cpu: Pipeline.fromFiles reads only the files the model needs from a picked folder", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "maskforge-folder-"));
+    try {
+      const folder = join(dir, "my-model");
+      await cp(join(root, "tests/fixtures/tiny-sd15"), folder, { recursive: true });
+      await writeFile(join(folder, "unet", "diffusion_pytorch_model.bin"), "not read");
+      await writeFile(join(folder, "notes.txt"), "not read");
+      const page = await harnessPage(browser, server.url);
+      await page.evaluate(() => {
+        const input = Object.assign(document.createElement("input"), { type: "file", id: "folder", webkitdirectory: true });
+        document.body.append(input);
+      });
+      await page.setInputFiles("#folder", folder);
+      const r = await page.evaluate(async () => {
+        const read = [];
+        const pipe = await maskforge.Pipeline.fromFiles(document.getElementById("folder").files, {
+          device: "cpu", onProgress: (p) => { if (p.phase === "read") read.push(p.file); } });
+        const out = await pipe.txt2img({ prompt: "a cat", height: 64, width: 64, steps: 1 });
+        return { read, device: pipe.device, png: out.png.length };
+      });
+      assert.equal(r.device, "cpu");
+      assert.ok(r.png > 0);
+      assert.ok(r.read.includes("unet/diffusion_pytorch_model.safetensors"), `read ${r.read}`);
+      assert.ok(!r.read.some((f) => f.endsWith(".bin") || f === "notes.txt"), `read ${r.read}`);
+      await page.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   const page = await harnessPage(browser, server.url);

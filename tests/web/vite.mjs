@@ -1,6 +1,6 @@
 // The npm package in a fresh Vite project: `npm pack` web/pkg, install the tarball into a new
 // project, bundle a page importing "maskforge" with Vite, serve it, and run txt2img on the CPU
-// in headless Chromium from the bundle.
+// in headless Chromium from the bundle; the documented API type-checks with tsc --strict.
 import { execFileSync } from "node:child_process";
 import { cp, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -23,6 +23,27 @@ try {
   assert.ok(tarball, "npm pack wrote a tarball");
   await writeFile(join(project, "package.json"), JSON.stringify({ name: "vite-app", private: true, type: "module" }));
   execFileSync("npm", ["install", "--no-audit", "--no-fund", "--silent", `./${tarball}`], { cwd: project, stdio: ["ignore", "ignore", "inherit"] });
+  // The API exactly as documented type-checks against the package's .d.ts.
+  await writeFile(join(project, "check.ts"), `
+import init, { Pipeline, datasetZip, type GenerateResult } from "maskforge";
+export async function main(baseUrl: string, latents: Float32Array): Promise<void> {
+  await init();
+  const pipe = await Pipeline.load(baseUrl, { device: "auto", onProgress: (p) => console.log(p.phase, p.loaded) });
+  const device: "webgpu" | "cpu" = pipe.device;
+  const img = await pipe.txt2img({ prompt: "a cat", negativePrompt: "", height: 64, width: 64, steps: 2,
+    guidance: 7.5, scheduler: "ddim", seed: 1, latents });
+  const png: Uint8Array = img.png;
+  const s: GenerateResult = await pipe.generate({ categories: [{ id: 1, name: "cat", def: "a cat" }],
+    regions: [1, 2, 4], regionSize: [64, 64], overlap: [16, 16], steps: 2, guidance: 7.5, seed: 0 });
+  const counts: string = s.annotations.annotations[0].segmentation.counts;
+  const zip: Uint8Array = datasetZip([{ id: 1, name: "cat" }], [s]);
+  console.log(device, png.length, s.png.length, counts, zip.length);
+}
+`);
+  execFileSync(join(here, "node_modules", ".bin", "tsc"), ["--noEmit", "--strict", "--target", "es2022",
+    "--module", "esnext", "--moduleResolution", "bundler", "--lib", "es2022,esnext.disposable,dom,dom.iterable", "--skipLibCheck", "false", "check.ts"],
+    { cwd: project, stdio: "inherit" });
+  console.log("ok   the documented API type-checks against maskforge.d.ts (tsc --strict)");
   await writeFile(join(project, "index.html"), `<!doctype html><script type="module" src="/main.js"></script>`);
   await writeFile(join(project, "main.js"), `
 import init, { Pipeline } from "maskforge";

@@ -63,7 +63,9 @@ impl<'a> Obj<'a> {
             u64::try_from(v).map_err(|_| self.bad(key, &expected))?
         } else {
             match v.as_f64() {
-                Some(x) if x.fract() == 0.0 && x >= 0.0 && x <= 9_007_199_254_740_991.0 => x as u64,
+                Some(x) if x.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&x) => {
+                    x as u64
+                }
                 _ => return Err(self.bad(key, &expected)),
             }
         };
@@ -88,7 +90,7 @@ impl<'a> Obj<'a> {
             return Ok(None);
         };
         let expected = "[height, width], \"HxW\" or a number";
-        let whole = |x: f64| (x.fract() == 0.0 && x >= 0.0 && x < 1e6).then_some(x as usize);
+        let whole = |x: f64| (x.fract() == 0.0 && (0.0..1e6).contains(&x)).then_some(x as usize);
         if let Some(x) = v.as_f64() {
             let n = whole(x).ok_or_else(|| self.bad(key, expected))?;
             return Ok(Some((n, n)));
@@ -106,13 +108,13 @@ impl<'a> Obj<'a> {
         }
         if js_sys::Array::is_array(&v) {
             let a = js_sys::Array::from(&v);
-            if a.length() == 2 {
-                if let (Some(h), Some(w)) = (
+            if a.length() == 2
+                && let (Some(h), Some(w)) = (
                     a.get(0).as_f64().and_then(whole),
                     a.get(1).as_f64().and_then(whole),
-                ) {
-                    return Ok(Some((h, w)));
-                }
+                )
+            {
+                return Ok(Some((h, w)));
             }
         }
         Err(self.bad(key, expected))

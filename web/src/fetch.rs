@@ -70,15 +70,14 @@ impl Fetcher {
     /// The file at `path`, `Ok(None)` when the server answers 404.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         let url = self.url(path);
-        if let Some(cache) = &self.cache {
-            if let Ok(hit) = JsFuture::from(cache.match_with_str(&url)).await {
-                if let Ok(response) = hit.dyn_into::<Response>() {
-                    return self
-                        .read_body(path, &url, response, "cache")
-                        .await
-                        .map(Some);
-                }
-            }
+        if let Some(cache) = &self.cache
+            && let Ok(hit) = JsFuture::from(cache.match_with_str(&url)).await
+            && let Ok(response) = hit.dyn_into::<Response>()
+        {
+            return self
+                .read_body(path, &url, response, "cache")
+                .await
+                .map(Some);
         }
         let (global, fetch) = global_fn("fetch")?;
         let promise = fetch
@@ -106,13 +105,13 @@ impl Fetcher {
             _ => None,
         };
         let bytes = self.read_body(path, &url, response, "download").await?;
-        if let Some(stored) = stored {
-            if let Err(e) = stored.await {
-                console(
-                    "warn",
-                    &format!("maskforge: {url} not cached ({})", js_message(&e)),
-                );
-            }
+        if let Some(stored) = stored
+            && let Err(e) = stored.await
+        {
+            console(
+                "warn",
+                &format!("maskforge: {url} not cached ({})", js_message(&e)),
+            );
         }
         Ok(Some(bytes))
     }

@@ -1,5 +1,6 @@
 //! `Pipeline`: the JS API.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
@@ -23,9 +24,9 @@ use crate::fetch::{Fetcher, clear_cache, js_message};
 const TS_TYPES: &str = r#"
 export type DeviceKind = "auto" | "webgpu" | "cpu";
 export type SchedulerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "lms";
-/** Progress of `Pipeline.load`: one file downloaded (or read from the cache), then "init". */
+/** Progress of loading: a file downloaded, read from the cache or (fromFiles) from disk; then "init". */
 export interface LoadProgress {
-  phase: "download" | "cache" | "init";
+  phase: "download" | "cache" | "read" | "init";
   file: string;
   url: string;
   loaded: number;
@@ -144,20 +145,10 @@ impl Pipeline {
             options.map(JsValue::from).unwrap_or_default(),
         )
         .map_err(err)?;
-        let kind = o.string("device").map_err(err)?.unwrap_or("auto".into());
-        let on_progress = o.function("onProgress").map_err(err)?;
+        let (kind, on_progress, fp16_first) = load_options(&o).map_err(err)?;
         let (device, name) = crate::device::select(&kind).await.map_err(err)?;
-        let fetcher = Fetcher::new(&base_url, on_progress.clone()).await;
-        let fp16_first = match o.string("variant").map_err(err)?.as_deref() {
-            None | Some("fp16") => true,
-            Some("fp32") => false,
-            Some(v) => {
-                return Err(err(format!(
-                    "Pipeline.load: `variant` must be \"fp16\" or \"fp32\", got \"{v}\""
-                )));
-            }
-        };
-        let source = fetch_model(&fetcher, fp16_first).await.map_err(err)?;
+        let origin = Origin::Http(Fetcher::new(&base_url, on_progress.clone()).await);
+        let source = fetch_model(&origin, fp16_first).await.map_err(err)?;
         Self::build(&source, device, name, base_url, &on_progress)
     }
 
@@ -176,13 +167,11 @@ impl Pipeline {
             options.map(JsValue::from).unwrap_or_default(),
         )
         .map_err(err)?;
-        let kind = o.string("device").map_err(err)?.unwrap_or("auto".into());
-        let on_progress = o.function("onProgress").map_err(err)?;
+        let (kind, on_progress, fp16_first) = load_options(&o).map_err(err)?;
         let (device, name) = crate::device::select(&kind).await.map_err(err)?;
-        let files = js_sys::Array::from(&files);
         let mut root = String::from("local folder");
-        let mut loaded = Vec::new();
-        for file in files.iter() {
+        let mut by_path = HashMap::new();
+        for file in js_sys::Array::from(&files).iter() {
             let file: web_sys::File = file
                 .dyn_into()
                 .map_err(|_| err("Pipeline.fromFiles: expected File objects"))?;
@@ -198,20 +187,15 @@ impl Pipeline {
                 }
                 None => relative,
             };
-            let buffer = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
-                .await
-                .map_err(|e| err(format!("{path}: cannot read ({})", js_message(&e))))?;
-            let bytes = Uint8Array::new(&buffer).to_vec();
-            call1(
-                &on_progress,
-                &progress("cache", &path, bytes.len(), Some(bytes.len())),
-            );
-            loaded.push((path, bytes));
+            by_path.insert(path, file);
         }
-        let mut source = MemorySource::new(root.clone());
-        for (path, bytes) in loaded {
-            source.insert(path, bytes);
-        }
+        // Only the files the model needs are read (a folder may hold other variants too).
+        let origin = Origin::Files {
+            root: root.clone(),
+            files: by_path,
+            on_progress: on_progress.clone(),
+        };
+        let source = fetch_model(&origin, fp16_first).await.map_err(err)?;
         Self::build(&source, device, name, root, &on_progress)
     }
 
@@ -291,6 +275,73 @@ fn progress(phase: &str, file: &str, loaded: usize, total: Option<usize>) -> JsV
     ])
 }
 
+/// The options `load` and `fromFiles` share: device, progress callback, fp16 variant first.
+fn load_options(o: &Obj) -> Result<(String, Option<js_sys::Function>, bool), String> {
+    let kind = o.string("device")?.unwrap_or_else(|| "auto".into());
+    let on_progress = o.function("onProgress")?;
+    let fp16_first = match o.string("variant")?.as_deref() {
+        None | Some("fp16") => true,
+        Some("fp32") => false,
+        Some(v) => {
+            return Err(format!(
+                "Pipeline.load: `variant` must be \"fp16\" or \"fp32\", got \"{v}\""
+            ));
+        }
+    };
+    Ok((kind, on_progress, fp16_first))
+}
+
+/// Where model files come from: HTTP, or files the user picked.
+enum Origin {
+    Http(Fetcher),
+    Files {
+        root: String,
+        files: HashMap<String, web_sys::File>,
+        on_progress: Option<js_sys::Function>,
+    },
+}
+
+impl Origin {
+    fn url(&self, path: &str) -> String {
+        match self {
+            Origin::Http(f) => f.url(path),
+            Origin::Files { root, .. } => format!("{root}/{path}"),
+        }
+    }
+
+    /// The file, `None` when there is none.
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        let (file, on_progress) = match self {
+            Origin::Http(f) => return f.get(path).await,
+            Origin::Files {
+                files, on_progress, ..
+            } => match files.get(path) {
+                Some(file) => (file, on_progress),
+                None => return Ok(None),
+            },
+        };
+        let buffer = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
+            .await
+            .map_err(|e| format!("{}: cannot read ({})", self.url(path), js_message(&e)))?;
+        let bytes = Uint8Array::new(&buffer).to_vec();
+        call1(
+            on_progress,
+            &progress("read", path, bytes.len(), Some(bytes.len())),
+        );
+        Ok(Some(bytes))
+    }
+
+    async fn required(&self, path: &str) -> Result<Vec<u8>, String> {
+        match self {
+            Origin::Http(f) => f.required(path).await,
+            Origin::Files { .. } => self
+                .get(path)
+                .await?
+                .ok_or_else(|| format!("{}: not in the chosen folder", self.url(path))),
+        }
+    }
+}
+
 /// Configs and tokenizer files every model has.
 const MODEL_FILES: &[&str] = &[
     "model_index.json",
@@ -309,7 +360,7 @@ const OPTIONAL_FILES: &[&str] = &[
 /// Downloads what `StableDiffusion::load` reads: configs, tokenizer and one weight set per
 /// component (the `.fp16.` variant or plain files, whichever `fp16_first` tries first; single
 /// file or sharded).
-async fn fetch_model(f: &Fetcher, fp16_first: bool) -> Result<MemorySource, String> {
+async fn fetch_model(f: &Origin, fp16_first: bool) -> Result<MemorySource, String> {
     let mut source = MemorySource::new(f.url("").trim_end_matches('/'));
     for path in MODEL_FILES {
         source.insert(*path, f.required(path).await?);
@@ -330,7 +381,7 @@ async fn fetch_model(f: &Fetcher, fp16_first: bool) -> Result<MemorySource, Stri
 }
 
 async fn fetch_weights(
-    f: &Fetcher,
+    f: &Origin,
     source: &mut MemorySource,
     dir: &str,
     bases: &[&str],
