@@ -60,6 +60,7 @@ fn async_image_read_equals_blocking_read() {
         seed: 5,
         latents: None,
         clip_skip: None,
+        controls: Vec::new(),
     };
     let out = sd.txt2img(&params, |_, _| {}).unwrap();
     let blocking = image_to_rgb8(out.image.clone()).unwrap();
