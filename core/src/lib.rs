@@ -2,6 +2,8 @@
 //! dataset machinery built on it. Generic over burn devices; no I/O beyond bytes in and out.
 
 pub mod arch;
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+pub mod cpu;
 pub mod dataset;
 pub mod error;
 pub mod imaging;

@@ -1,9 +1,9 @@
 //! burn layers built from stored weights, with PyTorch's parameter names and layouts.
 
 use burn::module::{Module, Param};
-use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
+use burn::nn::PaddingConfig2d;
 use burn::tensor::Tensor;
+use burn::tensor::activation::silu;
 
 use crate::error::Result;
 use crate::weights::VarBuilder;
@@ -17,8 +17,10 @@ pub fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<
         None
     };
     Ok(Linear {
-        weight: Param::from_tensor(weight),
-        bias,
+        linear: burn::nn::Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        },
     })
 }
 
@@ -32,26 +34,104 @@ pub fn conv2d(
     padding: usize,
 ) -> Result<Conv2d> {
     Ok(Conv2d {
-        weight: Param::from_tensor(vb.get("weight", [c_out, c_in, kernel, kernel])?),
-        bias: Some(Param::from_tensor(vb.get("bias", [c_out])?)),
-        stride: [stride, stride],
-        kernel_size: [kernel, kernel],
-        dilation: [1, 1],
-        groups: 1,
-        padding: PaddingConfig2d::Explicit(padding, padding, padding, padding),
+        conv: burn::nn::conv::Conv2d {
+            weight: Param::from_tensor(vb.get("weight", [c_out, c_in, kernel, kernel])?),
+            bias: Some(Param::from_tensor(vb.get("bias", [c_out])?)),
+            stride: [stride, stride],
+            kernel_size: [kernel, kernel],
+            dilation: [1, 1],
+            groups: 1,
+            padding: PaddingConfig2d::Explicit(padding, padding, padding, padding),
+        },
     })
+}
+
+/// `nn.Linear`: burn's layer, multiplied through [`crate::cpu`]'s sgemm on the CPU backend.
+#[derive(Module, Debug)]
+pub struct Linear {
+    linear: burn::nn::Linear,
+}
+
+impl Linear {
+    /// # Shapes
+    /// `[..., d_in]` → `[..., d_out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        if let Some(y) = crate::cpu::linear(&self.linear, &x) {
+            return y;
+        }
+        self.linear.forward(x)
+    }
+}
+
+/// `nn.Conv2d`: burn's layer, run through [`crate::cpu`]'s sgemm convolution on the CPU
+/// backend when it has stride 1.
+#[derive(Module, Debug)]
+pub struct Conv2d {
+    conv: burn::nn::conv::Conv2d,
+}
+
+impl Conv2d {
+    /// The same convolution with other padding.
+    pub fn with_padding(mut self, padding: PaddingConfig2d) -> Self {
+        self.conv.padding = padding;
+        self
+    }
+
+    /// # Shapes
+    /// `[B, C_in, H, W]` → `[B, C_out, H_out, W_out]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        if let Some(y) = crate::cpu::conv2d(&self.conv, &x) {
+            return y;
+        }
+        self.conv.forward(x)
+    }
 }
 
 /// `nn.GroupNorm(groups, channels, eps)` with affine parameters.
 pub fn group_norm(vb: &VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<GroupNorm> {
     Ok(GroupNorm {
-        gamma: Some(Param::from_tensor(vb.get("weight", [channels])?)),
-        beta: Some(Param::from_tensor(vb.get("bias", [channels])?)),
-        num_groups: groups,
-        num_channels: channels,
-        epsilon: eps,
-        affine: true,
+        norm: burn::nn::GroupNorm {
+            gamma: Some(Param::from_tensor(vb.get("weight", [channels])?)),
+            beta: Some(Param::from_tensor(vb.get("bias", [channels])?)),
+            num_groups: groups,
+            num_channels: channels,
+            epsilon: eps,
+            affine: true,
+        },
     })
+}
+
+/// `nn.GroupNorm`: burn's layer, fused with the SiLU that usually follows it on the CPU
+/// backend (see [`crate::cpu::group_norm`]).
+#[derive(Module, Debug)]
+pub struct GroupNorm {
+    norm: burn::nn::GroupNorm,
+}
+
+impl GroupNorm {
+    /// # Shapes
+    /// `[B, C, ...]` → `[B, C, ...]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        if let Some(y) = crate::cpu::group_norm(&self.norm, &x, false) {
+            return y;
+        }
+        self.norm.forward(x)
+    }
+
+    /// `silu(self.forward(x))`.
+    ///
+    /// # Shapes
+    /// `[B, C, ...]` → `[B, C, ...]`
+    pub fn forward_silu<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        if let Some(y) = crate::cpu::group_norm(&self.norm, &x, true) {
+            return y;
+        }
+        silu(self.norm.forward(x))
+    }
 }
 
 /// `nn.LayerNorm(d, eps)` over the last dimension.

@@ -30,6 +30,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    maskforge_native::alloc::keep_freed_buffers();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -245,6 +245,16 @@ fn bench_runs_an_sdxl_pipeline() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["unet_ms"].as_f64().unwrap() > 0.0, "{report}");
+    // CI installs OpenBLAS; elsewhere the `gemm` crate is the fallback.
+    let gemm = report["cpu_gemm"].as_str().unwrap();
+    if std::env::var_os("CI").is_some() {
+        assert!(gemm.starts_with("cblas (libopenblas"), "{report}");
+    } else {
+        assert!(
+            gemm.starts_with("cblas") || gemm.starts_with("gemm crate"),
+            "{report}"
+        );
+    }
 }
 
 #[test]

@@ -1,15 +1,14 @@
 //! Building blocks shared by the UNet and the VAE: `ResnetBlock2D`, `Downsample2D`, `Upsample2D`.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
+use burn::nn::PaddingConfig2d;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use crate::error::Result;
-use crate::nn::{conv2d, group_norm, linear};
+use crate::nn::{Conv2d, GroupNorm, Linear, conv2d, group_norm, linear};
 use crate::weights::VarBuilder;
 
 /// diffusers' `ResnetBlock2D` with the default time-embedding handling (`time_emb_proj` added
@@ -60,12 +59,12 @@ impl ResnetBlock2D {
     /// # Shapes
     /// `x`: `[B, C_in, H, W]`, `temb`: `[B, T]` → `[B, C_out, H, W]`
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(silu(temb.clone()));
             h = h + t.unsqueeze_dims::<4>(&[2, 3]);
         }
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv2.forward(self.norm2.forward_silu(h));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
@@ -91,7 +90,7 @@ impl Downsample2D {
     pub fn load(vb: &VarBuilder, channels: usize, symmetric_padding: bool) -> Result<Self> {
         let mut conv = conv2d(&vb.pp("conv"), channels, channels, 3, 2, 1)?;
         if !symmetric_padding {
-            conv.padding = PaddingConfig2d::Explicit(0, 0, 1, 1);
+            conv = conv.with_padding(PaddingConfig2d::Explicit(0, 0, 1, 1));
         }
         Ok(Self { conv })
     }

@@ -1,7 +1,6 @@
 //! CLIP text encoder as in transformers' `CLIPTextModel` and `CLIPTextModelWithProjection`.
 
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -9,7 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::nn::{LayerNorm, linear};
+use crate::nn::{LayerNorm, Linear, linear};
 use crate::weights::VarBuilder;
 
 /// transformers' `CLIPTextConfig` (`text_encoder/config.json`); unknown keys are ignored.

@@ -124,6 +124,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "unet_ms": unet_ms,
         "vae_decode_ms": vae_decode_ms,
         "text_encode_ms": text_encode_ms,
+        // Which GEMM the CPU backend's convolutions and linear layers used.
+        "cpu_gemm": maskforge_core::cpu::sgemm::provider().describe(),
     });
     if let Some(m) = mosaic {
         report["mosaic"] = m;

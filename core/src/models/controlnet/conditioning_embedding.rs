@@ -2,12 +2,11 @@
 //! the latent resolution.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 
 use crate::error::Result;
-use crate::nn::conv2d;
+use crate::nn::{Conv2d, conv2d};
 use crate::weights::VarBuilder;
 
 /// `conv_in`, then pairs of 3×3 convs (`blocks.{2i}` keeps the width, `blocks.{2i+1}` widens and

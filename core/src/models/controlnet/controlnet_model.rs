@@ -2,7 +2,6 @@
 //! the 1×1 convs (`controlnet_down_blocks`, `controlnet_mid_block`) that emit the residuals.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 
 use super::conditioning_embedding::ControlNetConditioningEmbedding;
@@ -10,7 +9,7 @@ use super::config::ControlNetConfig;
 use crate::error::Result;
 use crate::models::unet::blocks::{DownBlock, MidBlock, load_down_path};
 use crate::models::unet::{AddedCond, ConditioningEmbedding, ControlResiduals};
-use crate::nn::conv2d;
+use crate::nn::{Conv2d, conv2d};
 use crate::weights::VarBuilder;
 
 /// `ControlNetModel`, weights named as in `diffusion_pytorch_model.safetensors`.

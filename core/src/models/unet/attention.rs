@@ -2,8 +2,6 @@
 //! `Transformer2DModel`, as in diffusers.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, Linear};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -11,7 +9,7 @@ use burn::tensor::{DType, Tensor};
 
 use super::probe::CrossAttentionProbe;
 use crate::error::Result;
-use crate::nn::{LayerNorm, conv2d, group_norm, linear};
+use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, conv2d, group_norm, linear};
 use crate::weights::VarBuilder;
 
 /// diffusers' `Attention` (`to_q`, `to_k`, `to_v`, `to_out.0`) over tokens.
@@ -139,9 +137,12 @@ impl FeedForward {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [hidden, gate] = self
-            .proj
-            .forward(x)
+        let h = self.proj.forward(x);
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        if let Some(gated) = crate::cpu::geglu(&h) {
+            return self.out.forward(gated);
+        }
+        let [hidden, gate] = h
             .chunk(2, 2)
             .try_into()
             .expect("GEGLU projection splits in two");

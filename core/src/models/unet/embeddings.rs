@@ -1,13 +1,12 @@
 //! Sinusoidal timestep features (`Timesteps`) and their MLP (`TimestepEmbedding`).
 
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::config::UNet2DConditionConfig;
 use crate::error::Result;
-use crate::nn::linear;
+use crate::nn::{Linear, linear};
 use crate::weights::VarBuilder;
 
 /// diffusers' `get_timestep_embedding`, computed in f32 on the host exactly as PyTorch does.

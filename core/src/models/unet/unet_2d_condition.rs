@@ -1,17 +1,14 @@
 //! The whole `UNet2DConditionModel`: time embedding, down path, mid block, up path.
 
 use burn::module::Module;
-use burn::nn::GroupNorm;
-use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 use super::blocks::{BlockCommon, BlockConfig, DownBlock, MidBlock, UpBlock, load_down_path};
 use super::config::UNet2DConditionConfig;
 use super::embeddings::{AddedCond, ConditioningEmbedding};
 use super::probe::{CrossAttentionProbe, UNetLocation};
 use crate::error::Result;
-use crate::nn::{conv2d, group_norm};
+use crate::nn::{Conv2d, GroupNorm, conv2d, group_norm};
 use crate::weights::VarBuilder;
 
 /// ControlNet outputs added to the UNet: one residual per skip connection (in the order of
@@ -201,6 +198,6 @@ impl UNet2DConditionModel {
                 t.up.push(x.clone());
             }
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        self.conv_out.forward(self.conv_norm_out.forward_silu(x))
     }
 }

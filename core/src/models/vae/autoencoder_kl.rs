@@ -2,14 +2,13 @@
 //! decoder back to pixels.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 
 use super::config::AutoencoderKLConfig;
 use super::decoder::Decoder;
 use super::encoder::Encoder;
 use crate::error::Result;
-use crate::nn::conv2d;
+use crate::nn::{Conv2d, conv2d};
 use crate::weights::VarBuilder;
 
 /// The encoder's output distribution over latents.

@@ -1,14 +1,13 @@
 //! The VAE's single-head spatial self-attention and its mid block (`UNetMidBlock2D`).
 
 use burn::module::Module;
-use burn::nn::{GroupNorm, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::error::Result;
 use crate::models::resnet::{ResnetBlock2D, ResnetConfig};
-use crate::nn::{group_norm, linear};
+use crate::nn::{GroupNorm, Linear, group_norm, linear};
 use crate::weights::VarBuilder;
 
 /// One-head self-attention over all pixels with a residual connection. Older checkpoints name

@@ -1,16 +1,13 @@
 //! The VAE decoder: latents → image (`decoder.*`).
 
 use burn::module::Module;
-use burn::nn::GroupNorm;
-use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 use super::blocks::{VaeMidBlock, resnet_config};
 use super::config::AutoencoderKLConfig;
 use crate::error::Result;
 use crate::models::resnet::{ResnetBlock2D, Upsample2D};
-use crate::nn::{conv2d, group_norm};
+use crate::nn::{Conv2d, GroupNorm, conv2d, group_norm};
 use crate::weights::VarBuilder;
 
 /// `UpDecoderBlock2D`: `layers_per_block + 1` resnets, then a 2× upsampler.
@@ -81,7 +78,7 @@ impl Decoder {
                 x = up.forward(x, None);
             }
         }
-        let image = self.conv_out.forward(silu(self.conv_norm_out.forward(x)));
+        let image = self.conv_out.forward(self.conv_norm_out.forward_silu(x));
         (mid, image)
     }
 }

@@ -1,16 +1,13 @@
 //! The VAE encoder: image → latent moments (`encoder.*`).
 
 use burn::module::Module;
-use burn::nn::GroupNorm;
-use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 use super::blocks::{VaeMidBlock, resnet_config};
 use super::config::AutoencoderKLConfig;
 use crate::error::Result;
 use crate::models::resnet::{Downsample2D, ResnetBlock2D};
-use crate::nn::{conv2d, group_norm};
+use crate::nn::{Conv2d, GroupNorm, conv2d, group_norm};
 use crate::weights::VarBuilder;
 
 /// `DownEncoderBlock2D`: resnets, then a bottom/right-padded strided convolution.
@@ -75,6 +72,6 @@ impl Encoder {
             }
         }
         let x = self.mid_block.forward(x);
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        self.conv_out.forward(self.conv_norm_out.forward_silu(x))
     }
 }

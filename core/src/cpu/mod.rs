@@ -1,0 +1,232 @@
+//! CPU fast paths for burn's flex backend: f32 convolutions and linear layers as single
+//! sgemm calls through the fastest GEMM available (see [`sgemm`]), group norm fused with
+//! SiLU, and the GEGLU gate. Everything else, and every other backend or dtype, stays with
+//! burn's own kernels. The models reach these through `crate::nn`'s layers.
+//!
+//! Why: burn 0.22's flex convolution re-lays out the weight on every call and multiplies in
+//! 512-pixel tiles, the `gemm` crate reaches about half of this machine's AVX-512 peak, and
+//! flex evaluates SiLU and GELU with scalar libm calls; together they made the SD 1.5 UNet and
+//! VAE 2.3× slower than PyTorch on the CPU (README, Performance, has the numbers since).
+
+pub mod conv2d;
+mod flex;
+pub mod geglu;
+pub mod group_norm;
+pub mod linear;
+pub mod sgemm;
+
+use burn::nn::PaddingConfig2d;
+use burn::tensor::Tensor;
+
+use flex::FlexF32;
+
+/// `conv.forward(x)` through [`conv2d::conv2d`] when `x` is f32 on the flex backend and the
+/// convolution has stride 1, dilation 1, one group and explicit padding; otherwise `None`.
+///
+/// # Shapes
+/// `[B, C_in, H, W]` → `[B, C_out, H_out, W_out]`
+pub fn conv2d(conv: &burn::nn::conv::Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
+        return None;
+    };
+    if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
+        return None;
+    }
+    let (Some(xs), Some((ws, bs))) = (
+        FlexF32::of(x),
+        flex::weight_and_bias(&conv.weight, conv.bias.as_ref()),
+    ) else {
+        return None;
+    };
+    let shape = conv2d::Conv2dShape {
+        input: x.dims(),
+        weight: conv.weight.dims(),
+        padding: [top, left, bottom, right],
+    };
+    let out_shape = shape.output()?;
+    if shape.input[1] != shape.weight[1] {
+        return None;
+    }
+    let out = conv2d::conv2d(
+        sgemm::provider(),
+        xs.data(),
+        ws.data(),
+        bs.as_ref().map(FlexF32::data),
+        shape,
+    );
+    Some(flex::tensor(out, out_shape))
+}
+
+/// `norm.forward(x)`, then SiLU when `silu`, through [`group_norm::group_norm`] when `x` is
+/// f32 on the flex backend and the norm is affine; otherwise `None`.
+///
+/// # Shapes
+/// `[B, C, ...]` → `[B, C, ...]`
+pub fn group_norm<const D: usize>(
+    norm: &burn::nn::GroupNorm,
+    x: &Tensor<D>,
+    silu: bool,
+) -> Option<Tensor<D>> {
+    let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) else {
+        return None;
+    };
+    let (gamma, beta) = (gamma.val(), beta.val());
+    let (Some(xs), Some(gs), Some(bs)) = (FlexF32::of(x), FlexF32::of(&gamma), FlexF32::of(&beta))
+    else {
+        return None;
+    };
+    let dims = x.dims();
+    if D < 2
+        || dims[1] != norm.num_channels
+        || norm.num_groups == 0
+        || !dims[1].is_multiple_of(norm.num_groups)
+    {
+        return None;
+    }
+    let out = group_norm::group_norm(
+        xs.data(),
+        [dims[0], dims[1], dims[2..].iter().product()],
+        norm.num_groups,
+        gs.data(),
+        bs.data(),
+        norm.epsilon,
+        silu,
+    );
+    Some(flex::tensor(out, dims))
+}
+
+/// diffusers' GEGLU gate through [`geglu::geglu`] when `x` is f32 on the flex backend;
+/// otherwise `None`.
+///
+/// # Shapes
+/// `[..., 2·inner]` → `[..., inner]`
+pub fn geglu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    let xs = FlexF32::of(x)?;
+    let mut dims = x.dims();
+    if !dims[D - 1].is_multiple_of(2) || dims[D - 1] == 0 {
+        return None;
+    }
+    dims[D - 1] /= 2;
+    Some(flex::tensor(geglu::geglu(xs.data(), dims[D - 1]), dims))
+}
+
+/// `linear.forward(x)` through [`linear::linear`] when `x` is f32 on the flex backend;
+/// otherwise `None`.
+///
+/// # Shapes
+/// `[..., d_in]` → `[..., d_out]`
+pub fn linear<const D: usize>(linear: &burn::nn::Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
+    let (Some(xs), Some((ws, bs))) = (
+        FlexF32::of(x),
+        flex::weight_and_bias(&linear.weight, linear.bias.as_ref()),
+    ) else {
+        return None;
+    };
+    let dims = x.dims();
+    let [d_in, d_out] = linear.weight.dims();
+    if dims[D - 1] != d_in {
+        return None;
+    }
+    let rows = dims[..D - 1].iter().product();
+    let out = linear::linear(
+        sgemm::provider(),
+        xs.data(),
+        ws.data(),
+        bs.as_ref().map(FlexF32::data),
+        [rows, d_in, d_out],
+    );
+    let mut out_dims = dims;
+    out_dims[D - 1] = d_out;
+    Some(flex::tensor(out, out_dims))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Device, Distribution, Tensor, Tolerance};
+
+    /// The fast path gives burn's own result for every padding the models use.
+    #[test]
+    fn conv2d_matches_burn() {
+        let device = Device::flex();
+        for (kernel, padding) in [
+            (3, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            (3, PaddingConfig2d::Explicit(0, 0, 1, 1)),
+            (1, PaddingConfig2d::Explicit(0, 0, 0, 0)),
+        ] {
+            let conv = Conv2dConfig::new([6, 5], [kernel, kernel])
+                .with_padding(padding)
+                .init(&device);
+            let x = Tensor::<4>::random([2, 6, 9, 7], Distribution::Normal(0.0, 1.0), &device);
+            let want = conv.forward(x.clone());
+            let got = super::conv2d(&conv, &x).expect("fast path taken");
+            got.into_data()
+                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+        }
+    }
+
+    /// Group norm, with and without the SiLU, gives burn's result.
+    #[test]
+    fn group_norm_matches_burn() {
+        let device = Device::flex();
+        let mut norm = burn::nn::GroupNormConfig::new(3, 6).init(&device);
+        norm.gamma = norm.gamma.map(|g| Param::from_tensor(g.val() * 1.5));
+        norm.beta = norm.beta.map(|b| Param::from_tensor(b.val() + 0.25));
+        let x = Tensor::<4>::random([2, 6, 5, 3], Distribution::Normal(1.0, 2.0), &device);
+        for silu in [false, true] {
+            let mut want = norm.forward(x.clone());
+            if silu {
+                want = burn::tensor::activation::silu(want);
+            }
+            let got = super::group_norm(&norm, &x, silu).expect("fast path taken");
+            got.into_data()
+                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+        }
+    }
+
+    /// The GEGLU gate gives burn's `hidden * gelu(gate)`.
+    #[test]
+    fn geglu_matches_burn() {
+        let device = Device::flex();
+        let x = Tensor::<3>::random([2, 3, 8], Distribution::Normal(0.0, 2.0), &device);
+        let [hidden, gate]: [Tensor<3>; 2] = x.clone().chunk(2, 2).try_into().unwrap();
+        let want = hidden * burn::tensor::activation::gelu(gate);
+        let got = super::geglu(&x).expect("fast path taken");
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+    }
+
+    /// Strided convolutions are left to burn.
+    #[test]
+    fn conv2d_declines_strides() {
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([2, 2], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let x = Tensor::<4>::zeros([1, 2, 4, 4], &device);
+        assert!(super::conv2d(&conv, &x).is_none());
+    }
+
+    /// Linear layers with and without bias, on a 3-D input and a strided (transposed) one.
+    #[test]
+    fn linear_matches_burn() {
+        let device = Device::flex();
+        for bias in [true, false] {
+            let mut linear = burn::nn::LinearConfig::new(8, 5)
+                .with_bias(bias)
+                .init(&device);
+            if let Some(b) = &linear.bias {
+                linear.bias = Some(Param::from_tensor(b.val() + 0.5));
+            }
+            let x = Tensor::<3>::random([2, 8, 3], Distribution::Normal(0.0, 1.0), &device)
+                .swap_dims(1, 2);
+            let want = linear.forward(x.clone());
+            let got = super::linear(&linear, &x).expect("fast path taken");
+            got.into_data()
+                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+        }
+    }
+}
