@@ -44,7 +44,8 @@ pub fn conv2d(conv: &burn::nn::conv::Conv2d, x: &Tensor<4>) -> Option<Tensor<4>>
         padding: [top, left, bottom, right],
     };
     let out_shape = shape.output()?;
-    if shape.input[1] != shape.weight[1] {
+    // Empty tensors and mismatched channels are left to burn (and its errors).
+    if shape.input[1] != shape.weight[1] || shape.input.contains(&0) || shape.weight.contains(&0) {
         return None;
     }
     let out = conv2d::conv2d(
@@ -77,6 +78,7 @@ pub fn group_norm<const D: usize>(
     };
     let dims = x.dims();
     if D < 2
+        || dims.contains(&0)
         || dims[1] != norm.num_channels
         || norm.num_groups == 0
         || !dims[1].is_multiple_of(norm.num_groups)
@@ -175,6 +177,8 @@ mod tests {
         norm.gamma = norm.gamma.map(|g| Param::from_tensor(g.val() * 1.5));
         norm.beta = norm.beta.map(|b| Param::from_tensor(b.val() + 0.25));
         let x = Tensor::<4>::random([2, 6, 5, 3], Distribution::Normal(1.0, 2.0), &device);
+        let empty = Tensor::<4>::zeros([2, 6, 0, 3], &device);
+        assert!(super::group_norm(&norm, &empty, true).is_none());
         for silu in [false, true] {
             let mut want = norm.forward(x.clone());
             if silu {
@@ -198,7 +202,7 @@ mod tests {
             .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
     }
 
-    /// Strided convolutions are left to burn.
+    /// Strided convolutions and empty inputs are left to burn.
     #[test]
     fn conv2d_declines_strides() {
         let device = Device::flex();
@@ -207,6 +211,12 @@ mod tests {
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);
         let x = Tensor::<4>::zeros([1, 2, 4, 4], &device);
+        assert!(super::conv2d(&conv, &x).is_none());
+        // An empty batch too.
+        let conv = Conv2dConfig::new([2, 2], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let x = Tensor::<4>::zeros([0, 2, 4, 4], &device);
         assert!(super::conv2d(&conv, &x).is_none());
     }
 
