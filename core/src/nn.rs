@@ -1,5 +1,8 @@
 //! burn layers built from stored weights, with PyTorch's parameter names and layouts.
 
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
 use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::Tensor;
@@ -7,6 +10,18 @@ use burn::tensor::activation::silu;
 
 use crate::error::Result;
 use crate::weights::VarBuilder;
+
+/// CLIP's `quick_gelu`, `x · sigmoid(1.702·x)`, fused on the CPU backend.
+///
+/// # Shapes
+/// any → same
+pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+    if let Some(y) = crate::cpu::quick_gelu(&x) {
+        return y;
+    }
+    x.clone() * burn::tensor::activation::sigmoid(x * 1.702)
+}
 
 /// `nn.Linear(d_in, d_out)`: PyTorch stores the weight as `[d_out, d_in]`, burn as `[d_in, d_out]`.
 pub fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
@@ -43,6 +58,7 @@ pub fn conv2d(
             groups: 1,
             padding: PaddingConfig2d::Explicit(padding, padding, padding, padding),
         },
+        prepared: PreparedWeights::default(),
     })
 }
 
@@ -69,6 +85,19 @@ impl Linear {
 #[derive(Module, Debug)]
 pub struct Conv2d {
     conv: burn::nn::conv::Conv2d,
+    #[module(skip)]
+    prepared: PreparedWeights,
+}
+
+/// A layer's weights as a backend prepared them for itself (oneDNN's layout on the CPU
+/// backend), made on first use and shared by clones of the layer.
+#[derive(Clone, Default)]
+pub struct PreparedWeights(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+
+impl std::fmt::Debug for PreparedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedWeights")
+    }
 }
 
 impl Conv2d {
@@ -82,7 +111,7 @@ impl Conv2d {
     /// `[B, C_in, H, W]` → `[B, C_out, H_out, W_out]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
-        if let Some(y) = crate::cpu::conv2d(&self.conv, &x) {
+        if let Some(y) = crate::cpu::conv2d(&self.conv, &x, &self.prepared.0) {
             return y;
         }
         self.conv.forward(x)
@@ -134,7 +163,7 @@ impl GroupNorm {
     }
 }
 
-/// `nn.LayerNorm(d, eps)` over the last dimension.
+/// `nn.LayerNorm(d, eps)` over the last dimension, in one fused pass on the CPU backend.
 #[derive(Module, Debug)]
 pub struct LayerNorm {
     /// `[d]`
@@ -158,6 +187,11 @@ impl LayerNorm {
     /// # Shapes
     /// `[..., d]` → `[..., d]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
+        let (weight, bias) = (self.weight.val(), self.bias.val());
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        if let Some(y) = crate::cpu::layer_norm(&x, &weight, &bias, self.eps) {
+            return y;
+        }
+        burn::tensor::module::layer_norm(x, weight, Some(bias), self.eps)
     }
 }

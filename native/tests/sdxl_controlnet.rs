@@ -245,13 +245,21 @@ fn bench_runs_an_sdxl_pipeline() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["unet_ms"].as_f64().unwrap() > 0.0, "{report}");
-    // CI installs OpenBLAS; elsewhere the `gemm` crate is the fallback.
+    // CI installs oneDNN, which then runs the convolutions and the sgemm; elsewhere a CBLAS
+    // or the `gemm` crate is the fallback.
     let gemm = report["cpu_gemm"].as_str().unwrap();
+    let conv = report["cpu_conv"].as_str().unwrap();
     if std::env::var_os("CI").is_some() {
-        assert!(gemm.starts_with("cblas (libopenblas"), "{report}");
+        assert!(
+            gemm.starts_with("onednn 2.") && conv.starts_with("onednn 2."),
+            "{report}"
+        );
     } else {
         assert!(
-            gemm.starts_with("cblas") || gemm.starts_with("gemm crate"),
+            ["onednn", "cblas", "gemm crate"]
+                .iter()
+                .any(|p| gemm.starts_with(p))
+                && (conv.starts_with("onednn") || conv.starts_with("im2col")),
             "{report}"
         );
     }

@@ -23,17 +23,24 @@ pub struct Conv2dShape {
     pub weight: [usize; 4],
     /// `[top, left, bottom, right]`
     pub padding: [usize; 4],
+    /// `[vertical, horizontal]`; [`conv2d`] takes only `[1, 1]`.
+    pub stride: [usize; 2],
 }
 
 impl Conv2dShape {
-    /// `[B, C_out, H_out, W_out]`, or `None` when the kernel is larger than the padded input.
+    /// `[B, C_out, H_out, W_out]`, or `None` when the kernel is larger than the padded input
+    /// or a stride is 0.
     pub fn output(&self) -> Option<[usize; 4]> {
         let [b, _, h, w] = self.input;
         let [c_out, _, kh, kw] = self.weight;
         let [top, left, bottom, right] = self.padding;
-        let hp = (h + top + bottom).checked_sub(kh)? + 1;
-        let wp = (w + left + right).checked_sub(kw)? + 1;
-        Some([b, c_out, hp, wp])
+        let [sh, sw] = self.stride;
+        if sh == 0 || sw == 0 {
+            return None;
+        }
+        let ho = (h + top + bottom).checked_sub(kh)? / sh + 1;
+        let wo = (w + left + right).checked_sub(kw)? / sw + 1;
+        Some([b, c_out, ho, wo])
     }
 }
 
@@ -44,7 +51,7 @@ impl Conv2dShape {
 /// `[B, C_out, H_out, W_out]` (row-major, flattened)
 ///
 /// # Panics
-/// If the slices do not match `shape`, or the channel counts differ.
+/// If the slices do not match `shape`, the channel counts differ, or the stride is not 1.
 pub fn conv2d(
     gemm: &Provider,
     x: &[f32],
@@ -59,6 +66,7 @@ pub fn conv2d(
         .output()
         .expect("conv2d: kernel larger than the input");
     assert_eq!(c_in, w_in, "conv2d: input and weight channels differ");
+    assert_eq!(shape.stride, [1, 1], "conv2d: stride must be 1");
     assert_eq!(x.len(), b * c_in * h * w, "conv2d: input length");
     assert_eq!(
         weight.len(),
@@ -156,14 +164,20 @@ fn pointwise(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Direct convolution, the reference.
-    fn direct(x: &[f32], weight: &[f32], bias: &[f32], shape: Conv2dShape) -> Vec<f32> {
+    /// Direct convolution, the reference for both CPU convolutions.
+    pub(crate) fn direct_reference(
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        shape: Conv2dShape,
+    ) -> Vec<f32> {
         let [b, c_in, h, w] = shape.input;
         let [c_out, _, kh, kw] = shape.weight;
         let [top, left, ..] = shape.padding;
+        let [sh, sw] = shape.stride;
         let [_, _, ho, wo] = shape.output().unwrap();
         let mut out = vec![0.0; b * c_out * ho * wo];
         for bi in 0..b {
@@ -175,8 +189,8 @@ mod tests {
                             for i in 0..kh {
                                 for j in 0..kw {
                                     let (yy, xx) = (
-                                        (y + i) as isize - top as isize,
-                                        (xo + j) as isize - left as isize,
+                                        (y * sh + i) as isize - top as isize,
+                                        (xo * sw + j) as isize - left as isize,
                                     );
                                     if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < w
                                     {
@@ -195,77 +209,87 @@ mod tests {
         out
     }
 
-    fn check(provider: &Provider, shape: Conv2dShape) {
-        let [b, c_in, h, w] = shape.input;
-        let [c_out, _, kh, kw] = shape.weight;
-        let x: Vec<f32> = (0..b * c_in * h * w)
-            .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
-            .collect();
-        let weight: Vec<f32> = (0..c_out * c_in * kh * kw)
-            .map(|i| ((i * 11) % 13) as f32 / 6.0 - 1.0)
-            .collect();
-        let bias: Vec<f32> = (0..c_out).map(|i| i as f32 * 0.25 - 1.0).collect();
-        let got = conv2d(provider, &x, &weight, Some(&bias), shape);
-        let want = direct(&x, &weight, &bias, shape);
-        assert_eq!(got.len(), want.len());
-        for (i, (g, r)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g - r).abs() <= 1e-4 * r.abs().max(1.0),
-                "{shape:?} [{i}]: {g} vs {r}"
-            );
-        }
-    }
-
-    fn shapes() -> Vec<Conv2dShape> {
-        let s = |input, weight, padding| Conv2dShape {
+    /// Shapes that cover every path, each with input, weight and bias values.
+    pub(crate) fn test_shapes() -> Vec<(Conv2dShape, Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let s = |input, weight, padding, stride| Conv2dShape {
             input,
             weight,
             padding,
+            stride,
         };
-        vec![
+        [
             // 3×3, padding 1, odd sizes, batch 2 (columns cross image boundaries).
-            s([2, 5, 7, 9], [6, 5, 3, 3], [1; 4]),
-            // The VAE encoder's bottom/right-only padding (stride 1 here).
-            s([1, 3, 6, 5], [4, 3, 3, 3], [0, 0, 1, 1]),
+            s([2, 5, 7, 9], [6, 5, 3, 3], [1; 4], [1, 1]),
+            // The VAE encoder's bottom/right-only padding, at stride 1 and its real stride 2.
+            s([1, 3, 6, 5], [4, 3, 3, 3], [0, 0, 1, 1], [1, 1]),
+            s([2, 3, 8, 7], [4, 3, 3, 3], [0, 0, 1, 1], [2, 2]),
+            // The UNet's downsampler: stride 2, padding 1.
+            s([1, 4, 9, 8], [5, 4, 3, 3], [1; 4], [2, 2]),
             // No padding, non-square kernel.
-            s([2, 2, 6, 8], [3, 2, 3, 2], [0; 4]),
+            s([2, 2, 6, 8], [3, 2, 3, 2], [0; 4], [1, 1]),
             // 1×1 (direct per-image path) and 1×1 with padding (im2col path).
-            s([2, 8, 4, 5], [3, 8, 1, 1], [0; 4]),
-            s([1, 4, 3, 3], [2, 4, 1, 1], [1; 4]),
+            s([2, 8, 4, 5], [3, 8, 1, 1], [0; 4], [1, 1]),
+            s([1, 4, 3, 3], [2, 4, 1, 1], [1; 4], [1, 1]),
             // Two im2col tiles: k = 576 gives tiles of 2^22 / 576 = 7281 columns, and the
             // image has 21·502 − 2 columns.
-            s([1, 64, 20, 500], [2, 64, 3, 3], [1; 4]),
+            s([1, 64, 20, 500], [2, 64, 3, 3], [1; 4], [1, 1]),
         ]
+        .into_iter()
+        .map(|shape| {
+            let [b, c_in, h, w] = shape.input;
+            let [c_out, _, kh, kw] = shape.weight;
+            let x = (0..b * c_in * h * w)
+                .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
+                .collect();
+            let weight = (0..c_out * c_in * kh * kw)
+                .map(|i| ((i * 11) % 13) as f32 / 6.0 - 1.0)
+                .collect();
+            let bias = (0..c_out).map(|i| i as f32 * 0.25 - 1.0).collect();
+            (shape, x, weight, bias)
+        })
+        .collect()
+    }
+
+    fn check(provider: &Provider) {
+        for (shape, x, weight, bias) in test_shapes() {
+            if shape.stride != [1, 1] {
+                continue;
+            }
+            let got = conv2d(provider, &x, &weight, Some(&bias), shape);
+            let want = direct_reference(&x, &weight, &bias, shape);
+            assert_eq!(got.len(), want.len());
+            for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - r).abs() <= 1e-4 * r.abs().max(1.0),
+                    "{shape:?} [{i}]: {g} vs {r}"
+                );
+            }
+        }
     }
 
     #[test]
     fn matches_direct_convolution_with_the_gemm_crate() {
-        let provider = Provider::Gemm {
+        check(&Provider::Gemm {
             reason: "test".into(),
-        };
-        shapes().into_iter().for_each(|s| check(&provider, s));
+        });
     }
 
     #[test]
     fn matches_direct_convolution_with_the_found_provider() {
-        shapes()
-            .into_iter()
-            .for_each(|s| check(super::super::sgemm::provider(), s));
+        check(super::super::sgemm::provider());
     }
 
     #[test]
-    fn output_size_rejects_kernels_larger_than_the_input() {
-        let s = Conv2dShape {
+    fn output_size_follows_padding_and_stride() {
+        let s = |padding, stride| Conv2dShape {
             input: [1, 1, 2, 2],
             weight: [1, 1, 3, 3],
-            padding: [0; 4],
+            padding,
+            stride,
         };
-        assert_eq!(s.output(), None);
-        let s = Conv2dShape {
-            input: [1, 1, 2, 2],
-            weight: [1, 1, 3, 3],
-            padding: [1, 0, 0, 1],
-        };
-        assert_eq!(s.output(), Some([1, 1, 1, 1]));
+        assert_eq!(s([0; 4], [1, 1]).output(), None);
+        assert_eq!(s([1, 0, 0, 1], [1, 1]).output(), Some([1, 1, 1, 1]));
+        assert_eq!(s([1; 4], [2, 2]).output(), Some([1, 1, 1, 1]));
+        assert_eq!(s([1; 4], [0, 1]).output(), None);
     }
 }

@@ -5,6 +5,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
 /// A contiguous f32 flex tensor, read in place.
+#[derive(Clone)]
 pub struct FlexF32(FlexTensor);
 
 impl FlexF32 {

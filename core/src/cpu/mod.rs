@@ -1,6 +1,7 @@
-//! CPU fast paths for burn's flex backend: f32 convolutions and linear layers as single
-//! sgemm calls through the fastest GEMM available (see [`sgemm`]), group norm fused with
-//! SiLU, and the GEGLU gate. Everything else, and every other backend or dtype, stays with
+//! CPU fast paths for burn's flex backend: f32 convolutions through oneDNN when it is
+//! installed (see [`onednn`]) or as im2col + sgemm, linear layers as single sgemm calls
+//! through the fastest GEMM available (see [`sgemm`]), group norm fused with SiLU, layer
+//! norm, and the GEGLU and quick-GELU activations. Everything else, and every other backend or dtype, stays with
 //! burn's own kernels. The models reach these through `crate::nn`'s layers.
 //!
 //! Why: burn 0.22's flex convolution re-lays out the weight on every call and multiplies in
@@ -12,24 +13,48 @@ pub mod conv2d;
 mod flex;
 pub mod geglu;
 pub mod group_norm;
+pub mod layer_norm;
 pub mod linear;
+pub mod onednn;
+pub mod quick_gelu;
 pub mod sgemm;
+
+use std::sync::{Mutex, OnceLock};
 
 use burn::nn::PaddingConfig2d;
 use burn::tensor::Tensor;
 
 use flex::FlexF32;
 
-/// `conv.forward(x)` through [`conv2d::conv2d`] when `x` is f32 on the flex backend and the
-/// convolution has stride 1, dilation 1, one group and explicit padding; otherwise `None`.
+/// `conv.forward(x)` when `x` is f32 on the flex backend and the convolution has dilation 1,
+/// one group and explicit padding: through [`onednn`] when it is installed, else through
+/// [`conv2d::conv2d`] when the stride is 1; otherwise `None`.
 ///
 /// # Shapes
 /// `[B, C_in, H, W]` → `[B, C_out, H_out, W_out]`
-pub fn conv2d(conv: &burn::nn::conv::Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+///
+/// `packed` is the layer's slot for its weight in oneDNN's layout (unused without oneDNN or
+/// with `MASKFORGE_PACK_WEIGHTS=off`).
+pub fn conv2d(
+    conv: &burn::nn::conv::Conv2d,
+    x: &Tensor<4>,
+    packed: &Mutex<onednn::PackSlot>,
+) -> Option<Tensor<4>> {
     let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
         return None;
     };
-    if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
+    if conv.dilation != [1, 1] || conv.groups != 1 {
+        return None;
+    }
+    let shape = conv2d::Conv2dShape {
+        input: x.dims(),
+        weight: conv.weight.dims(),
+        padding: [top, left, bottom, right],
+        stride: conv.stride,
+    };
+    let out_shape = shape.output()?;
+    // Empty tensors and mismatched channels are left to burn (and its errors).
+    if shape.input[1] != shape.weight[1] || shape.input.contains(&0) || shape.weight.contains(&0) {
         return None;
     }
     let (Some(xs), Some((ws, bs))) = (
@@ -38,24 +63,43 @@ pub fn conv2d(conv: &burn::nn::conv::Conv2d, x: &Tensor<4>) -> Option<Tensor<4>>
     ) else {
         return None;
     };
-    let shape = conv2d::Conv2dShape {
-        input: x.dims(),
-        weight: conv.weight.dims(),
-        padding: [top, left, bottom, right],
+    let bias = bs.as_ref().map(FlexF32::data);
+    let out = match onednn::onednn().map(|dnn| {
+        let mut slot = packed.lock().unwrap_or_else(|e| e.into_inner());
+        let pack = pack_weights().then(|| {
+            let owner: Box<dyn std::any::Any + Send> = Box::new(ws.clone());
+            (&mut *slot, owner)
+        });
+        dnn.conv2d(xs.data(), ws.data(), bias, shape, pack)
+    }) {
+        Ok(Ok(out)) => out,
+        _ if shape.stride == [1, 1] => {
+            conv2d::conv2d(sgemm::provider(), xs.data(), ws.data(), bias, shape)
+        }
+        _ => return None,
     };
-    let out_shape = shape.output()?;
-    // Empty tensors and mismatched channels are left to burn (and its errors).
-    if shape.input[1] != shape.weight[1] || shape.input.contains(&0) || shape.weight.contains(&0) {
-        return None;
-    }
-    let out = conv2d::conv2d(
-        sgemm::provider(),
-        xs.data(),
-        ws.data(),
-        bs.as_ref().map(FlexF32::data),
-        shape,
-    );
     Some(flex::tensor(out, out_shape))
+}
+
+/// Whether layers keep their convolution weights in oneDNN's layout between calls: faster,
+/// at the cost of a second copy of those weights (2.2 GB for SD 1.5's UNet in f32).
+/// `MASKFORGE_PACK_WEIGHTS=off` turns it off.
+fn pack_weights() -> bool {
+    static PACK: OnceLock<bool> = OnceLock::new();
+    *PACK.get_or_init(|| {
+        !matches!(
+            std::env::var("MASKFORGE_PACK_WEIGHTS").as_deref(),
+            Ok("off" | "0" | "none")
+        )
+    })
+}
+
+/// Which library the CPU backend's convolutions use, for reports.
+pub fn describe_conv() -> String {
+    match onednn::onednn() {
+        Ok(dnn) => dnn.describe().to_string(),
+        Err(why) => format!("im2col + {} ({why})", sgemm::provider().describe()),
+    }
 }
 
 /// `norm.forward(x)`, then SiLU when `silu`, through [`group_norm::group_norm`] when `x` is
@@ -112,6 +156,40 @@ pub fn geglu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
     Some(flex::tensor(geglu::geglu(xs.data(), dims[D - 1]), dims))
 }
 
+/// `layer_norm(x, [d], weight, bias, eps)` through [`layer_norm::layer_norm`] when all are
+/// f32 on the flex backend; otherwise `None`.
+///
+/// # Shapes
+/// `x`: `[..., d]`, `weight`, `bias`: `[d]` → `[..., d]`
+pub fn layer_norm<const D: usize>(
+    x: &Tensor<D>,
+    weight: &Tensor<1>,
+    bias: &Tensor<1>,
+    eps: f64,
+) -> Option<Tensor<D>> {
+    let (Some(xs), Some(ws), Some(bs)) = (FlexF32::of(x), FlexF32::of(weight), FlexF32::of(bias))
+    else {
+        return None;
+    };
+    let dims = x.dims();
+    let d = weight.dims()[0];
+    if D == 0 || dims[D - 1] != d || d == 0 || bias.dims()[0] != d {
+        return None;
+    }
+    let out = layer_norm::layer_norm(xs.data(), ws.data(), bs.data(), eps);
+    Some(flex::tensor(out, dims))
+}
+
+/// CLIP's `x · sigmoid(1.702·x)` through [`quick_gelu::quick_gelu`] when `x` is f32 on the
+/// flex backend; otherwise `None`.
+///
+/// # Shapes
+/// any → same
+pub fn quick_gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    let xs = FlexF32::of(x)?;
+    Some(flex::tensor(quick_gelu::quick_gelu(xs.data()), x.dims()))
+}
+
 /// `linear.forward(x)` through [`linear::linear`] when `x` is f32 on the flex backend;
 /// otherwise `None`.
 ///
@@ -163,7 +241,7 @@ mod tests {
                 .init(&device);
             let x = Tensor::<4>::random([2, 6, 9, 7], Distribution::Normal(0.0, 1.0), &device);
             let want = conv.forward(x.clone());
-            let got = super::conv2d(&conv, &x).expect("fast path taken");
+            let got = super::conv2d(&conv, &x, &Default::default()).expect("fast path taken");
             got.into_data()
                 .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
         }
@@ -202,22 +280,44 @@ mod tests {
             .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
     }
 
-    /// Strided convolutions and empty inputs are left to burn.
+    /// Layer norm and quick GELU give burn's results.
     #[test]
-    fn conv2d_declines_strides() {
+    fn layer_norm_and_quick_gelu_match_burn() {
         let device = Device::flex();
-        let conv = Conv2dConfig::new([2, 2], [3, 3])
+        let x = Tensor::<3>::random([2, 5, 7], Distribution::Normal(1.0, 2.0), &device);
+        let w = Tensor::<1>::random([7], Distribution::Normal(1.0, 0.5), &device);
+        let b = Tensor::<1>::random([7], Distribution::Normal(0.0, 0.5), &device);
+        let want = burn::tensor::module::layer_norm(x.clone(), w.clone(), Some(b.clone()), 1e-5);
+        let got = super::layer_norm(&x, &w, &b, 1e-5).expect("fast path taken");
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+        let want = x.clone() * burn::tensor::activation::sigmoid(x.clone() * 1.702);
+        let got = super::quick_gelu(&x).expect("fast path taken");
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+    }
+
+    /// Strided convolutions go through oneDNN when it is installed and are left to burn
+    /// otherwise; empty inputs are always left to burn.
+    #[test]
+    fn conv2d_strides_and_empty_inputs() {
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([2, 3], [3, 3])
             .with_stride([2, 2])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);
-        let x = Tensor::<4>::zeros([1, 2, 4, 4], &device);
-        assert!(super::conv2d(&conv, &x).is_none());
-        // An empty batch too.
+        let x = Tensor::<4>::random([1, 2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        match super::conv2d(&conv, &x, &Default::default()) {
+            Some(got) => got
+                .into_data()
+                .assert_approx_eq::<f32>(&conv.forward(x).into_data(), Tolerance::absolute(1e-5)),
+            None => assert!(super::onednn::onednn().is_err()),
+        }
         let conv = Conv2dConfig::new([2, 2], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);
         let x = Tensor::<4>::zeros([0, 2, 4, 4], &device);
-        assert!(super::conv2d(&conv, &x).is_none());
+        assert!(super::conv2d(&conv, &x, &Default::default()).is_none());
     }
 
     /// Linear layers with and without bias, on a 3-D input and a strided (transposed) one.

@@ -1,6 +1,8 @@
 //! Single-precision GEMM for the CPU fast paths.
 //!
-//! A system CBLAS (OpenBLAS, MKL, BLIS or Apple Accelerate) is loaded at run time when one is
+//! When oneDNN runs the convolutions ([`super::onednn`]), its `dnnl_sgemm` runs the linear
+//! layers too, so that one thread pool (oneDNN's OpenMP) serves both: with OpenBLAS's own
+//! threads beside it the SD 1.5 UNet was 15 % slower. Otherwise a system CBLAS (OpenBLAS, MKL, BLIS or Apple Accelerate) is loaded at run time when one is
 //! installed: on this project's 2-core AVX-512 machine Debian's OpenBLAS runs 240–280 GFLOPS
 //! where the `gemm` crate that burn's flex backend uses runs 90–170. Without one, the `gemm`
 //! crate is used, so nothing needs a BLAS to build or run. `MASKFORGE_BLAS=off` forces the
@@ -25,6 +27,24 @@ type CblasSgemm = unsafe extern "C" fn(
     *mut f32,
     i32,
 );
+
+/// oneDNN's `dnnl_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)`,
+/// row-major, returning a status.
+pub type DnnlSgemm = unsafe extern "C" fn(
+    std::ffi::c_char,
+    std::ffi::c_char,
+    i64,
+    i64,
+    i64,
+    f32,
+    *const f32,
+    i64,
+    *const f32,
+    i64,
+    f32,
+    *mut f32,
+    i64,
+) -> i32;
 
 const CBLAS_ROW_MAJOR: i32 = 101;
 const CBLAS_NO_TRANS: i32 = 111;
@@ -53,6 +73,12 @@ pub enum Provider {
         /// Kept loaded for the life of the process.
         _library: libloading::Library,
     },
+    /// oneDNN's `dnnl_sgemm`, when oneDNN runs the convolutions: one thread pool for both.
+    OneDnn {
+        /// oneDNN's description.
+        library: String,
+        sgemm: DnnlSgemm,
+    },
     /// The `gemm` crate; `reason` says why no CBLAS is used.
     Gemm { reason: String },
 }
@@ -67,12 +93,19 @@ impl Provider {
             Ok(library) => Self::load(&library).unwrap_or_else(|e| Self::Gemm {
                 reason: format!("MASKFORGE_BLAS={library}: {e}"),
             }),
-            Err(_) => CANDIDATES
-                .iter()
-                .find_map(|name| Self::load(name).ok())
-                .unwrap_or_else(|| Self::Gemm {
-                    reason: "no CBLAS library found (install OpenBLAS for faster CPU runs)".into(),
-                }),
+            Err(_) => match super::onednn::onednn() {
+                Ok(dnn) => Self::OneDnn {
+                    library: dnn.describe().to_string(),
+                    sgemm: dnn.sgemm(),
+                },
+                Err(_) => CANDIDATES
+                    .iter()
+                    .find_map(|name| Self::load(name).ok())
+                    .unwrap_or_else(|| Self::Gemm {
+                        reason: "no CBLAS library found (install OpenBLAS for faster CPU runs)"
+                            .into(),
+                    }),
+            },
         }
     }
 
@@ -96,6 +129,7 @@ impl Provider {
     pub fn describe(&self) -> String {
         match self {
             Self::Cblas { library, .. } => format!("cblas ({library})"),
+            Self::OneDnn { library, .. } => library.clone(),
             Self::Gemm { reason } => format!("gemm crate ({reason})"),
         }
     }
@@ -150,6 +184,28 @@ impl Provider {
                         int(ldc),
                     )
                 }
+            }
+            Self::OneDnn { sgemm, .. } => {
+                let int = |v: usize| v as i64;
+                // SAFETY: as above.
+                let status = unsafe {
+                    sgemm(
+                        b'N' as std::ffi::c_char,
+                        b'N' as std::ffi::c_char,
+                        int(m),
+                        int(n),
+                        int(k),
+                        1.0,
+                        a.as_ptr(),
+                        int(lda.max(1)),
+                        b.as_ptr(),
+                        int(ldb.max(1)),
+                        beta,
+                        c.as_mut_ptr(),
+                        int(ldc),
+                    )
+                };
+                assert_eq!(status, 0, "dnnl_sgemm failed");
             }
             // SAFETY: as above. The `gemm` crate computes `dst = alpha·dst + beta·lhs·rhs`.
             Self::Gemm { .. } => unsafe {
@@ -229,6 +285,16 @@ mod tests {
                     provider.describe()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn onednn_sgemm_matches_reference() {
+        if let Ok(dnn) = super::super::onednn::onednn() {
+            check(&Provider::OneDnn {
+                library: dnn.describe().to_string(),
+                sgemm: dnn.sgemm(),
+            });
         }
     }
 

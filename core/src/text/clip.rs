@@ -1,14 +1,14 @@
 //! CLIP text encoder as in transformers' `CLIPTextModel` and `CLIPTextModelWithProjection`.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::nn::{LayerNorm, Linear, linear};
+use crate::nn::{LayerNorm, Linear, linear, quick_gelu};
 use crate::weights::VarBuilder;
 
 /// transformers' `CLIPTextConfig` (`text_encoder/config.json`); unknown keys are ignored.
@@ -146,7 +146,7 @@ impl ClipEncoderLayer {
         let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
         let h = self.fc1.forward(self.layer_norm2.forward(x.clone()));
         let h = if self.quick_gelu {
-            h.clone() * sigmoid(h * 1.702)
+            quick_gelu(h)
         } else {
             gelu(h)
         };

@@ -126,6 +126,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "text_encode_ms": text_encode_ms,
         // Which GEMM the CPU backend's convolutions and linear layers used.
         "cpu_gemm": maskforge_core::cpu::sgemm::provider().describe(),
+        // Which library the CPU backend's convolutions used.
+        "cpu_conv": maskforge_core::cpu::describe_conv(),
     });
     if let Some(m) = mosaic {
         report["mosaic"] = m;

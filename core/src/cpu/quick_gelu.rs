@@ -1,0 +1,40 @@
+//! CLIP's `quick_gelu`, `x · sigmoid(1.702·x)`, in one pass over f32 data. burn's flex
+//! backend runs it as three tensor operations and evaluates the sigmoid with scalar `expf`.
+
+use rayon::prelude::*;
+
+use super::group_norm::exp;
+
+/// Elements per rayon task.
+const CHUNK: usize = 1 << 14;
+
+/// `x · sigmoid(1.702·x)` elementwise.
+///
+/// # Shapes
+/// `x`: any → same
+pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(dst, src)| {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = v / (1.0 + exp(-1.702 * v));
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn matches_the_definition() {
+        let x: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.05).collect();
+        for (g, &v) in super::quick_gelu(&x).iter().zip(&x) {
+            let want = v as f64 / (1.0 + (-1.702 * v as f64).exp());
+            assert!(
+                (*g as f64 - want).abs() < 1e-6 * want.abs().max(1.0),
+                "{v}: {g} vs {want}"
+            );
+        }
+    }
+}
