@@ -1,8 +1,9 @@
 //! CPU fast paths for burn's flex backend: f32 convolutions through oneDNN when it is
 //! installed (see [`onednn`]) or as im2col + sgemm, linear layers as single sgemm calls
 //! through the fastest GEMM available (see [`sgemm`]), group norm fused with SiLU, layer
-//! norm, and the GEGLU and quick-GELU activations. Everything else, and every other backend or dtype, stays with
-//! burn's own kernels. The models reach these through `crate::nn`'s layers.
+//! norm, and the GEGLU and quick-GELU activations. Everything else, and every other backend
+//! or dtype, stays with burn's own kernels. The models reach these through `crate::nn`'s
+//! layers.
 //!
 //! Why: burn 0.22's flex convolution re-lays out the weight on every call and multiplies in
 //! 512-pixel tiles, the `gemm` crate reaches about half of this machine's AVX-512 peak, and
