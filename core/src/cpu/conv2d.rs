@@ -15,7 +15,7 @@ use super::sgemm::Provider;
 const TILE_FLOATS: usize = 1 << 22;
 
 /// Shapes and padding of one convolution.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dShape {
     /// `[B, C_in, H, W]`
     pub input: [usize; 4],

@@ -144,10 +144,7 @@ unsafe impl Sync for OneDnn {}
 /// What one convolution primitive is built for.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct PlanKey {
-    input: [usize; 4],
-    weight: [usize; 4],
-    padding: [usize; 4],
-    stride: [usize; 2],
+    shape: Conv2dShape,
     bias: bool,
 }
 
@@ -302,10 +299,7 @@ impl OneDnn {
             return Err(format!("conv2d: slices do not match {shape:?}"));
         }
         let plan = self.plan(PlanKey {
-            input: shape.input,
-            weight: shape.weight,
-            padding: shape.padding,
-            stride: shape.stride,
+            shape,
             bias: bias.is_some(),
         })?;
         let len = out_shape.iter().product();
@@ -365,12 +359,7 @@ impl OneDnn {
             }
             d
         };
-        let shape = Conv2dShape {
-            input: key.input,
-            weight: key.weight,
-            padding: key.padding,
-            stride: key.stride,
-        };
+        let shape = key.shape;
         let out = shape
             .output()
             .ok_or("conv2d: kernel larger than the input")?;
@@ -392,21 +381,21 @@ impl OneDnn {
             Ok(md)
         };
         let (src_user, weights_user, dst_user) = (
-            desc(&key.input, TAG_ABCD)?,
-            desc(&key.weight, TAG_ABCD)?,
+            desc(&shape.input, TAG_ABCD)?,
+            desc(&shape.weight, TAG_ABCD)?,
             desc(&out, TAG_ABCD)?,
         );
         let (src_any, weights_any, dst_any) = (
-            desc(&key.input, TAG_ANY)?,
-            desc(&key.weight, TAG_ANY)?,
+            desc(&shape.input, TAG_ANY)?,
+            desc(&shape.weight, TAG_ANY)?,
             desc(&out, TAG_ANY)?,
         );
         let bias = if key.bias {
-            desc(&[key.weight[0]], TAG_A)?
+            desc(&[shape.weight[0]], TAG_A)?
         } else {
             MemoryDesc::zeroed()
         };
-        let [top, left, bottom, right] = key.padding;
+        let [top, left, bottom, right] = shape.padding;
         let mut conv = Box::new(ConvolutionDesc([0; 8192]));
         // SAFETY: the descriptors and the dims arrays are valid for the call; a zeroed bias
         // descriptor means "no bias" to oneDNN.
@@ -420,7 +409,7 @@ impl OneDnn {
                     &*weights_any,
                     &*bias,
                     &*dst_any,
-                    dims(&key.stride).as_ptr(),
+                    dims(&shape.stride).as_ptr(),
                     dims(&[top, left]).as_ptr(),
                     dims(&[bottom, right]).as_ptr(),
                 ),
@@ -507,13 +496,7 @@ impl OneDnn {
 
     /// The name of the kernel oneDNN picked for `shape` (for tests and reports).
     pub fn implementation(&self, shape: Conv2dShape, bias: bool) -> Result<String, String> {
-        let plan = self.plan(PlanKey {
-            input: shape.input,
-            weight: shape.weight,
-            padding: shape.padding,
-            stride: shape.stride,
-            bias,
-        })?;
+        let plan = self.plan(PlanKey { shape, bias })?;
         let mut name: *const c_char = std::ptr::null();
         // SAFETY: the query writes a pointer to a string owned by the descriptor.
         unsafe {
@@ -577,32 +560,23 @@ impl OneDnn {
                 None => Ok(user),
                 Some((_, reorder)) => {
                     let inner = memory(op.inner, scratch(buffer, op.inner))?;
-                    run(
-                        reorder,
-                        &[
-                            ExecArg {
-                                arg: ARG_SRC,
-                                memory: user,
-                            },
-                            ExecArg {
-                                arg: ARG_DST,
-                                memory: inner,
-                            },
-                        ],
-                    )?;
+                    run(reorder, &reorder_args(user, inner))?;
                     Ok(inner)
                 }
             }
         };
         let src = input(&plan.src, x, src_scratch)?;
         let weights = match (plan.weights.reorder, pack) {
-            (Some((_, reorder)), Some((slot, owner))) => {
+            (Some(_), Some((slot, owner))) => {
                 let current = slot
                     .as_mut()
                     .and_then(|b| b.downcast_mut::<PackedWeights>())
                     .filter(|p| Arc::ptr_eq(&p.plan, plan) && p.weight == weight as usize);
-                let packed = match current {
-                    Some(p) => p,
+                match current {
+                    Some(p) => memory(
+                        plan.weights.inner,
+                        scratch(&mut p.buffer, plan.weights.inner),
+                    )?,
                     None => {
                         let mut packed = PackedWeights {
                             plan: plan.clone(),
@@ -610,34 +584,12 @@ impl OneDnn {
                             buffer: Scratch::default(),
                             _owner: owner,
                         };
-                        let user = memory(&*plan.weights.user, weight as Handle)?;
-                        let inner = memory(
-                            plan.weights.inner,
-                            scratch(&mut packed.buffer, plan.weights.inner),
-                        )?;
-                        run(
-                            reorder,
-                            &[
-                                ExecArg {
-                                    arg: ARG_SRC,
-                                    memory: user,
-                                },
-                                ExecArg {
-                                    arg: ARG_DST,
-                                    memory: inner,
-                                },
-                            ],
-                        )?;
+                        // The buffer's heap block stays put when `packed` moves into the slot.
+                        let inner = input(&plan.weights, weight, &mut packed.buffer)?;
                         *slot = Some(Box::new(packed));
-                        slot.as_mut()
-                            .and_then(|b| b.downcast_mut::<PackedWeights>())
-                            .expect("just stored")
+                        inner
                     }
-                };
-                memory(
-                    plan.weights.inner,
-                    scratch(&mut packed.buffer, plan.weights.inner),
-                )?
+                }
             }
             _ => input(&plan.weights, weight, weights_scratch)?,
         };
@@ -668,19 +620,7 @@ impl OneDnn {
         }
         run(plan.primitive, &args)?;
         if let Some((_, reorder)) = plan.dst.reorder {
-            run(
-                reorder,
-                &[
-                    ExecArg {
-                        arg: ARG_SRC,
-                        memory: dst,
-                    },
-                    ExecArg {
-                        arg: ARG_DST,
-                        memory: dst_user,
-                    },
-                ],
-            )?;
+            run(reorder, &reorder_args(dst, dst_user))?;
         }
         // SAFETY: `stream` is this thread's stream.
         check(unsafe { (api.stream_wait)(stream) }, "stream_wait")
@@ -723,6 +663,20 @@ impl Scratch {
 struct Local {
     stream: Stream,
     scratch: [Scratch; 3],
+}
+
+/// The arguments of a reorder from `from` to `to`.
+fn reorder_args(from: Handle, to: Handle) -> [ExecArg; 2] {
+    [
+        ExecArg {
+            arg: ARG_SRC,
+            memory: from,
+        },
+        ExecArg {
+            arg: ARG_DST,
+            memory: to,
+        },
+    ]
 }
 
 /// Memory objects destroyed when dropped.
