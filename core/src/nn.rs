@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{DType, Tensor};
 
 use crate::error::Result;
 use crate::weights::VarBuilder;
@@ -21,6 +22,47 @@ pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return y;
     }
     x.clone() * burn::tensor::activation::sigmoid(x * 1.702)
+}
+
+/// Multi-head scaled dot-product attention over `heads` heads of the channels, as
+/// diffusers' and transformers' attention layers compute it between their projections;
+/// with `causal`, token `i` sees tokens `0..=i` only. With `upcast`, scores and softmax run
+/// in f32 whatever the inputs' dtype. Fused on the CPU backend (see [`crate::cpu::attention`]).
+///
+/// # Shapes
+/// `q`: `[B, N, H·D]`, `k`, `v`: `[B, M, H·D]` → `[B, N, H·D]`
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    causal: bool,
+    upcast: bool,
+) -> Tensor<3> {
+    #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+    if let Some(out) = crate::cpu::attention(&q, &k, &v, heads, causal) {
+        return out;
+    }
+    let [b, n, c] = q.dims();
+    let split = |t: Tensor<3>| {
+        let len = t.dims()[1];
+        t.reshape([b, len, heads, c / heads]).swap_dims(1, 2)
+    };
+    let dtype = q.dtype();
+    let compute = if upcast { DType::F32 } else { dtype };
+    let options = AttentionModuleOptions {
+        is_causal: causal,
+        ..Default::default()
+    };
+    let out = burn::tensor::module::attention(
+        split(q.cast(compute)),
+        split(k.cast(compute)),
+        split(v.cast(compute)),
+        None,
+        None,
+        options,
+    );
+    out.cast(dtype).swap_dims(1, 2).reshape([b, n, c])
 }
 
 /// `nn.Linear(d_in, d_out)`: PyTorch stores the weight as `[d_out, d_in]`, burn as `[d_in, d_out]`.

@@ -266,6 +266,24 @@ fn bench_runs_an_sdxl_pipeline() {
 }
 
 #[test]
+fn bench_reports_skipped_parts_as_null() {
+    let model = fixture("tiny-sdxl");
+    let out = maskforge(&[
+        "bench", "--model", &model, "--height", "64", "--width", "48", "--iters", "1", "--device",
+        "cpu", "--skip", "unet,vae", "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["unet_ms"].is_null(), "{report}");
+    assert!(report["vae_decode_ms"].is_null(), "{report}");
+    assert!(report["text_encode_ms"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
 fn generate_runs_mosaicfusion_on_an_sdxl_model() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("ds");

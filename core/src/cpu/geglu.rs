@@ -2,11 +2,10 @@
 //! one pass over f32 data. burn's flex backend evaluates `erf` with scalar libm calls and
 //! materialises both halves and the GELU.
 
-use rayon::prelude::*;
-
 use super::group_norm::exp;
+use super::parallel::for_each_chunk_mut;
 
-/// Rows per rayon task.
+/// Rows per task.
 const ROWS_PER_TASK: usize = 16;
 
 /// `x[.., :inner] · gelu(x[.., inner:])` with the exact (erf) GELU.
@@ -22,16 +21,15 @@ pub fn geglu(x: &[f32], inner: usize) -> Vec<f32> {
         "geglu: input length"
     );
     let mut out = vec![0.0f32; x.len() / 2];
-    out.par_chunks_mut(inner * ROWS_PER_TASK)
-        .zip(x.par_chunks(2 * inner * ROWS_PER_TASK))
-        .for_each(|(dst, src)| {
-            for (d, row) in dst.chunks_mut(inner).zip(src.chunks(2 * inner)) {
-                let (hidden, gate) = row.split_at(inner);
-                for ((d, &h), &g) in d.iter_mut().zip(hidden).zip(gate) {
-                    *d = h * gelu(g);
-                }
+    for_each_chunk_mut(&mut out, inner * ROWS_PER_TASK, |i, dst| {
+        let src = &x[i * 2 * inner * ROWS_PER_TASK..][..2 * dst.len()];
+        for (d, row) in dst.chunks_mut(inner).zip(src.chunks(2 * inner)) {
+            let (hidden, gate) = row.split_at(inner);
+            for ((d, &h), &g) in d.iter_mut().zip(hidden).zip(gate) {
+                *d = h * gelu(g);
             }
-        });
+        }
+    });
     out
 }
 

@@ -2,7 +2,7 @@
 //! normalise, scale, shift and activate. burn's flex backend runs it as about ten tensor
 //! operations and evaluates SiLU with scalar `expf` calls.
 
-use rayon::prelude::*;
+use super::parallel::for_each_chunk_mut;
 
 /// `silu(group_norm(x))` when `silu`, else `group_norm(x)`, as `torch.nn.GroupNorm(groups, C,
 /// eps)` with affine `gamma`/`beta` (biased variance, statistics in f64).
@@ -32,29 +32,27 @@ pub fn group_norm(
     );
     let per_group = c / groups;
     let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(per_group * s)
-        .zip(x.par_chunks(per_group * s))
-        .enumerate()
-        .for_each(|(i, (dst, src))| {
-            let n = src.len() as f64;
-            let mean = src.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-            let rstd = 1.0 / (var + eps).sqrt();
-            let c0 = (i % groups) * per_group;
-            for (k, (d, x)) in dst.chunks_mut(s).zip(src.chunks(s)).enumerate() {
-                let scale = (gamma[c0 + k] as f64 * rstd) as f32;
-                let shift = (beta[c0 + k] as f64 - mean * gamma[c0 + k] as f64 * rstd) as f32;
-                if silu {
-                    d.iter_mut()
-                        .zip(x)
-                        .for_each(|(d, &x)| *d = silu_f32(x * scale + shift));
-                } else {
-                    d.iter_mut()
-                        .zip(x)
-                        .for_each(|(d, &x)| *d = x * scale + shift);
-                }
+    for_each_chunk_mut(&mut out, per_group * s, |i, dst| {
+        let src = &x[i * per_group * s..][..dst.len()];
+        let n = src.len() as f64;
+        let mean = src.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let rstd = 1.0 / (var + eps).sqrt();
+        let c0 = (i % groups) * per_group;
+        for (k, (d, x)) in dst.chunks_mut(s).zip(src.chunks(s)).enumerate() {
+            let scale = (gamma[c0 + k] as f64 * rstd) as f32;
+            let shift = (beta[c0 + k] as f64 - mean * gamma[c0 + k] as f64 * rstd) as f32;
+            if silu {
+                d.iter_mut()
+                    .zip(x)
+                    .for_each(|(d, &x)| *d = silu_f32(x * scale + shift));
+            } else {
+                d.iter_mut()
+                    .zip(x)
+                    .for_each(|(d, &x)| *d = x * scale + shift);
             }
-        });
+        }
+    });
     out
 }
 

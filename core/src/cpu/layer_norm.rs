@@ -1,9 +1,9 @@
 //! `nn.LayerNorm` over the last dimension in two passes per row of f32 data. burn's flex
 //! backend runs it as about eight tensor operations, each a pass over memory.
 
-use rayon::prelude::*;
+use super::parallel::for_each_chunk_mut;
 
-/// Rows per rayon task: text-encoder rows (768 floats) are too short to split one by one.
+/// Rows per task: text-encoder rows (768 floats) are too short to split one by one.
 const ROWS_PER_TASK: usize = 16;
 
 /// `torch.nn.functional.layer_norm(x, [d], weight, bias, eps)` (biased variance, statistics
@@ -21,19 +21,18 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f64) -> Vec<f32>
         "layer_norm: lengths"
     );
     let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(d * ROWS_PER_TASK)
-        .zip(x.par_chunks(d * ROWS_PER_TASK))
-        .for_each(|(dst, src)| {
-            for (dst, src) in dst.chunks_mut(d).zip(src.chunks(d)) {
-                let mean = src.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-                let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
-                let rstd = (1.0 / (var + eps).sqrt()) as f32;
-                let mean = mean as f32;
-                for (((o, &v), &w), &b) in dst.iter_mut().zip(src).zip(weight).zip(bias) {
-                    *o = (v - mean) * rstd * w + b;
-                }
+    for_each_chunk_mut(&mut out, d * ROWS_PER_TASK, |i, dst| {
+        let src = &x[i * d * ROWS_PER_TASK..][..dst.len()];
+        for (dst, src) in dst.chunks_mut(d).zip(src.chunks(d)) {
+            let mean = src.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+            let rstd = (1.0 / (var + eps).sqrt()) as f32;
+            let mean = mean as f32;
+            for (((o, &v), &w), &b) in dst.iter_mut().zip(src).zip(weight).zip(bias) {
+                *o = (v - mean) * rstd * w + b;
             }
-        });
+        }
+    });
     out
 }
 

@@ -10,6 +10,7 @@
 //! flex evaluates SiLU and GELU with scalar libm calls; together they made the SD 1.5 UNet and
 //! VAE 2.3× slower than PyTorch on the CPU (README, Performance, has the numbers since).
 
+pub mod attention;
 pub mod conv2d;
 mod flex;
 pub mod geglu;
@@ -17,6 +18,7 @@ pub mod group_norm;
 pub mod layer_norm;
 pub mod linear;
 pub mod onednn;
+pub mod parallel;
 pub mod quick_gelu;
 pub mod sgemm;
 
@@ -191,6 +193,40 @@ pub fn quick_gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
     Some(flex::tensor(quick_gelu::quick_gelu(xs.data()), x.dims()))
 }
 
+/// Multi-head attention through [`attention::attention`] when all are f32 on the flex
+/// backend; otherwise `None`.
+///
+/// # Shapes
+/// `q`: `[B, N, H·D]`, `k`, `v`: `[B, M, H·D]` → `[B, N, H·D]`
+pub fn attention(
+    q: &Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    heads: usize,
+    causal: bool,
+) -> Option<Tensor<3>> {
+    let (Some(qs), Some(ks), Some(vs)) = (FlexF32::of(q), FlexF32::of(k), FlexF32::of(v)) else {
+        return None;
+    };
+    let [b, n, c] = q.dims();
+    let [kb, m, kc] = k.dims();
+    if heads == 0 || !c.is_multiple_of(heads) || [kb, kc] != [b, c] || v.dims() != [b, m, c] {
+        return None;
+    }
+    if causal && n > m {
+        return None;
+    }
+    let shape = attention::AttentionShape {
+        batch: b,
+        queries: n,
+        keys: m,
+        heads,
+        head_dim: c / heads,
+    };
+    let out = attention::attention(qs.data(), ks.data(), vs.data(), shape, causal);
+    Some(flex::tensor(out, [b, n, c]))
+}
+
 /// `linear.forward(x)` through [`linear::linear`] when `x` is f32 on the flex backend;
 /// otherwise `None`.
 ///
@@ -319,6 +355,38 @@ mod tests {
             .init(&device);
         let x = Tensor::<4>::zeros([0, 2, 4, 4], &device);
         assert!(super::conv2d(&conv, &x, &Default::default()).is_none());
+    }
+
+    /// Attention, plain and causal, gives burn's result on split heads.
+    #[test]
+    fn attention_matches_burn() {
+        use burn::tensor::module::attention;
+        use burn::tensor::ops::AttentionModuleOptions;
+        let device = Device::flex();
+        let (b, n, m, heads, d) = (2, 9, 7, 3, 4);
+        let split = |t: &Tensor<3>, len| t.clone().reshape([b, len, heads, d]).swap_dims(1, 2);
+        for (causal, m) in [(false, m), (true, n)] {
+            let q = Tensor::<3>::random([b, n, heads * d], Distribution::Normal(0.0, 1.0), &device);
+            let k = Tensor::<3>::random([b, m, heads * d], Distribution::Normal(0.0, 1.0), &device);
+            let v = Tensor::<3>::random([b, m, heads * d], Distribution::Normal(0.0, 1.0), &device);
+            let options = AttentionModuleOptions {
+                is_causal: causal,
+                ..Default::default()
+            };
+            let want = attention(
+                split(&q, n),
+                split(&k, m),
+                split(&v, m),
+                None,
+                None,
+                options,
+            )
+            .swap_dims(1, 2)
+            .reshape([b, n, heads * d]);
+            let got = super::attention(&q, &k, &v, heads, causal).expect("fast path taken");
+            got.into_data()
+                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+        }
     }
 
     /// Linear layers with and without bias, on a 3-D input and a strided (transposed) one.

@@ -132,6 +132,9 @@ pub struct OneDnn {
     plans: Mutex<HashMap<PlanKey, Arc<Plan>>>,
     /// Held while a convolution runs.
     running: Mutex<()>,
+    /// The OpenMP runtime oneDNN runs on, when it is one (libgomp, or a runtime with its
+    /// entry points such as Intel's or LLVM's).
+    openmp: Option<OpenMp>,
     /// Kept loaded for the life of the process.
     _library: libloading::Library,
 }
@@ -140,6 +143,31 @@ pub struct OneDnn {
 // concurrently; streams, which may not, are per thread (`LOCAL`).
 unsafe impl Send for OneDnn {}
 unsafe impl Sync for OneDnn {}
+
+/// libgomp's `GOMP_parallel(fn, data, num_threads, flags)`: runs `fn(data)` on every thread
+/// of a team (`num_threads` 0: the default size) and returns when all have finished.
+type GompParallel =
+    unsafe extern "C" fn(unsafe extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint);
+
+/// The OpenMP runtime's entry point for parallel regions.
+pub struct OpenMp {
+    parallel: GompParallel,
+}
+
+impl OpenMp {
+    /// Runs `work(data)` on each thread of an OpenMP team of the default size, as
+    /// `#pragma omp parallel` does, and returns when all are done. Inside another parallel
+    /// region the team has one thread.
+    ///
+    /// # Safety
+    /// `work` must not unwind, and must be safe to call from several threads at once with
+    /// `data`.
+    pub unsafe fn parallel(&self, work: unsafe extern "C" fn(*mut c_void), data: *mut c_void) {
+        // SAFETY: the caller's contract; `GOMP_parallel` has this signature in every runtime
+        // that exports it.
+        unsafe { (self.parallel)(work, data, 0, 0) }
+    }
+}
 
 /// What one convolution primitive is built for.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -240,6 +268,13 @@ impl OneDnn {
                 primitive_destroy: sym!("dnnl_primitive_destroy"),
                 sgemm: sym!("dnnl_sgemm"),
             };
+            // `dlsym` on oneDNN's handle also searches the libraries it depends on.
+            let openmp = lib
+                .get::<GompParallel>(b"GOMP_parallel\0")
+                .ok()
+                .map(|parallel| OpenMp {
+                    parallel: *parallel,
+                });
             let mut engine = std::ptr::null_mut();
             check(
                 (api.engine_create)(&mut engine, ENGINE_CPU, 0),
@@ -251,6 +286,7 @@ impl OneDnn {
                 engine,
                 plans: Mutex::new(HashMap::new()),
                 running: Mutex::new(()),
+                openmp,
                 _library: lib,
             })
         }
@@ -259,6 +295,11 @@ impl OneDnn {
     /// `dnnl_sgemm`, for [`super::sgemm`].
     pub fn sgemm(&self) -> super::sgemm::DnnlSgemm {
         self.api.sgemm
+    }
+
+    /// The OpenMP runtime oneDNN's threads belong to, for [`super::parallel`].
+    pub fn openmp(&self) -> Option<&OpenMp> {
+        self.openmp.as_ref()
     }
 
     /// `onednn 2.6.3 (libdnnl.so.2)`.

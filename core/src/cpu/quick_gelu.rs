@@ -1,11 +1,10 @@
 //! CLIP's `quick_gelu`, `x · sigmoid(1.702·x)`, in one pass over f32 data. burn's flex
 //! backend runs it as three tensor operations and evaluates the sigmoid with scalar `expf`.
 
-use rayon::prelude::*;
-
 use super::group_norm::exp;
+use super::parallel::for_each_chunk_mut;
 
-/// Elements per rayon task.
+/// Elements per task.
 const CHUNK: usize = 1 << 14;
 
 /// `x · sigmoid(1.702·x)` elementwise.
@@ -14,13 +13,12 @@ const CHUNK: usize = 1 << 14;
 /// `x`: any → same
 pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(dst, src)| {
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = v / (1.0 + exp(-1.702 * v));
-            }
-        });
+    for_each_chunk_mut(&mut out, CHUNK, |i, dst| {
+        let src = &x[i * CHUNK..][..dst.len()];
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v / (1.0 + exp(-1.702 * v));
+        }
+    });
     out
 }
 

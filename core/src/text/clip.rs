@@ -2,13 +2,11 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::nn::{LayerNorm, Linear, linear, quick_gelu};
+use crate::nn::{LayerNorm, Linear, attention, linear, quick_gelu};
 use crate::weights::VarBuilder;
 
 /// transformers' `CLIPTextConfig` (`text_encoder/config.json`); unknown keys are ignored.
@@ -100,21 +98,11 @@ impl ClipAttention {
     /// # Shapes
     /// `[B, L, D]` → `[B, L, D]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, l, d] = x.dims();
-        let split = |t: Tensor<3>| {
-            t.reshape([b, l, self.heads, d / self.heads])
-                .swap_dims(1, 2)
-        };
-        let q = split(self.q_proj.forward(x.clone()));
-        let k = split(self.k_proj.forward(x.clone()));
-        let v = split(self.v_proj.forward(x));
-        let options = AttentionModuleOptions {
-            is_causal: true,
-            ..Default::default()
-        };
-        let out = attention(q, k, v, None, None, options);
+        let q = self.q_proj.forward(x.clone());
+        let k = self.k_proj.forward(x.clone());
+        let v = self.v_proj.forward(x);
         self.out_proj
-            .forward(out.swap_dims(1, 2).reshape([b, l, d]))
+            .forward(attention(q, k, v, self.heads, true, false))
     }
 }
 

@@ -39,9 +39,20 @@ pub struct BenchArgs {
     /// per region.
     #[arg(long)]
     pub mosaic_steps: Option<usize>,
+    /// Parts not to time, reported as null: any of `unet`, `vae`, `text`, comma-separated.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub skip: Vec<Part>,
     /// Print one JSON line (the only output format; kept for scripts that pass it).
     #[arg(long)]
     pub json: bool,
+}
+
+/// A timed part of `bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Unet,
+    Vae,
+    Text,
 }
 
 /// Runs `bench`.
@@ -74,9 +85,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let prompts: Vec<&str> =
         vec!["a photo of a single cat, a small domesticated carnivorous mammal"; args.batch];
-    let text_encode_ms = time(args.iters, device, || {
-        drop(sd.encode_text(&prompts, None));
-    })?;
+    let timed = |part: Part| !args.skip.contains(&part);
+    let text_encode_ms = timed(Part::Text)
+        .then(|| {
+            time(args.iters, device, || {
+                drop(sd.encode_text(&prompts, None));
+            })
+        })
+        .transpose()?;
     // SDXL's pooled text and time ids; `None` for SD 1.x/2.x.
     let added = sd
         .encode_text(&prompts, None)
@@ -96,17 +112,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Distribution::Normal(0.0, 1.0),
         (device, selected.dtype),
     );
-    let unet_ms = time(args.iters, device, || {
-        drop(
-            sd.unet
-                .forward(sample.clone(), 500.0, &context, added.as_ref()),
-        );
-    })?;
+    let unet_ms = timed(Part::Unet)
+        .then(|| {
+            time(args.iters, device, || {
+                drop(
+                    sd.unet
+                        .forward(sample.clone(), 500.0, &context, added.as_ref()),
+                );
+            })
+        })
+        .transpose()?;
 
     let latents = noise([1, sd.vae_config.latent_channels, h, w]);
-    let vae_decode_ms = time(args.iters, device, || {
-        drop(sd.decode_latents(latents.clone()));
-    })?;
+    let vae_decode_ms = timed(Part::Vae)
+        .then(|| {
+            time(args.iters, device, || {
+                drop(sd.decode_latents(latents.clone()));
+            })
+        })
+        .transpose()?;
 
     let mosaic = match args.mosaic_steps {
         Some(steps) => Some(bench_mosaic(&sd, args.height, args.width, steps, device)?),

@@ -3,13 +3,11 @@
 
 use burn::module::Module;
 use burn::tensor::activation::{gelu, softmax};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Tensor};
 
 use super::probe::CrossAttentionProbe;
 use crate::error::Result;
-use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, conv2d, group_norm, linear};
+use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, attention, conv2d, group_norm, linear};
 use crate::weights::VarBuilder;
 
 /// diffusers' `Attention` (`to_q`, `to_k`, `to_v`, `to_out.0`) over tokens.
@@ -51,26 +49,11 @@ impl Attention {
     /// `x`: `[B, N, query_dim]`, `context`: `[B, M, context_dim]` → `[B, N, query_dim]`
     pub fn forward(&self, x: Tensor<3>, context: Option<&Tensor<3>>) -> Tensor<3> {
         let context = context.cloned().unwrap_or_else(|| x.clone());
-        let q = self.split_heads(self.to_q.forward(x));
-        let k = self.split_heads(self.to_k.forward(context.clone()));
-        let v = self.split_heads(self.to_v.forward(context));
-        let [b, h, n, d] = q.dims();
-        let dtype = q.dtype();
-        let out = if self.upcast && dtype != DType::F32 {
-            attention(
-                q.cast(DType::F32),
-                k.cast(DType::F32),
-                v.cast(DType::F32),
-                None,
-                None,
-                AttentionModuleOptions::default(),
-            )
-            .cast(dtype)
-        } else {
-            attention(q, k, v, None, None, AttentionModuleOptions::default())
-        };
+        let q = self.to_q.forward(x);
+        let k = self.to_k.forward(context.clone());
+        let v = self.to_v.forward(context);
         self.to_out
-            .forward(out.swap_dims(1, 2).reshape([b, n, h * d]))
+            .forward(attention(q, k, v, self.heads, false, self.upcast))
     }
 
     /// Cross-attention that computes `softmax(QKᵀ·scale)` explicitly and also returns, for
