@@ -11,6 +11,7 @@ use std::cell::RefCell;
 
 use super::group_norm::exp;
 use super::parallel::{Pool, SendPtr, for_each, pool};
+use super::simd::{self, multiversion};
 
 /// Query rows per task: the scores of one task (`ROWS × M`) stay in L2 up to M = 4096.
 const ROWS: usize = 64;
@@ -114,35 +115,12 @@ thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Replaces `row` by `exp(row - max(row))` and returns its sum (`row` not empty).
-fn softmax_numerators(row: &mut [f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut max = [f32::NEG_INFINITY; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (m, &x) in max.iter_mut().zip(c) {
-            *m = if x > *m { x } else { *m };
-        }
+multiversion! {
+    /// Replaces `row` by `exp(row - max(row))` and returns its sum (`row` not empty).
+    fn softmax_numerators(row: &mut [f32]) -> f32 {
+        let max = simd::max(row);
+        simd::map_and_sum(row, |x| exp(x - max))
     }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&max)
-        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    let mut sum = [0.0f32; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        for (s, x) in sum.iter_mut().zip(c) {
-            *x = exp(*x - max);
-            *s += *x;
-        }
-    }
-    let mut total: f32 = sum.iter().sum();
-    for x in chunks.into_remainder() {
-        *x = exp(*x - max);
-        total += *x;
-    }
-    total
 }
 
 /// The single-threaded GEMM a task runs: `dnnl_sgemm` inside an OpenMP region (where it

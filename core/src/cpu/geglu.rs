@@ -4,6 +4,7 @@
 
 use super::group_norm::exp;
 use super::parallel::for_each_chunk_mut;
+use super::simd::multiversion;
 
 /// Rows per task.
 const ROWS_PER_TASK: usize = 16;
@@ -23,14 +24,21 @@ pub fn geglu(x: &[f32], inner: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len() / 2];
     for_each_chunk_mut(&mut out, inner * ROWS_PER_TASK, |i, dst| {
         let src = &x[i * 2 * inner * ROWS_PER_TASK..][..2 * dst.len()];
+        geglu_rows(dst, src, inner);
+    });
+    out
+}
+
+multiversion! {
+    /// Rows of `2·inner` inputs gated into rows of `inner` outputs.
+    fn geglu_rows(dst: &mut [f32], src: &[f32], inner: usize) {
         for (d, row) in dst.chunks_mut(inner).zip(src.chunks(2 * inner)) {
             let (hidden, gate) = row.split_at(inner);
             for ((d, &h), &g) in d.iter_mut().zip(hidden).zip(gate) {
                 *d = h * gelu(g);
             }
         }
-    });
-    out
+    }
 }
 
 /// `0.5·x·(1 + erf(x/√2))`.

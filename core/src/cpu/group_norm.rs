@@ -3,6 +3,7 @@
 //! operations and evaluates SiLU with scalar `expf` calls.
 
 use super::parallel::for_each_chunk_mut;
+use super::simd::{mean_and_variance, multiversion};
 
 /// `silu(group_norm(x))` when `silu`, else `group_norm(x)`, as `torch.nn.GroupNorm(groups, C,
 /// eps)` with affine `gamma`/`beta` (biased variance, statistics in f64).
@@ -34,14 +35,37 @@ pub fn group_norm(
     let mut out = vec![0.0f32; x.len()];
     for_each_chunk_mut(&mut out, per_group * s, |i, dst| {
         let src = &x[i * per_group * s..][..dst.len()];
-        let n = src.len() as f64;
-        let mean = src.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let channels = (i % groups) * per_group..(i % groups + 1) * per_group;
+        normalize_group(
+            dst,
+            src,
+            &gamma[channels.clone()],
+            &beta[channels],
+            eps,
+            silu,
+        );
+    });
+    out
+}
+
+multiversion! {
+    /// One group's channels (`src` and `dst`: `[channels, S]`) normalised, scaled and
+    /// shifted per channel, then SiLU when `silu`.
+    fn normalize_group(
+        dst: &mut [f32],
+        src: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+        silu: bool,
+    ) {
+        let (mean, var) = mean_and_variance(src);
         let rstd = 1.0 / (var + eps).sqrt();
-        let c0 = (i % groups) * per_group;
-        for (k, (d, x)) in dst.chunks_mut(s).zip(src.chunks(s)).enumerate() {
-            let scale = (gamma[c0 + k] as f64 * rstd) as f32;
-            let shift = (beta[c0 + k] as f64 - mean * gamma[c0 + k] as f64 * rstd) as f32;
+        let s = src.len() / gamma.len();
+        let rows = dst.chunks_mut(s).zip(src.chunks(s));
+        for ((d, x), (&g, &b)) in rows.zip(gamma.iter().zip(beta)) {
+            let scale = (g as f64 * rstd) as f32;
+            let shift = (b as f64 - mean * g as f64 * rstd) as f32;
             if silu {
                 d.iter_mut()
                     .zip(x)
@@ -52,8 +76,7 @@ pub fn group_norm(
                     .for_each(|(d, &x)| *d = x * scale + shift);
             }
         }
-    });
-    out
+    }
 }
 
 /// `x · sigmoid(x)` with [`exp`], branch-free so loops over it vectorise.

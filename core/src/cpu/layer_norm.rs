@@ -2,6 +2,7 @@
 //! backend runs it as about eight tensor operations, each a pass over memory.
 
 use super::parallel::for_each_chunk_mut;
+use super::simd::{mean_and_variance, multiversion};
 
 /// Rows per task: text-encoder rows (768 floats) are too short to split one by one.
 const ROWS_PER_TASK: usize = 16;
@@ -23,17 +24,24 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f64) -> Vec<f32>
     let mut out = vec![0.0f32; x.len()];
     for_each_chunk_mut(&mut out, d * ROWS_PER_TASK, |i, dst| {
         let src = &x[i * d * ROWS_PER_TASK..][..dst.len()];
+        normalize_rows(dst, src, weight, bias, eps);
+    });
+    out
+}
+
+multiversion! {
+    /// Rows of `weight.len()` elements normalised, scaled and shifted.
+    fn normalize_rows(dst: &mut [f32], src: &[f32], weight: &[f32], bias: &[f32], eps: f64) {
+        let d = weight.len();
         for (dst, src) in dst.chunks_mut(d).zip(src.chunks(d)) {
-            let mean = src.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-            let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+            let (mean, var) = mean_and_variance(src);
             let rstd = (1.0 / (var + eps).sqrt()) as f32;
             let mean = mean as f32;
             for (((o, &v), &w), &b) in dst.iter_mut().zip(src).zip(weight).zip(bias) {
                 *o = (v - mean) * rstd * w + b;
             }
         }
-    });
-    out
+    }
 }
 
 #[cfg(test)]

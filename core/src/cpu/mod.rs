@@ -21,6 +21,7 @@ pub mod onednn;
 pub mod parallel;
 pub mod quick_gelu;
 pub mod sgemm;
+pub mod simd;
 
 use std::sync::{Mutex, OnceLock};
 

@@ -3,6 +3,7 @@
 
 use super::group_norm::exp;
 use super::parallel::for_each_chunk_mut;
+use super::simd::multiversion;
 
 /// Elements per task.
 const CHUNK: usize = 1 << 14;
@@ -15,11 +16,17 @@ pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
     for_each_chunk_mut(&mut out, CHUNK, |i, dst| {
         let src = &x[i * CHUNK..][..dst.len()];
+        quick_gelu_into(dst, src);
+    });
+    out
+}
+
+multiversion! {
+    fn quick_gelu_into(dst: &mut [f32], src: &[f32]) {
         for (d, &v) in dst.iter_mut().zip(src) {
             *d = v / (1.0 + exp(-1.702 * v));
         }
-    });
-    out
+    }
 }
 
 #[cfg(test)]
