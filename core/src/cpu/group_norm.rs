@@ -97,12 +97,20 @@ pub fn exp(x: f32) -> f32 {
     // instruction (SSE2 has none).
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let k = (x * LOG2E + ROUND) - ROUND;
+    let rounded = x * LOG2E + ROUND;
+    let k = rounded - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // `rounded`'s bits are ROUND's plus k: 2ᵏ's exponent field without a float-to-int
+    // conversion, which Rust saturates lane by lane and so keeps the loop from vectorising.
+    let two_k = (rounded
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127))
+        << 23;
+    p * f32::from_bits(two_k)
 }
 
 #[cfg(test)]
@@ -118,6 +126,7 @@ mod tests {
             assert!(rel < 5e-7, "exp({x}) = {got}, want {want}");
         }
         assert_eq!(exp(-200.0), exp(-87.0));
+        assert!(exp(f32::NAN).is_nan());
         assert!(silu_f32(-200.0).abs() < 1e-30 && silu_f32(200.0) == 200.0);
     }
 
