@@ -65,6 +65,18 @@ pub fn attention(
     out.cast(dtype).swap_dims(1, 2).reshape([b, n, c])
 }
 
+/// The exact (erf) GELU, fused on the CPU backend.
+///
+/// # Shapes
+/// any → same
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+    if let Some(y) = crate::cpu::gelu(&x) {
+        return y;
+    }
+    burn::tensor::activation::gelu(x)
+}
+
 /// `nn.Linear(d_in, d_out)`: PyTorch stores the weight as `[d_out, d_in]`, burn as `[d_in, d_out]`.
 pub fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
     let weight = vb.get_transposed("weight", [d_out, d_in])?;

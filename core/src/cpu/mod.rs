@@ -14,6 +14,7 @@ pub mod attention;
 pub mod conv2d;
 mod flex;
 pub mod geglu;
+pub mod gelu;
 pub mod group_norm;
 pub mod layer_norm;
 pub mod linear;
@@ -228,6 +229,16 @@ pub fn attention(
     Some(flex::tensor(out, [b, n, c]))
 }
 
+/// The exact GELU through [`gelu::gelu`] when `x` is f32 on the flex backend; otherwise
+/// `None`.
+///
+/// # Shapes
+/// any → same
+pub fn gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    let xs = FlexF32::of(x)?;
+    Some(flex::tensor(gelu::gelu(xs.data()), x.dims()))
+}
+
 /// `linear.forward(x)` through [`linear::linear`] when `x` is f32 on the flex backend;
 /// otherwise `None`.
 ///
@@ -318,7 +329,7 @@ mod tests {
             .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
     }
 
-    /// Layer norm and quick GELU give burn's results.
+    /// Layer norm, quick GELU and GELU give burn's results.
     #[test]
     fn layer_norm_and_quick_gelu_match_burn() {
         let device = Device::flex();
@@ -331,6 +342,10 @@ mod tests {
             .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
         let want = x.clone() * burn::tensor::activation::sigmoid(x.clone() * 1.702);
         let got = super::quick_gelu(&x).expect("fast path taken");
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+        let want = burn::tensor::activation::gelu(x.clone());
+        let got = super::gelu(&x).expect("fast path taken");
         got.into_data()
             .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
     }

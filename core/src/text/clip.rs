@@ -1,12 +1,11 @@
 //! CLIP text encoder as in transformers' `CLIPTextModel` and `CLIPTextModelWithProjection`.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::nn::{LayerNorm, Linear, attention, linear, quick_gelu};
+use crate::nn::{LayerNorm, Linear, attention, gelu, linear, quick_gelu};
 use crate::weights::VarBuilder;
 
 /// transformers' `CLIPTextConfig` (`text_encoder/config.json`); unknown keys are ignored.
