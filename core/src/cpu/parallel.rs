@@ -54,7 +54,7 @@ pub fn for_each(tasks: usize, f: impl Fn(usize) + Sync) {
                 resume_unwind(panic);
             }
         }
-        (_, Pool::Rayon) => (0..tasks).into_par_iter().for_each(|i| f(i)),
+        (_, Pool::Rayon) => (0..tasks).into_par_iter().for_each(&f),
     }
 }
 
