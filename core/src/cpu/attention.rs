@@ -84,26 +84,37 @@ fn attention_with(
         SCORES.with_borrow_mut(|scores| {
             scores.clear();
             scores.resize(rows * m, 0.0);
-            gemm.q_kt(rows, m, d, scale, q, hd, k, hd, scores);
-            let sums: Vec<f32> = scores
-                .chunks_mut(m)
-                .enumerate()
-                .map(|(r, row)| {
-                    let visible = if causal { r0 + r + 1 } else { m };
-                    row[visible..].fill(0.0);
-                    softmax_numerators(&mut row[..visible])
-                })
-                .collect();
-            // SAFETY: this task alone writes rows r0.. r0+rows of head `hi` of item `bi`:
-            // the `rows × d` block at `(bi·N + r0)·H·D + hi·D` with row stride H·D.
-            let o = unsafe {
-                let start = (bi * n + r0) * hd + hi * d;
-                std::slice::from_raw_parts_mut(out_ptr.get().add(start), (rows - 1) * hd + d)
+            // SAFETY: `scores` holds `rows × m` elements and is this thread's own.
+            unsafe {
+                gemm.run(
+                    [rows, m, d],
+                    scale,
+                    q,
+                    hd,
+                    (k, hd, true),
+                    scores.as_mut_ptr(),
+                    m,
+                )
             };
-            gemm.p_v(rows, d, m, scores, m, v, hd, o, hd);
-            for (r, sum) in sums.into_iter().enumerate() {
+            let mut sums = [0.0f32; ROWS];
+            for ((r, row), sum) in scores.chunks_mut(m).enumerate().zip(&mut sums) {
+                let visible = if causal { r0 + r + 1 } else { m };
+                row[visible..].fill(0.0);
+                *sum = softmax_numerators(&mut row[..visible]);
+            }
+            // This task alone writes rows r0..r0+rows of head `hi` of item `bi`: the
+            // `rows × d` block at `(bi·N + r0)·H·D + hi·D`, row stride H·D. Other tasks write
+            // the columns between those rows, so the block is only reached through pointers
+            // and one `d`-long slice per row.
+            // SAFETY: the block lies inside `out`, which outlives `for_each`.
+            let o = unsafe { out_ptr.get().add((bi * n + r0) * hd + hi * d) };
+            // SAFETY: as above; `scores` is `rows × m` and `v` holds `m` rows of stride H·D.
+            unsafe { gemm.run([rows, d, m], 1.0, scores, m, (v, hd, false), o, hd) };
+            for (r, sum) in sums[..rows].iter().enumerate() {
+                // SAFETY: row `r` of the block, written by this task only.
+                let row = unsafe { std::slice::from_raw_parts_mut(o.add(r * hd), d) };
                 let inv = 1.0 / sum;
-                o[r * hd..r * hd + d].iter_mut().for_each(|x| *x *= inv);
+                row.iter_mut().for_each(|x| *x *= inv);
             }
         });
     });
@@ -139,125 +150,73 @@ impl Gemm {
         }
     }
 
-    /// `s = alpha·q·kᵀ`: `q` is `rows × d` (row stride `ldq`), `k` is `m × d` (row stride
-    /// `ldk`), `s` is `rows × m`, contiguous.
+    /// `c = alpha·a·op(b)` with row-major matrices: `a` is `m × k` with row stride `lda`;
+    /// `op(b)` is `k × n`, stored as `b.0` with row stride `b.1`, transposed (stored `n × k`)
+    /// when `b.2`; `c` is `m × n` with row stride `ldc`.
+    ///
+    /// # Safety
+    /// `c` must be valid for writes of its `m × n` elements, which no one else may access
+    /// during the call.
+    ///
+    /// # Panics
+    /// If `a` or `b` is too short for its shape and stride.
     #[allow(clippy::too_many_arguments)]
-    fn q_kt(
+    unsafe fn run(
         self,
-        rows: usize,
-        m: usize,
-        d: usize,
+        [m, n, k]: [usize; 3],
         alpha: f32,
-        q: &[f32],
-        ldq: usize,
-        k: &[f32],
-        ldk: usize,
-        s: &mut [f32],
+        a: &[f32],
+        lda: usize,
+        (b, ldb, transposed): (&[f32], usize, bool),
+        c: *mut f32,
+        ldc: usize,
     ) {
-        assert!(q.len() >= (rows - 1) * ldq + d && k.len() >= (m - 1) * ldk + d);
-        assert!(s.len() >= rows * m);
+        let (b_rows, b_cols) = if transposed { (n, k) } else { (k, n) };
+        assert!(m > 0 && n > 0 && k > 0, "attention gemm: empty");
+        assert!(a.len() >= (m - 1) * lda + k, "attention gemm: A too short");
+        assert!(
+            b.len() >= (b_rows - 1) * ldb + b_cols,
+            "attention gemm: B too short"
+        );
         match self {
-            // SAFETY: the asserts keep every access inside the slices.
+            // SAFETY: the asserts keep reads inside `a` and `b`; `c` is the caller's contract.
             Self::OneDnn(sgemm) => unsafe {
                 let status = sgemm(
                     b'N' as _,
-                    b'T' as _,
-                    rows as i64,
+                    if transposed { b'T' } else { b'N' } as _,
                     m as i64,
-                    d as i64,
+                    n as i64,
+                    k as i64,
                     alpha,
-                    q.as_ptr(),
-                    ldq as i64,
-                    k.as_ptr(),
-                    ldk as i64,
+                    a.as_ptr(),
+                    lda as i64,
+                    b.as_ptr(),
+                    ldb as i64,
                     0.0,
-                    s.as_mut_ptr(),
-                    m as i64,
+                    c,
+                    ldc as i64,
                 );
                 assert_eq!(status, 0, "dnnl_sgemm failed");
             },
-            // SAFETY: as above; the transpose of `k` is read through its strides.
+            // SAFETY: as above; a transposed `b` is read through its strides.
             Self::Crate => unsafe {
+                let (rhs_cs, rhs_rs) = if transposed { (ldb, 1) } else { (1, ldb) };
                 gemm::gemm(
-                    rows,
                     m,
-                    d,
-                    s.as_mut_ptr(),
+                    n,
+                    k,
+                    c,
                     1,
-                    m as isize,
+                    ldc as isize,
                     false,
-                    q.as_ptr(),
+                    a.as_ptr(),
                     1,
-                    ldq as isize,
-                    k.as_ptr(),
-                    ldk as isize,
-                    1,
+                    lda as isize,
+                    b.as_ptr(),
+                    rhs_cs as isize,
+                    rhs_rs as isize,
                     0.0,
                     alpha,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                )
-            },
-        }
-    }
-
-    /// `o = p·v`: `p` is `rows × m` (row stride `ldp`), `v` is `m × d` (row stride `ldv`),
-    /// `o` is `rows × d` (row stride `ldo`).
-    #[allow(clippy::too_many_arguments)]
-    fn p_v(
-        self,
-        rows: usize,
-        d: usize,
-        m: usize,
-        p: &[f32],
-        ldp: usize,
-        v: &[f32],
-        ldv: usize,
-        o: &mut [f32],
-        ldo: usize,
-    ) {
-        assert!(p.len() >= (rows - 1) * ldp + m && v.len() >= (m - 1) * ldv + d);
-        assert!(o.len() >= (rows - 1) * ldo + d);
-        match self {
-            // SAFETY: the asserts keep every access inside the slices.
-            Self::OneDnn(sgemm) => unsafe {
-                let status = sgemm(
-                    b'N' as _,
-                    b'N' as _,
-                    rows as i64,
-                    d as i64,
-                    m as i64,
-                    1.0,
-                    p.as_ptr(),
-                    ldp as i64,
-                    v.as_ptr(),
-                    ldv as i64,
-                    0.0,
-                    o.as_mut_ptr(),
-                    ldo as i64,
-                );
-                assert_eq!(status, 0, "dnnl_sgemm failed");
-            },
-            // SAFETY: as above.
-            Self::Crate => unsafe {
-                gemm::gemm(
-                    rows,
-                    d,
-                    m,
-                    o.as_mut_ptr(),
-                    1,
-                    ldo as isize,
-                    false,
-                    p.as_ptr(),
-                    1,
-                    ldp as isize,
-                    v.as_ptr(),
-                    1,
-                    ldv as isize,
-                    0.0,
-                    1.0,
                     false,
                     false,
                     false,

@@ -3,23 +3,15 @@
 //! flex backend evaluates `erf` with scalar libm calls.
 
 use super::group_norm::exp;
-use super::parallel::for_each_chunk_mut;
+use super::parallel::map_elementwise;
 use super::simd::multiversion;
-
-/// Elements per task.
-const CHUNK: usize = 1 << 14;
 
 /// `gelu(x)` elementwise.
 ///
 /// # Shapes
 /// `x`: any → same
 pub fn gelu(x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    for_each_chunk_mut(&mut out, CHUNK, |i, dst| {
-        let src = &x[i * CHUNK..][..dst.len()];
-        gelu_into(dst, src);
-    });
-    out
+    map_elementwise(x, gelu_into)
 }
 
 multiversion! {

@@ -191,8 +191,7 @@ pub fn layer_norm<const D: usize>(
 /// # Shapes
 /// any → same
 pub fn quick_gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
-    let xs = FlexF32::of(x)?;
-    Some(flex::tensor(quick_gelu::quick_gelu(xs.data()), x.dims()))
+    elementwise(x, quick_gelu::quick_gelu)
 }
 
 /// Multi-head attention through [`attention::attention`] when all are f32 on the flex
@@ -235,8 +234,13 @@ pub fn attention(
 /// # Shapes
 /// any → same
 pub fn gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    elementwise(x, gelu::gelu)
+}
+
+/// `f` over `x`'s elements when `x` is f32 on the flex backend; otherwise `None`.
+fn elementwise<const D: usize>(x: &Tensor<D>, f: fn(&[f32]) -> Vec<f32>) -> Option<Tensor<D>> {
     let xs = FlexF32::of(x)?;
-    Some(flex::tensor(gelu::gelu(xs.data()), x.dims()))
+    Some(flex::tensor(f(xs.data()), x.dims()))
 }
 
 /// `linear.forward(x)` through [`linear::linear`] when `x` is f32 on the flex backend;

@@ -84,6 +84,19 @@ pub fn for_each_chunk_mut<T: Send>(
     });
 }
 
+/// `kernel(dst, src)` over chunks of `x` in parallel: an element-wise map into a new vector.
+///
+/// # Shapes
+/// `x`: any → same
+pub fn map_elementwise(x: &[f32], kernel: fn(&mut [f32], &[f32])) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
+    let mut out = vec![0.0f32; x.len()];
+    for_each_chunk_mut(&mut out, CHUNK, |i, dst| {
+        kernel(dst, &x[i * CHUNK..][..dst.len()])
+    });
+    out
+}
+
 /// A pointer that may cross threads; users guarantee disjoint access.
 pub struct SendPtr<T>(pub *mut T);
 

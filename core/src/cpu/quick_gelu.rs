@@ -2,23 +2,15 @@
 //! backend runs it as three tensor operations and evaluates the sigmoid with scalar `expf`.
 
 use super::group_norm::exp;
-use super::parallel::for_each_chunk_mut;
+use super::parallel::map_elementwise;
 use super::simd::multiversion;
-
-/// Elements per task.
-const CHUNK: usize = 1 << 14;
 
 /// `x · sigmoid(1.702·x)` elementwise.
 ///
 /// # Shapes
 /// `x`: any → same
 pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    for_each_chunk_mut(&mut out, CHUNK, |i, dst| {
-        let src = &x[i * CHUNK..][..dst.len()];
-        quick_gelu_into(dst, src);
-    });
-    out
+    map_elementwise(x, quick_gelu_into)
 }
 
 multiversion! {
