@@ -32,6 +32,9 @@ pub enum Error {
     /// A configuration value we cannot run.
     #[error("{file}: {message}")]
     Config { file: String, message: String },
+    /// A file could not be read or written (a dataset's storage).
+    #[error("{file}: {message}")]
+    Io { file: String, message: String },
     /// A bad argument (sizes, steps, ...).
     #[error("{0}")]
     Invalid(String),

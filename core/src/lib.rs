@@ -12,6 +12,7 @@ pub mod models;
 pub mod mosaic;
 pub mod nn;
 pub mod pipelines;
+pub mod readback;
 pub mod rng;
 pub mod schedulers;
 pub mod text;

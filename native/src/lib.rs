@@ -9,6 +9,7 @@ pub mod merge;
 pub mod model;
 pub mod npy;
 pub mod source;
+pub mod storage;
 
 use std::path::Path;
 

@@ -38,19 +38,9 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if argv.get(1).and_then(|a| a.to_str()) == Some("generate") {
-        match generate::expand_config_file(argv.split_off(2)) {
-            Ok(rest) => argv.extend(rest),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return std::process::ExitCode::FAILURE;
-            }
-        }
-    }
-    let result = match Cli::parse_from(argv).command {
+    let result = match Cli::parse().command {
         Command::Generate(args) => generate::run(args),
-        Command::Collect { out } => generate::collect(&out),
+        Command::Collect { out } => generate::collect_command(&out),
         Command::Txt2img(args) => txt2img::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Merge(args) => merge::run(args),

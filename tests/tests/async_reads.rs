@@ -6,9 +6,12 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use burn::tensor::Device;
+use maskforge_core::dataset::parse_categories;
+use maskforge_core::mosaic::MosaicFusion;
 use maskforge_core::mosaic::denoise::MosaicParams;
-use maskforge_core::mosaic::sample::{GenerateConfig, finish_sample};
+use maskforge_core::mosaic::sample::GenerateConfig;
 use maskforge_core::pipelines::{Txt2ImgParams, image_to_rgb8, image_to_rgb8_async};
+use maskforge_core::readback::Readback;
 use maskforge_tests::{load_pipeline, mosaic_reference_plan};
 
 /// Polls `f` to completion (the CPU backend's reads are ready at once).
@@ -35,11 +38,13 @@ fn async_sample_equals_blocking_sample() {
         },
         ..GenerateConfig::default()
     };
-    let blocking = sd.generate_sample(&plan, &config, |_, _| {}).unwrap();
+    let categories = parse_categories(b"cat\n", "categories").unwrap();
+    let mosaic = MosaicFusion::new(&sd, config, &categories, &[0], 0);
+    let blocking = mosaic.generate(&plan, |_, _| {}).unwrap();
     let mut steps = 0;
-    let denoised = block_on(sd.denoise_sample_async(&plan, &config, |_, _| steps += 1)).unwrap();
+    let denoised = block_on(mosaic.denoise(&plan, Readback::Async, |_, _| steps += 1)).unwrap();
     assert_eq!(steps, 4, "PNDM's 3 steps are 4 UNet evaluations");
-    let sample = finish_sample(&plan, &config, &sd.default_scheduler, denoised).unwrap();
+    let sample = mosaic.finish(&plan, denoised).unwrap();
     assert_eq!(sample.rgb, blocking.rgb);
     assert_eq!(sample.record, blocking.record);
     assert!(!sample.record.annotations.is_empty() || !sample.record.kept);

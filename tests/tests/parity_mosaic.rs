@@ -5,7 +5,7 @@
 
 use burn::tensor::Device;
 use maskforge_core::mosaic::attention_mask::{Threshold, attention_mask};
-use maskforge_core::mosaic::denoise::MosaicParams;
+use maskforge_core::mosaic::denoise::{MosaicParams, mosaic};
 use maskforge_tests::{
     BOXES, Expected, assert_attention_close, check, load_pipeline, mosaic_reference_plan,
 };
@@ -25,7 +25,7 @@ fn mosaic_matches_diffusers_reference() {
         ..MosaicParams::default()
     };
     // No noise given: the plan's seed draws torch's `randn` bit for bit.
-    let out = sd.mosaic(&plan, &params, None, |_, _| {}).unwrap();
+    let out = mosaic(&sd, &plan, &params, None, |_, _| {}).unwrap();
     check(&exp, "latents", out.latents.clone(), 1e-3);
     check(&exp, "image", out.image.clone(), 1e-3);
 

@@ -180,14 +180,14 @@ fn one_region_mosaic_on_sdxl_equals_txt2img() {
         guidance: 5.0,
         ..Default::default()
     };
-    let out = sd
-        .mosaic(
-            &plan,
-            &params,
-            Some(exp.tensor("xl.latents_in", &device)),
-            |_, _| {},
-        )
-        .unwrap();
+    let out = maskforge_core::mosaic::denoise::mosaic(
+        &sd,
+        &plan,
+        &params,
+        Some(exp.tensor("xl.latents_in", &device)),
+        |_, _| {},
+    )
+    .unwrap();
     check(&exp, "xl.txt2img.latents", out.latents, TOL_LATENTS);
     // SDXL has cross-attention at 1/16 and 1/32 only: those maps are captured.
     assert!(!out.attention[0].is_empty());

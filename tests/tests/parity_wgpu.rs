@@ -12,10 +12,14 @@ use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use burn::tensor::{Device, Tensor};
+use maskforge_core::dataset::parse_categories;
+use maskforge_core::mosaic::MosaicFusion;
 use maskforge_core::mosaic::aggregate_device::aggregate_on_device;
 use maskforge_core::mosaic::attention_mask::choose;
-use maskforge_core::mosaic::denoise::MosaicParams;
+use maskforge_core::mosaic::denoise::{MosaicParams, mosaic_on_device};
+use maskforge_core::mosaic::sample::{GenerateConfig, Refine, RegionAttention};
 use maskforge_core::pipelines::Txt2ImgParams;
+use maskforge_core::readback::{self, Readback};
 use maskforge_core::schedulers::SchedulerKind;
 use maskforge_tests::{
     BOXES, Expected, assert_attention_close, check, load_pipeline, mosaic_reference_plan,
@@ -151,7 +155,8 @@ fn wgpu_mosaic_matches_diffusers() {
             guidance: 7.5,
             ..MosaicParams::default()
         };
-        let out = sd.mosaic(&plan, &params, None, |_, _| {}).unwrap();
+        let pending = mosaic_on_device(&sd, &plan, &params, None, |_, _| {}).unwrap();
+        let out = readback::now(pending.clone().read(Readback::Blocking)).unwrap();
         check(&exp, "latents", out.latents, TOL);
         check(&exp, "image", out.image, TOL);
         for (r, maps) in out.attention.iter().enumerate() {
@@ -159,15 +164,18 @@ fn wgpu_mosaic_matches_diffusers() {
             println!("region {r} attention: max error {e:.2e} of the map's maximum");
             // The aggregation as `maskforge-shaders` kernels against Pillow's bicubic resize.
             let [y1, y2, x1, x2] = BOXES[r];
-            let chosen = choose(maps, &[32, 16, 8]).unwrap();
-            let map = aggregate_on_device(&chosen, y2 - y1, x2 - x1, &device)
+            let chosen = choose(&pending.attention[r], &[32, 16, 8]).unwrap();
+            let map = aggregate_on_device(&chosen, y2 - y1, x2 - x1)
                 .expect("wgpu runs the kernels")
+                .unwrap()
+                .into_data()
+                .to_vec::<f32>()
                 .unwrap();
             let (_, want) = exp.host(&format!("region{r}.map"));
             let off: Vec<f32> = map
                 .iter()
                 .zip(&want)
-                .map(|(a, b)| (*a as f32 - b).abs())
+                .map(|(a, b)| (a - b).abs())
                 .filter(|d| *d > 0.0)
                 .collect();
             let worst = off.iter().fold(0f32, |a, &b| a.max(b));
@@ -183,6 +191,62 @@ fn wgpu_mosaic_matches_diffusers() {
             );
         }
     });
+}
+
+/// A MosaicFusion sample on wgpu aggregates the attention where it was captured: one read per
+/// region and one for the image; its masks match the CPU sample's.
+#[test]
+fn wgpu_sample_reads_once_per_region() {
+    let categories = parse_categories(b"cat\n", "categories").unwrap();
+    let config = GenerateConfig {
+        denoise: MosaicParams {
+            steps: 3,
+            ..MosaicParams::default()
+        },
+        refine: Refine::None,
+        ..GenerateConfig::default()
+    };
+    let sample_on = |device: &Device| {
+        let sd = load_pipeline("tiny-sd15", device);
+        let plan = mosaic_reference_plan(&sd);
+        let mosaic = MosaicFusion::new(&sd, config.clone(), &categories, &[0], 0);
+        let denoised = readback::now(mosaic.denoise(&plan, Readback::Blocking, |_, _| {})).unwrap();
+        let reads = denoised.reads;
+        (reads, mosaic.finish(&plan, denoised).unwrap())
+    };
+    let (_, cpu) = sample_on(&Device::flex());
+    let regions = cpu.region_masks.len();
+    let (tx, rx) = mpsc::channel();
+    let config_wgpu = config.clone();
+    let categories_wgpu = categories.clone();
+    on_wgpu("sample reads", move |device| {
+        let sd = load_pipeline("tiny-sd15", &device);
+        let plan = mosaic_reference_plan(&sd);
+        let mosaic = MosaicFusion::new(&sd, config_wgpu, &categories_wgpu, &[0], 0);
+        let denoised = readback::now(mosaic.denoise(&plan, Readback::Blocking, |_, _| {})).unwrap();
+        assert!(
+            denoised
+                .attention
+                .iter()
+                .all(|a| matches!(a, RegionAttention::Aggregated { .. }))
+        );
+        let reads = denoised.reads;
+        tx.send((reads, mosaic.finish(&plan, denoised).unwrap()))
+            .unwrap();
+    });
+    let (reads, wgpu) = rx.recv().unwrap();
+    assert_eq!(
+        reads,
+        regions + 1,
+        "one read per region and one for the image"
+    );
+    for (r, (a, b)) in wgpu.region_masks.iter().zip(&cpu.region_masks).enumerate() {
+        let both = a.iter().zip(b).filter(|(a, b)| **a && **b).count();
+        let either = a.iter().zip(b).filter(|(a, b)| **a || **b).count();
+        let iou = both as f64 / either.max(1) as f64;
+        println!("region {r}: mask IoU wgpu/CPU {iou:.4}");
+        assert!(iou >= 0.95, "region {r}: IoU {iou}");
+    }
 }
 
 /// SDXL: both text encoders, pooled embeddings and a whole run with `text_time` conditioning.

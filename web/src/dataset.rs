@@ -2,7 +2,9 @@
 //! `manifest.jsonl`, from the samples `Pipeline.generate` returned.
 
 use js_sys::{Reflect, Uint8Array};
-use maskforge_core::dataset::{SampleRecord, assemble_annotations, manifest_jsonl};
+use maskforge_core::dataset::run::{ANNOTATIONS_FILE, MANIFEST_FILE};
+use maskforge_core::dataset::{MemoryStorage, SampleGenerator, Storage, write_outputs};
+use maskforge_core::mosaic::{MosaicFusion, MosaicRecord};
 use wasm_bindgen::prelude::*;
 
 use crate::pipeline::read_categories;
@@ -21,8 +23,8 @@ pub fn dataset_zip(
 
 fn build(categories: &JsValue, samples: &[JsValue]) -> Result<Vec<u8>, String> {
     let categories = read_categories(categories)?;
+    let storage = MemoryStorage::new();
     let mut records = Vec::new();
-    let mut images = Vec::new();
     for (i, s) in samples.iter().enumerate() {
         let json = Reflect::get(s, &"recordJson".into())
             .ok()
@@ -30,25 +32,30 @@ fn build(categories: &JsValue, samples: &[JsValue]) -> Result<Vec<u8>, String> {
             .ok_or_else(|| {
                 format!("sample {i} has no `recordJson` (pass what generate returned)")
             })?;
-        let record: SampleRecord =
+        let record: MosaicRecord =
             serde_json::from_str(&json).map_err(|e| format!("sample {i}: bad record: {e}"))?;
         if let Some(image) = &record.image {
             let png: Uint8Array = Reflect::get(s, &"png".into())
                 .ok()
                 .and_then(|v| v.dyn_into().ok())
                 .ok_or_else(|| format!("sample {i} has no `png` bytes"))?;
-            images.push((format!("images/{}", image.file_name), png.to_vec()));
+            storage
+                .write(&format!("images/{}", image.file_name), &png.to_vec())
+                .map_err(|e| e.to_string())?;
         }
         records.push(record);
     }
-    let annotations = assemble_annotations(&categories, &records).map_err(|e| e.to_string())?;
-    let annotations = serde_json::to_vec(&annotations).expect("JSON values serialise");
-    let manifest = manifest_jsonl(&records);
-    images.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut entries: Vec<(String, &[u8])> = vec![
-        ("annotations.json".into(), &annotations),
-        ("manifest.jsonl".into(), &manifest),
-    ];
-    entries.extend(images.iter().map(|(n, b)| (n.clone(), b.as_slice())));
+    write_outputs(&storage, &categories, &records, MosaicFusion::DESCRIPTION)
+        .map_err(|e| e.to_string())?;
+    let mut files = storage.into_files();
+    let mut entries: Vec<(String, Vec<u8>)> = [ANNOTATIONS_FILE, MANIFEST_FILE]
+        .iter()
+        .filter_map(|name| files.remove(*name).map(|bytes| (name.to_string(), bytes)))
+        .collect();
+    entries.extend(files);
+    let entries: Vec<(String, &[u8])> = entries
+        .iter()
+        .map(|(n, b)| (n.clone(), b.as_slice()))
+        .collect();
     crate::zip::write(&entries)
 }

@@ -5,13 +5,13 @@ use std::rc::Rc;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use js_sys::{Float32Array, Promise, Uint8Array};
-use maskforge_core::dataset::assemble_annotations;
-use maskforge_core::mosaic::categories::{Category, main_pool, parse_categories};
-use maskforge_core::mosaic::denoise::MosaicParams;
-use maskforge_core::mosaic::layout::LayoutConfig;
-use maskforge_core::mosaic::plan::{DEFAULT_TEMPLATE, PlanConfig, plan_sample};
-use maskforge_core::mosaic::sample::{GenerateConfig, finish_sample};
+use maskforge_core::dataset::{
+    Category, SampleGenerator, assemble_annotations, main_pool, parse_categories,
+};
+use maskforge_core::mosaic::sample::encode_image;
+use maskforge_core::mosaic::{MosaicFusion, MosaicOptions};
 use maskforge_core::pipelines::{StableDiffusion, Txt2ImgParams, image_to_rgb8_async};
+use maskforge_core::readback::Readback;
 use maskforge_core::schedulers::SchedulerKind;
 use maskforge_core::weights::MemorySource;
 use wasm_bindgen::prelude::*;
@@ -80,6 +80,18 @@ export interface GenerateOptions {
   seed?: number | bigint;
   index?: number;
   promptTemplate?: string;
+  /** LVIS frequencies of each sample's main category, e.g. "r" or "r,c" (default: all). */
+  mainFrequency?: string;
+  componentPolicy?: "strict" | "largest" | "all";
+  minAreaFrac?: number;
+  maxAreaFrac?: number;
+  refine?: "none" | "bilateral";
+  /** "otsu" or a fraction in (0, 1) of the attention map's maximum. */
+  threshold?: "otsu" | number;
+  /** Attention resolutions to average (8, 16, 32, 64; default [32, 16, 8]). */
+  attentionResolutions?: number | number[];
+  /** Format of the sample's image (`png` field): "png" (default) or "jpg". */
+  imageFormat?: "png" | "jpg";
   /** Recorded in the manifest (default: the model URL). */
   modelName?: string;
   onStep?: (step: number, total: number) => void;
@@ -442,15 +454,6 @@ fn scheduler(o: &Obj) -> Result<Option<SchedulerKind>, String> {
         .transpose()
 }
 
-fn encode_png(rgb: Vec<u8>, width: usize, height: usize) -> Result<Vec<u8>, String> {
-    let img = image::RgbImage::from_raw(width as u32, height as u32, rgb)
-        .ok_or("image buffer has the wrong size")?;
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| format!("PNG encoding failed: {e}"))?;
-    Ok(out.into_inner())
-}
-
 fn json_to_js(text: &str) -> Result<JsValue, String> {
     js_sys::JSON::parse(text).map_err(|e| js_message(&e))
 }
@@ -520,7 +523,7 @@ impl Inner {
         let rgb = image_to_rgb8_async(out.image)
             .await
             .map_err(|e| e.to_string())?;
-        let png = encode_png(rgb, width, height)?;
+        let png = encode_image(rgb, width, height, "txt2img.png").map_err(|e| e.to_string())?;
         Ok(object(&[
             ("png", Uint8Array::from(png.as_slice()).into()),
             ("width", JsValue::from(width as u32)),
@@ -529,76 +532,55 @@ impl Inner {
     }
 
     async fn generate(&self, options: JsValue) -> Result<JsValue, String> {
-        let o = Obj::new("generate", options)?;
+        let o = Obj::new("generate", options.clone())?;
         let categories = read_categories(
             &o.get("categories")
                 .ok_or("generate: `categories` is required")?,
         )?;
-        let pool = main_pool(&categories, None).map_err(|e| e.to_string())?;
-        let layout_default = LayoutConfig::default();
-        let (region_height, region_width) = o
-            .size("regionSize")?
-            .unwrap_or((layout_default.region_height, layout_default.region_width));
-        let (overlap_height, overlap_width) = o
-            .size("overlap")?
-            .unwrap_or((layout_default.overlap_height, layout_default.overlap_width));
-        let config = GenerateConfig {
-            plan: PlanConfig {
-                regions: o.counts("regions")?.unwrap_or_else(|| vec![4]),
-                layout: LayoutConfig {
-                    region_height,
-                    region_width,
-                    overlap_height,
-                    overlap_width,
-                    ..layout_default
-                },
-                template: o
-                    .string("promptTemplate")?
-                    .unwrap_or_else(|| DEFAULT_TEMPLATE.into()),
-            },
-            denoise: MosaicParams {
-                steps: o.whole("steps", 1)?.unwrap_or(50) as usize,
-                guidance: o.number("guidance")?.unwrap_or(7.5),
-                scheduler: scheduler(&o)?,
-                ..MosaicParams::default()
-            },
-            model_name: o.string("modelName")?.unwrap_or_else(|| self.model.clone()),
-            ..GenerateConfig::default()
-        };
-        config.validate().map_err(|e| e.to_string())?;
         let seed = o.whole("seed", 0)?.unwrap_or(0);
         let index = o.whole("index", 0)?.unwrap_or(0);
-        let plan = plan_sample(
-            index,
-            seed,
-            &categories,
-            &pool,
-            &config.plan,
-            &self.sd.tokenizer,
-        )
-        .map_err(|e| e.to_string())?;
+        let model_name = o.string("modelName")?.unwrap_or_else(|| self.model.clone());
         let on_step = o.function("onStep")?;
-        let denoised = self
-            .sd
-            .denoise_sample_async(&plan, &config, |i, n| {
+        let mosaic_options = mosaic_options(&options)?;
+        let config = mosaic_options
+            .config(model_name)
+            .map_err(|e| format!("generate: {e}"))?;
+        let frequencies = mosaic_options
+            .main_frequencies()
+            .map_err(|e| e.to_string())?;
+        let pool = main_pool(&categories, frequencies.as_deref()).map_err(|e| e.to_string())?;
+        let mosaic = MosaicFusion::new(&self.sd, config, &categories, &pool, seed);
+        let plan = mosaic.plan_index(index).map_err(|e| e.to_string())?;
+        let denoised = mosaic
+            .denoise(&plan, Readback::Async, |i, n| {
                 if let Some(f) = &on_step {
                     let _ = f.call2(&JsValue::UNDEFINED, &(i as u32).into(), &(n as u32).into());
                 }
             })
             .await
             .map_err(|e| e.to_string())?;
-        let sample = finish_sample(&plan, &config, &self.sd.default_scheduler, denoised)
-            .map_err(|e| e.to_string())?;
-        let annotations = assemble_annotations(&categories, std::slice::from_ref(&sample.record))
-            .map_err(|e| e.to_string())?;
+        let sample = mosaic.finish(&plan, denoised).map_err(|e| e.to_string())?;
+        let annotations = assemble_annotations(
+            &categories,
+            std::slice::from_ref(&sample.record),
+            MosaicFusion::DESCRIPTION,
+        )
+        .map_err(|e| e.to_string())?;
         let record_json = serde_json::to_string(&sample.record).expect("records serialise");
         let annotations_json = serde_json::to_string(&annotations).expect("JSON serialises");
         let (kept, reason) = (sample.record.kept, sample.record.reason.clone());
-        let png = encode_png(sample.rgb, sample.width, sample.height)?;
+        let (width, height) = (sample.width, sample.height);
+        let file_name = sample
+            .record
+            .image
+            .as_ref()
+            .map_or("dropped.png".into(), |i| i.file_name.clone());
+        let image =
+            encode_image(sample.rgb, width, height, &file_name).map_err(|e| e.to_string())?;
         Ok(object(&[
-            ("png", Uint8Array::from(png.as_slice()).into()),
-            ("width", JsValue::from(sample.width as u32)),
-            ("height", JsValue::from(sample.height as u32)),
+            ("png", Uint8Array::from(image.as_slice()).into()),
+            ("width", JsValue::from(width as u32)),
+            ("height", JsValue::from(height as u32)),
             ("kept", JsValue::from_bool(kept)),
             (
                 "reason",
@@ -609,4 +591,27 @@ impl Inner {
             ("recordJson", JsValue::from_str(&record_json)),
         ]))
     }
+}
+
+/// The MosaicFusion options among `generate`'s (the core's [`MosaicOptions`], read from the
+/// object's JSON; `null` fields count as absent).
+fn mosaic_options(options: &JsValue) -> Result<MosaicOptions, String> {
+    let copy = js_sys::Object::new();
+    if options.is_object() {
+        for key in js_sys::Object::keys(options.unchecked_ref()).iter() {
+            let name = key.as_string().unwrap_or_default();
+            if ["categories", "seed", "index", "modelName", "onStep"].contains(&name.as_str()) {
+                continue;
+            }
+            let value = js_sys::Reflect::get(options, &key).unwrap_or(JsValue::UNDEFINED);
+            if !(value.is_null() || value.is_undefined()) {
+                let _ = js_sys::Reflect::set(&copy, &key, &value);
+            }
+        }
+    }
+    let json = js_sys::JSON::stringify(&copy)
+        .map_err(|e| format!("generate: {}", js_message(&e)))?
+        .as_string()
+        .unwrap_or_default();
+    serde_json::from_str(&json).map_err(|e| format!("generate: {e}"))
 }

@@ -3,20 +3,22 @@
 //! `maskforge-shaders` resampling kernel (rows, then the transposed image). Single-precision
 //! throughout, so an 8-bit value may differ by one from the host's float64 path.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 
-use super::denoise::AttentionMap;
-use crate::error::{Error, Result};
+use super::denoise::PendingMap;
+use crate::error::Result;
 use crate::imaging::resize::Filter;
 
-/// `Some(8-bit map)` on a CubeCL device, `None` on others (use the host path).
+/// The 8-bit average of `chosen` at `height × width` as a `[height, width]` f32 tensor of whole
+/// values, left on the device where the maps were captured; `None` on devices without CubeCL
+/// kernels (the host aggregates there).
 pub fn aggregate_on_device(
-    chosen: &[&AttentionMap],
+    chosen: &[&PendingMap],
     height: usize,
     width: usize,
-    device: &Device,
-) -> Option<Result<Vec<u8>>> {
-    if !maskforge_shaders::resample::is_cube_device(device) {
+) -> Option<Result<Tensor<2>>> {
+    let device = chosen.first()?.mean.device();
+    if !maskforge_shaders::resample::is_cube_device(&device) {
         return None;
     }
     let taps = |n_in, n_out| -> (Vec<usize>, Vec<Vec<f32>>) {
@@ -28,11 +30,7 @@ pub fn aggregate_on_device(
     };
     let mut sum: Option<Tensor<2>> = None;
     for m in chosen {
-        let t = Tensor::<2>::from_data(
-            TensorData::new(m.values.clone(), [m.height, m.width]),
-            device,
-        );
-        let bytes = to_bytes(t);
+        let bytes = to_bytes(m.mean.clone());
         let (starts_w, weights_w) = taps(m.width, width);
         let rows = maskforge_shaders::resample::resample_rows(bytes, &starts_w, &weights_w)?;
         let (starts_h, weights_h) = taps(m.height, height);
@@ -45,13 +43,7 @@ pub fn aggregate_on_device(
         });
     }
     let average = sum? / chosen.len() as f64;
-    let map = to_bytes(average);
-    Some(
-        map.into_data()
-            .try_into_vec::<f32>()
-            .map(|v| v.into_iter().map(|p| p as u8).collect())
-            .map_err(|e| Error::Device(format!("{e:?}"))),
-    )
+    Some(Ok(to_bytes(average)))
 }
 
 /// `floor(255 · t / max(t))` clamped to 0..255, 0 where undefined (an all-zero map).

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::denoise::AttentionMap;
+use super::denoise::{AttentionMap, PendingMap};
 use crate::error::{Error, Result};
 use crate::imaging::resize::resize_bicubic;
 use crate::masks::{otsu_threshold, threshold};
@@ -50,20 +50,35 @@ pub fn attention_mask(
     ))
 }
 
+/// A captured map's resolution, on the host or on the device.
+pub trait Resolution {
+    /// 8 for 1/8 of the region, 16, 32, 64.
+    fn denominator(&self) -> usize;
+}
+
+impl Resolution for AttentionMap {
+    fn denominator(&self) -> usize {
+        self.denominator
+    }
+}
+
+impl Resolution for PendingMap {
+    fn denominator(&self) -> usize {
+        self.denominator
+    }
+}
+
 /// The maps at `denominators`; an error when there are none.
-pub fn choose<'a>(
-    maps: &'a [AttentionMap],
-    denominators: &[usize],
-) -> Result<Vec<&'a AttentionMap>> {
-    let chosen: Vec<&AttentionMap> = maps
+pub fn choose<'a, M: Resolution>(maps: &'a [M], denominators: &[usize]) -> Result<Vec<&'a M>> {
+    let chosen: Vec<&M> = maps
         .iter()
-        .filter(|m| denominators.contains(&m.denominator))
+        .filter(|m| denominators.contains(&m.denominator()))
         .collect();
     if chosen.is_empty() {
         return Err(Error::Invalid(format!(
             "the model has no cross-attention at resolutions {denominators:?} of the region \
              (it has {:?})",
-            maps.iter().map(|m| m.denominator).collect::<Vec<_>>()
+            maps.iter().map(Resolution::denominator).collect::<Vec<_>>()
         )));
     }
     Ok(chosen)

@@ -11,6 +11,7 @@ use super::plan::SamplePlan;
 use crate::error::{Error, Result};
 use crate::models::unet::{CrossAttentionProbe, UNetLocation};
 use crate::pipelines::StableDiffusion;
+use crate::readback::{self, Readback};
 use crate::rng::TorchRng;
 use crate::schedulers::{self, SchedulerKind};
 
@@ -106,258 +107,247 @@ struct Capture {
     sums: Vec<BTreeMap<usize, (Tensor<2>, usize)>>,
 }
 
-/// A region's averaged attention at one resolution, not yet read from the device.
-struct PendingMap {
-    denominator: usize,
-    height: usize,
-    width: usize,
-    mean: Tensor<2>,
+/// A region's averaged attention at one resolution, still on the device.
+#[derive(Debug, Clone)]
+pub struct PendingMap {
+    /// 8 for 1/8 of the region, 16, 32, 64.
+    pub denominator: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `[height, width]`, f32.
+    pub mean: Tensor<2>,
 }
 
 impl PendingMap {
-    fn with_values(
-        self,
-        data: std::result::Result<TensorData, impl std::fmt::Debug>,
-    ) -> Result<AttentionMap> {
-        let values = data
-            .map_err(|e| Error::Device(format!("{e:?}")))?
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::Device(format!("{e:?}")))?;
+    /// Reads the map back to the host.
+    pub async fn read(self, how: Readback) -> Result<AttentionMap> {
         Ok(AttentionMap {
             denominator: self.denominator,
             height: self.height,
             width: self.width,
-            values,
+            values: how.read_f32(self.mean).await?,
         })
     }
 }
 
 /// [`MosaicOutput`] with the attention still on the device.
-struct PendingOutput {
-    latents: Tensor<4>,
-    image: Tensor<4>,
-    attention: Vec<Vec<PendingMap>>,
-    unet_time: std::time::Duration,
+#[derive(Debug, Clone)]
+pub struct PendingOutput {
+    /// `[1, 4, H/8, W/8]`
+    pub latents: Tensor<4>,
+    /// `[1, 3, H, W]` in [0, 1], f32.
+    pub image: Tensor<4>,
+    /// Per region, per captured resolution (finest first).
+    pub attention: Vec<Vec<PendingMap>>,
+    /// Wall time spent in UNet calls (on asynchronous devices: submitting them; zero on wasm).
+    pub unet_time: std::time::Duration,
 }
 
-impl StableDiffusion {
-    /// Denoises `plan`'s canvas from `noise` (`[1, 4, H/8, W/8]`; drawn from the plan's seed
-    /// when `None`) and decodes it, capturing each region's attention.
-    pub fn mosaic(
-        &self,
-        plan: &SamplePlan,
-        params: &MosaicParams,
-        noise: Option<Tensor<4>>,
-        on_step: impl FnMut(usize, usize),
-    ) -> Result<MosaicOutput> {
-        let out = self.mosaic_on_device(plan, params, noise, on_step)?;
-        let attention = out
-            .attention
-            .into_iter()
-            .map(|maps| {
-                maps.into_iter()
-                    .map(|m| {
-                        let data = m.mean.clone().into_data();
-                        m.with_values(Ok::<_, ()>(data))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<_>>()?;
-        Ok(MosaicOutput {
-            latents: out.latents,
-            image: out.image,
-            attention,
-            unet_time: out.unet_time,
-        })
-    }
-
-    /// [`mosaic`](Self::mosaic) with asynchronous reads, for devices that cannot block (WebGPU).
-    pub async fn mosaic_async(
-        &self,
-        plan: &SamplePlan,
-        params: &MosaicParams,
-        noise: Option<Tensor<4>>,
-        on_step: impl FnMut(usize, usize),
-    ) -> Result<MosaicOutput> {
-        let out = self.mosaic_on_device(plan, params, noise, on_step)?;
+impl PendingOutput {
+    /// Reads every attention map back to the host.
+    pub async fn read(self, how: Readback) -> Result<MosaicOutput> {
         let mut attention = Vec::new();
-        for maps in out.attention {
+        for maps in self.attention {
             let mut region = Vec::new();
             for m in maps {
-                let data = m.mean.clone().into_data_async().await;
-                region.push(m.with_values(data)?);
+                region.push(m.read(how).await?);
             }
             attention.push(region);
         }
         Ok(MosaicOutput {
-            latents: out.latents,
-            image: out.image,
+            latents: self.latents,
+            image: self.image,
             attention,
-            unet_time: out.unet_time,
+            unet_time: self.unet_time,
         })
     }
+}
 
-    fn mosaic_on_device(
-        &self,
-        plan: &SamplePlan,
-        params: &MosaicParams,
-        noise: Option<Tensor<4>>,
-        mut on_step: impl FnMut(usize, usize),
-    ) -> Result<PendingOutput> {
-        let layout = &plan.layout;
-        self.check_size(layout.canvas_height, layout.canvas_width)?;
-        if params.steps == 0 {
-            return Err(Error::Invalid("steps must be at least 1".into()));
+/// Denoises `plan`'s canvas on `sd` from `noise` (`[1, 4, H/8, W/8]`; drawn from the plan's
+/// seed when `None`) and decodes it, capturing each region's attention (read back to the host).
+pub fn mosaic(
+    sd: &StableDiffusion,
+    plan: &SamplePlan,
+    params: &MosaicParams,
+    noise: Option<Tensor<4>>,
+    on_step: impl FnMut(usize, usize),
+) -> Result<MosaicOutput> {
+    readback::now(mosaic_on_device(sd, plan, params, noise, on_step)?.read(Readback::Blocking))
+}
+
+/// [`mosaic`] with asynchronous reads, for devices that cannot block (WebGPU).
+pub async fn mosaic_async(
+    sd: &StableDiffusion,
+    plan: &SamplePlan,
+    params: &MosaicParams,
+    noise: Option<Tensor<4>>,
+    on_step: impl FnMut(usize, usize),
+) -> Result<MosaicOutput> {
+    mosaic_on_device(sd, plan, params, noise, on_step)?
+        .read(Readback::Async)
+        .await
+}
+
+/// [`mosaic`] leaving the attention on the device.
+pub fn mosaic_on_device(
+    sd: &StableDiffusion,
+    plan: &SamplePlan,
+    params: &MosaicParams,
+    noise: Option<Tensor<4>>,
+    mut on_step: impl FnMut(usize, usize),
+) -> Result<PendingOutput> {
+    let layout = &plan.layout;
+    sd.check_size(layout.canvas_height, layout.canvas_width)?;
+    if params.steps == 0 {
+        return Err(Error::Invalid("steps must be at least 1".into()));
+    }
+    if params.max_batch < 2 {
+        return Err(Error::Invalid("max batch must be at least 2".into()));
+    }
+    let f = sd.vae_config.scale_factor();
+    let shape = [
+        1,
+        sd.unet_config.in_channels,
+        layout.canvas_height / f,
+        layout.canvas_width / f,
+    ];
+    let kind = params.scheduler.unwrap_or(sd.default_scheduler);
+    let mut scheduler = schedulers::build(kind, &sd.scheduler_config, params.steps)
+        .map_err(|e| Error::Invalid(format!("scheduler {}: {e}", kind.cli_name())))?;
+    let cfg = params.guidance > 1.0;
+
+    // Rows [uncond, region 0, region 1, …]; the unconditional row is the empty prompt's, or
+    // zeros for SDXL (`force_zeros_for_empty_prompt`), as MosaicFusion's SDXL pipeline.
+    let prompts: Vec<&str> = plan.regions.iter().map(|r| r.prompt.as_str()).collect();
+    let regions = sd.encode_text(&prompts, None);
+    let embeddings = sd.encode_negative(None, &regions.rows(0..1)).cat(regions);
+
+    let mut rng = TorchRng::new(plan.seed);
+    let noise = match noise {
+        Some(n) if n.dims() != shape => {
+            return Err(Error::Invalid(format!(
+                "initial latents have shape {:?}, expected {shape:?}",
+                n.dims()
+            )));
         }
-        if params.max_batch < 2 {
-            return Err(Error::Invalid("max batch must be at least 2".into()));
-        }
-        let f = self.vae_config.scale_factor();
-        let shape = [
-            1,
-            self.unet_config.in_channels,
-            layout.canvas_height / f,
-            layout.canvas_width / f,
-        ];
-        let kind = params.scheduler.unwrap_or(self.default_scheduler);
-        let mut scheduler = schedulers::build(kind, &self.scheduler_config, params.steps)
-            .map_err(|e| Error::Invalid(format!("scheduler {}: {e}", kind.cli_name())))?;
-        let cfg = params.guidance > 1.0;
+        Some(n) => n.cast(sd.dtype),
+        None => rng.randn_tensor(shape, &sd.device).cast(sd.dtype),
+    };
+    let mut latents = noise * scheduler.init_noise_sigma();
 
-        // Rows [uncond, region 0, region 1, …]; the unconditional row is the empty prompt's, or
-        // zeros for SDXL (`force_zeros_for_empty_prompt`), as MosaicFusion's SDXL pipeline.
-        let prompts: Vec<&str> = plan.regions.iter().map(|r| r.prompt.as_str()).collect();
-        let regions = self.encode_text(&prompts, None);
-        let embeddings = self.encode_negative(None, &regions.rows(0..1)).cat(regions);
+    // Latent boxes, Gaussian weights and their normaliser over the canvas.
+    let boxes: Vec<[usize; 4]> = plan
+        .regions
+        .iter()
+        .map(|r| [r.bbox.y1 / f, r.bbox.y2 / f, r.bbox.x1 / f, r.bbox.x2 / f])
+        .collect();
+    let weights: Vec<Tensor<4>> = boxes
+        .iter()
+        .map(|&[y1, y2, x1, x2]| {
+            let (h, w) = (y2 - y1, x2 - x1);
+            Tensor::<4>::from_data(
+                TensorData::new(gaussian_weights(h, w), [1, 1, h, w]),
+                &sd.device,
+            )
+            .cast(sd.dtype)
+        })
+        .collect();
+    let mut total = Tensor::<4>::zeros([1, 1, shape[2], shape[3]], &sd.device).cast(sd.dtype);
+    for (b, w) in boxes.iter().zip(&weights) {
+        let r = [0..1, 0..1, b[0]..b[1], b[2]..b[3]];
+        total = total
+            .clone()
+            .slice_assign(r.clone(), total.slice(r) + w.clone());
+    }
+    // Zero where no region contributes (`nan_to_num` in the original).
+    let inverse_total = total.clone().recip().mask_fill(total.equal_elem(0.0), 0.0);
 
-        let mut rng = TorchRng::new(plan.seed);
-        let noise = match noise {
-            Some(n) if n.dims() != shape => {
-                return Err(Error::Invalid(format!(
-                    "initial latents have shape {:?}, expected {shape:?}",
-                    n.dims()
-                )));
-            }
-            Some(n) => n.cast(self.dtype),
-            None => rng.randn_tensor(shape, &self.device).cast(self.dtype),
-        };
-        let mut latents = noise * scheduler.init_noise_sigma();
+    let groups = region_groups(&boxes, params.max_batch / 2);
+    let mut capture = Capture {
+        sums: vec![BTreeMap::new(); boxes.len()],
+    };
+    let end_step = params.end_step.unwrap_or(params.steps);
 
-        // Latent boxes, Gaussian weights and their normaliser over the canvas.
-        let boxes: Vec<[usize; 4]> = plan
-            .regions
-            .iter()
-            .map(|r| [r.bbox.y1 / f, r.bbox.y2 / f, r.bbox.x1 / f, r.bbox.x2 / f])
-            .collect();
-        let weights: Vec<Tensor<4>> = boxes
-            .iter()
-            .map(|&[y1, y2, x1, x2]| {
-                let (h, w) = (y2 - y1, x2 - x1);
-                Tensor::<4>::from_data(
-                    TensorData::new(gaussian_weights(h, w), [1, 1, h, w]),
-                    &self.device,
-                )
-                .cast(self.dtype)
-            })
-            .collect();
-        let mut total =
-            Tensor::<4>::zeros([1, 1, shape[2], shape[3]], &self.device).cast(self.dtype);
-        for (b, w) in boxes.iter().zip(&weights) {
-            let r = [0..1, 0..1, b[0]..b[1], b[2]..b[3]];
-            total = total
-                .clone()
-                .slice_assign(r.clone(), total.slice(r) + w.clone());
-        }
-        // Zero where no region contributes (`nan_to_num` in the original).
-        let inverse_total = total.clone().recip().mask_fill(total.equal_elem(0.0), 0.0);
-
-        let groups = region_groups(&boxes, params.max_batch / 2);
-        let mut capture = Capture {
-            sums: vec![BTreeMap::new(); boxes.len()],
-        };
-        let end_step = params.end_step.unwrap_or(params.steps);
-
-        #[cfg_attr(target_family = "wasm", allow(unused_mut))]
-        let mut unet_time = std::time::Duration::ZERO;
-        let timesteps = scheduler.timesteps().to_vec();
-        for (i, &t) in timesteps.iter().enumerate() {
-            let mut merged = Tensor::<4>::zeros(shape, &self.device).cast(self.dtype);
-            let capturing = i >= params.start_step && i < end_step;
-            for group in &groups {
-                let k = group.len();
-                let crops: Vec<Tensor<4>> = group
-                    .iter()
-                    .map(|&r| {
-                        let [y1, y2, x1, x2] = boxes[r];
-                        latents.clone().slice([0..1, 0..shape[1], y1..y2, x1..x2])
-                    })
-                    .collect();
-                let mut inputs = Vec::new();
-                let mut rows = Vec::new();
-                let mut tokens = Vec::new();
-                if cfg {
-                    inputs.extend(crops.iter().cloned());
-                    rows.extend(group.iter().map(|_| 0));
-                    tokens.extend(group.iter().map(|_| None));
-                }
-                inputs.extend(crops);
-                rows.extend(group.iter().map(|&r| r + 1));
-                tokens.extend(group.iter().map(|&r| Some(plan.regions[r].token_index)));
-                let input = scheduler.scale_model_input(Tensor::cat(inputs, 0), i);
-                let conditioning = embeddings.select_rows(&rows);
-                // SDXL: each region is generated as an image of its own size.
-                let [y1, y2, x1, x2] = boxes[group[0]];
-                let added = conditioning.added_cond((y2 - y1) * f, (x2 - x1) * f);
-                let mut probe = CrossAttentionProbe::new(tokens);
-                // `Instant` is not available on wasm32-unknown-unknown.
-                #[cfg(not(target_family = "wasm"))]
-                let unet_start = std::time::Instant::now();
-                let eps = self.unet.forward_traced(
-                    input,
-                    t as f32,
-                    &conditioning.context,
-                    added.as_ref(),
-                    None,
-                    None,
-                    capturing.then_some(&mut probe),
-                );
-                #[cfg(not(target_family = "wasm"))]
-                {
-                    unet_time += unet_start.elapsed();
-                }
-                let eps = if cfg {
-                    let uncond = eps.clone().slice([0..k]);
-                    let cond = eps.slice([k..2 * k]);
-                    uncond.clone() + (cond - uncond) * params.guidance
-                } else {
-                    eps
-                };
-                for (j, &r) in group.iter().enumerate() {
+    #[cfg_attr(target_family = "wasm", allow(unused_mut))]
+    let mut unet_time = std::time::Duration::ZERO;
+    let timesteps = scheduler.timesteps().to_vec();
+    for (i, &t) in timesteps.iter().enumerate() {
+        let mut merged = Tensor::<4>::zeros(shape, &sd.device).cast(sd.dtype);
+        let capturing = i >= params.start_step && i < end_step;
+        for group in &groups {
+            let k = group.len();
+            let crops: Vec<Tensor<4>> = group
+                .iter()
+                .map(|&r| {
                     let [y1, y2, x1, x2] = boxes[r];
-                    let region = [0..1, 0..shape[1], y1..y2, x1..x2];
-                    let contribution = eps.clone().slice([j..j + 1]) * weights[r].clone();
-                    merged = merged
-                        .clone()
-                        .slice_assign(region.clone(), merged.slice(region) + contribution);
-                }
-                if capturing {
-                    capture.add(group, &boxes[group[0]], probe);
-                }
+                    latents.clone().slice([0..1, 0..shape[1], y1..y2, x1..x2])
+                })
+                .collect();
+            let mut inputs = Vec::new();
+            let mut rows = Vec::new();
+            let mut tokens = Vec::new();
+            if cfg {
+                inputs.extend(crops.iter().cloned());
+                rows.extend(group.iter().map(|_| 0));
+                tokens.extend(group.iter().map(|_| None));
             }
-            let eps = merged * inverse_total.clone();
-            latents = scheduler.step(eps, i, latents, &mut rng);
-            on_step(i + 1, timesteps.len());
+            inputs.extend(crops);
+            rows.extend(group.iter().map(|&r| r + 1));
+            tokens.extend(group.iter().map(|&r| Some(plan.regions[r].token_index)));
+            let input = scheduler.scale_model_input(Tensor::cat(inputs, 0), i);
+            let conditioning = embeddings.select_rows(&rows);
+            // SDXL: each region is generated as an image of its own size.
+            let [y1, y2, x1, x2] = boxes[group[0]];
+            let added = conditioning.added_cond((y2 - y1) * f, (x2 - x1) * f);
+            let mut probe = CrossAttentionProbe::new(tokens);
+            // `Instant` is not available on wasm32-unknown-unknown.
+            #[cfg(not(target_family = "wasm"))]
+            let unet_start = std::time::Instant::now();
+            let eps = sd.unet.forward_traced(
+                input,
+                t as f32,
+                &conditioning.context,
+                added.as_ref(),
+                None,
+                None,
+                capturing.then_some(&mut probe),
+            );
+            #[cfg(not(target_family = "wasm"))]
+            {
+                unet_time += unet_start.elapsed();
+            }
+            let eps = if cfg {
+                let uncond = eps.clone().slice([0..k]);
+                let cond = eps.slice([k..2 * k]);
+                uncond.clone() + (cond - uncond) * params.guidance
+            } else {
+                eps
+            };
+            for (j, &r) in group.iter().enumerate() {
+                let [y1, y2, x1, x2] = boxes[r];
+                let region = [0..1, 0..shape[1], y1..y2, x1..x2];
+                let contribution = eps.clone().slice([j..j + 1]) * weights[r].clone();
+                merged = merged
+                    .clone()
+                    .slice_assign(region.clone(), merged.slice(region) + contribution);
+            }
+            if capturing {
+                capture.add(group, &boxes[group[0]], probe);
+            }
         }
-
-        let attention = capture.finish(&boxes);
-        let image = self.decode_latents(latents.clone());
-        Ok(PendingOutput {
-            latents,
-            image,
-            attention,
-            unet_time,
-        })
+        let eps = merged * inverse_total.clone();
+        latents = scheduler.step(eps, i, latents, &mut rng);
+        on_step(i + 1, timesteps.len());
     }
+
+    let attention = capture.finish(&boxes);
+    let image = sd.decode_latents(latents.clone());
+    Ok(PendingOutput {
+        latents,
+        image,
+        attention,
+        unet_time,
+    })
 }
 
 /// Regions of equal latent size, in order, in groups of at most `max_regions`.

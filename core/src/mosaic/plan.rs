@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::categories::Category;
 use super::layout::{Layout, LayoutConfig, LayoutDraws, RegionBox};
+use crate::dataset::categories::Category;
 use crate::error::{Error, Result};
 use crate::text::tokenizer::ClipTokenizer;
 

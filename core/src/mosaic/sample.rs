@@ -4,16 +4,14 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::aggregate_device::aggregate_on_device;
-use super::attention_mask::{Threshold, attention_mask, choose, threshold_map};
-use super::denoise::MosaicParams;
+use super::attention_mask::{Threshold, attention_mask, threshold_map};
+use super::denoise::{AttentionMap, MosaicParams};
 use super::instances::{ComponentPolicy, InstanceFilter, extract_instances};
 use super::plan::{PlanConfig, SamplePlan};
-use crate::dataset::assemble::RegionRecord;
-use crate::dataset::{AnnotationRecord, ImageRecord, SampleRecord, image_file_name};
-use crate::error::Result;
+use super::record::{MosaicDetails, MosaicRecord, RegionRecord};
+use crate::dataset::{AnnotationRecord, ImageRecord, SampleOutput, SampleRecord, image_file_name};
+use crate::error::{Error, Result};
 use crate::masks::{BilateralSolverParams, refine_mask};
-use crate::pipelines::{StableDiffusion, image_to_rgb8, image_to_rgb8_async};
 
 /// Edge-aware refinement of the attention masks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -83,7 +81,7 @@ impl GenerateConfig {
 /// A generated sample.
 #[derive(Debug, Clone)]
 pub struct Sample {
-    pub record: SampleRecord,
+    pub record: MosaicRecord,
     /// Interleaved RGB of the canvas.
     pub rgb: Vec<u8>,
     pub height: usize,
@@ -103,86 +101,60 @@ pub fn crop_rgb(rgb: &[u8], width: usize, [y1, y2, x1, x2]: [usize; 4]) -> Vec<u
         .collect()
 }
 
-/// The device's part of a sample: the decoded canvas and the captured attention, on the host.
+impl Sample {
+    /// The record and the encoded image (kept samples) as the dataset stores them.
+    pub fn into_output(self) -> Result<SampleOutput<MosaicDetails>> {
+        let mut files = Vec::new();
+        if let Some(image) = &self.record.image {
+            let bytes = encode_image(self.rgb, self.width, self.height, &image.file_name)?;
+            files.push((format!("images/{}", image.file_name), bytes));
+        }
+        Ok(SampleOutput {
+            record: self.record,
+            files,
+        })
+    }
+}
+
+/// Interleaved RGB encoded as PNG, or JPEG for a `.jpg` file name.
+pub fn encode_image(rgb: Vec<u8>, width: usize, height: usize, file_name: &str) -> Result<Vec<u8>> {
+    let img = image::RgbImage::from_raw(width as u32, height as u32, rgb)
+        .ok_or_else(|| Error::Invalid(format!("{file_name}: image buffer has the wrong size")))?;
+    let format = if file_name.ends_with(".jpg") {
+        image::ImageFormat::Jpeg
+    } else {
+        image::ImageFormat::Png
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format)
+        .map_err(|e| Error::Invalid(format!("{file_name}: cannot encode the image: {e}")))?;
+    Ok(out.into_inner())
+}
+
+/// The device's part of a sample: the decoded canvas and each region's attention, on the host.
 #[derive(Debug, Clone)]
 pub struct Denoised {
     /// Interleaved RGB of the canvas.
     pub rgb: Vec<u8>,
-    /// Per region, per resolution (see [`MosaicOutput`](super::denoise::MosaicOutput)).
-    pub attention: Vec<Vec<super::denoise::AttentionMap>>,
+    /// Per region, what its mask is made from.
+    pub attention: Vec<RegionAttention>,
     /// Time spent in UNet calls.
     pub unet_time: std::time::Duration,
-    /// Per region: the aggregated 8-bit attention map and its resolutions, when the device
-    /// computed them (wgpu); otherwise the host aggregates `attention`.
-    pub maps: Option<Vec<(Vec<u8>, Vec<usize>)>>,
+    /// Tensors read back from the device for this sample (the image included).
+    pub reads: usize,
 }
 
-impl StableDiffusion {
-    /// Generates `plan` under `config`: [`denoise_sample`](Self::denoise_sample) then
-    /// [`finish_sample`].
-    pub fn generate_sample(
-        &self,
-        plan: &SamplePlan,
-        config: &GenerateConfig,
-        on_step: impl FnMut(usize, usize),
-    ) -> Result<Sample> {
-        let denoised = self.denoise_sample(plan, config, on_step)?;
-        finish_sample(plan, config, &self.default_scheduler, denoised)
-    }
-
-    /// The device work of a sample: denoising with attention capture and decoding.
-    pub fn denoise_sample(
-        &self,
-        plan: &SamplePlan,
-        config: &GenerateConfig,
-        on_step: impl FnMut(usize, usize),
-    ) -> Result<Denoised> {
-        let out = self.mosaic(plan, &config.denoise, None, on_step)?;
-        let mut maps = Some(Vec::new());
-        for (region, attention) in plan.regions.iter().zip(&out.attention) {
-            let chosen = choose(attention, &config.resolutions)?;
-            let (h, w) = (region.bbox.height(), region.bbox.width());
-            match aggregate_on_device(&chosen, h, w, &self.device) {
-                Some(map) => {
-                    let resolutions = chosen.iter().map(|m| m.denominator).collect();
-                    if let Some(maps) = maps.as_mut() {
-                        maps.push((map?, resolutions));
-                    }
-                }
-                None => maps = None,
-            }
-        }
-        Ok(Denoised {
-            rgb: image_to_rgb8(out.image)?,
-            attention: out.attention,
-            unet_time: out.unet_time,
-            maps,
-        })
-    }
-}
-
-impl StableDiffusion {
-    /// [`denoise_sample`](Self::denoise_sample) with asynchronous reads, for devices that cannot
-    /// block (WebGPU). The host aggregates the attention maps.
-    pub async fn denoise_sample_async(
-        &self,
-        plan: &SamplePlan,
-        config: &GenerateConfig,
-        on_step: impl FnMut(usize, usize),
-    ) -> Result<Denoised> {
-        let out = self
-            .mosaic_async(plan, &config.denoise, None, on_step)
-            .await?;
-        for attention in &out.attention {
-            choose(attention, &config.resolutions)?;
-        }
-        Ok(Denoised {
-            rgb: image_to_rgb8_async(out.image).await?,
-            attention: out.attention,
-            unet_time: out.unet_time,
-            maps: None,
-        })
-    }
+/// A region's attention as it reached the host.
+#[derive(Debug, Clone)]
+pub enum RegionAttention {
+    /// The captured maps at the chosen resolutions; the host aggregates them (as the reference).
+    Maps(Vec<AttentionMap>),
+    /// The aggregated 8-bit map, computed where the attention was captured, and the
+    /// resolutions it averages.
+    Aggregated {
+        map: Vec<u8>,
+        resolutions: Vec<usize>,
+    },
 }
 
 /// The host work of a sample (no device needed, so it can overlap the next sample's
@@ -194,26 +166,22 @@ pub fn finish_sample(
     default_scheduler: &crate::schedulers::SchedulerKind,
     denoised: Denoised,
 ) -> Result<Sample> {
-    let Denoised {
-        rgb,
-        attention,
-        maps: device_maps,
-        ..
-    } = denoised;
+    let Denoised { rgb, attention, .. } = denoised;
     let (height, width) = (plan.layout.canvas_height, plan.layout.canvas_width);
 
     let mut masks = Vec::new();
     let mut thresholds = Vec::new();
     let mut resolutions = Vec::new();
-    for (region, maps) in plan.regions.iter().zip(&attention) {
+    for (region, attention) in plan.regions.iter().zip(attention) {
         let b = region.bbox;
         let (h, w) = (b.height(), b.width());
-        let m = match &device_maps {
-            Some(d) => {
-                let (map, resolutions) = d[masks.len()].clone();
+        let m = match attention {
+            RegionAttention::Aggregated { map, resolutions } => {
                 threshold_map(map, resolutions, config.threshold)
             }
-            None => attention_mask(maps, &config.resolutions, h, w, config.threshold)?,
+            RegionAttention::Maps(maps) => {
+                attention_mask(&maps, &config.resolutions, h, w, config.threshold)?
+            }
         };
         let mask = match config.refine {
             Refine::None => m.mask,
@@ -284,15 +252,7 @@ pub fn finish_sample(
         .unwrap_or(*default_scheduler)
         .cli_name()
         .to_string();
-    let record = SampleRecord {
-        id,
-        index: plan.index,
-        seed: plan.seed,
-        kept,
-        reason: found.dropped,
-        model: config.model_name.clone(),
-        scheduler,
-        steps: config.denoise.steps,
+    let details = MosaicDetails {
         guidance: config.denoise.guidance,
         settings: json!({
             "resolutions": config.resolutions,
@@ -306,6 +266,17 @@ pub fn finish_sample(
         layout: serde_json::to_value(plan.draws).expect("draws serialise"),
         main_category_id: plan.main_category_id,
         regions,
+    };
+    let record = SampleRecord {
+        id,
+        index: plan.index,
+        seed: plan.seed,
+        kept,
+        reason: found.dropped,
+        model: config.model_name.clone(),
+        scheduler,
+        steps: config.denoise.steps,
+        details,
         image,
         annotations,
     };

@@ -11,4 +11,4 @@ pub use controlnet::{Control, ControlNet};
 pub use model_index::{ModelIndex, PipelineKind};
 pub use prompt::PromptEmbeds;
 pub use stable_diffusion::{StableDiffusion, TextEncoder, load_json};
-pub use txt2img::{Txt2ImgOutput, Txt2ImgParams, image_to_rgb8, image_to_rgb8_async};
+pub use txt2img::{Txt2ImgOutput, Txt2ImgParams, image_to_rgb8, image_to_rgb8_async, read_rgb8};

@@ -7,6 +7,7 @@ use burn::tensor::{DType, Tensor};
 use super::controlnet::Control;
 use super::stable_diffusion::StableDiffusion;
 use crate::error::{Error, Result};
+use crate::readback::Readback;
 use crate::rng::TorchRng;
 use crate::schedulers::{self, SchedulerKind};
 
@@ -170,30 +171,25 @@ impl StableDiffusion {
 /// # Shapes
 /// `[1, 3, H, W]` → `H·W·3` bytes
 pub fn image_to_rgb8(image: Tensor<4>) -> Result<Vec<u8>> {
-    rgb8_from_data(hwc(image).into_data())
+    crate::readback::now(read_rgb8(image, Readback::Blocking))
 }
 
 /// [`image_to_rgb8`] with an asynchronous read, for devices that cannot block (WebGPU).
 pub async fn image_to_rgb8_async(image: Tensor<4>) -> Result<Vec<u8>> {
-    let data = hwc(image)
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    rgb8_from_data(data)
+    read_rgb8(image, Readback::Async).await
+}
+
+/// [`image_to_rgb8`] read back as `how` says.
+pub async fn read_rgb8(image: Tensor<4>, how: Readback) -> Result<Vec<u8>> {
+    let data = how.read_f32(hwc(image)).await?;
+    Ok(data
+        .iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect())
 }
 
 /// `[1, C, H, W]` → `[H·W·C]`, channels interleaved.
 fn hwc(image: Tensor<4>) -> Tensor<1> {
     let [_, c, h, w] = image.dims();
     image.permute([0, 2, 3, 1]).reshape([h * w * c])
-}
-
-fn rgb8_from_data(data: burn::tensor::TensorData) -> Result<Vec<u8>> {
-    let data = data
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    Ok(data
-        .iter()
-        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect())
 }

@@ -185,8 +185,9 @@ fn bench_mosaic(
     steps: usize,
     device: &Device,
 ) -> Result<serde_json::Value> {
+    use maskforge_core::dataset::categories::parse_categories;
     use maskforge_core::masks::{BilateralSolverParams, refine_mask};
-    use maskforge_core::mosaic::categories::parse_categories;
+    use maskforge_core::mosaic::MosaicFusion;
     use maskforge_core::mosaic::layout::{Layout, LayoutConfig, LayoutDraws};
     use maskforge_core::mosaic::plan::{PlanConfig, plan_sample};
     use maskforge_core::mosaic::sample::{GenerateConfig, Refine, crop_rgb};
@@ -235,9 +236,10 @@ fn bench_mosaic(
             .map_err(|e| anyhow::anyhow!("device error: {e:?}"))?;
         Ok(start.elapsed().as_secs_f64() * 1e3)
     };
+    let mosaic = MosaicFusion::new(sd, config.clone(), &categories, &[0, 1, 2, 3], 0);
     let mut sample = None;
     let mosaic_ms = timed(&mut || {
-        sample = Some(sd.generate_sample(&plan, &config, |_, _| {})?);
+        sample = Some(mosaic.generate(&plan, |_, _| {})?);
         Ok(())
     })?;
     let sample = sample.expect("set by the timed run");

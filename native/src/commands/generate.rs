@@ -1,27 +1,33 @@
 //! `maskforge generate`: a MosaicFusion dataset (images, LVIS/COCO annotations, manifest).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use maskforge_core::arch;
-use maskforge_core::dataset::{SampleRecord, assemble_annotations, manifest_jsonl};
-use maskforge_core::mosaic::attention_mask::Threshold;
-use maskforge_core::mosaic::categories::{Frequency, main_pool, parse_categories};
-use maskforge_core::mosaic::denoise::MosaicParams;
-use maskforge_core::mosaic::instances::{ComponentPolicy, InstanceFilter};
-use maskforge_core::mosaic::layout::LayoutConfig;
-use maskforge_core::mosaic::plan::{DEFAULT_TEMPLATE, PlanConfig, plan_sample};
-use maskforge_core::mosaic::sample::{GenerateConfig, Refine, Sample, finish_sample};
-use maskforge_core::schedulers::SchedulerKind;
+use maskforge_core::dataset::run::SAMPLES_DIR;
+use maskforge_core::dataset::{
+    DatasetRun, HostPool, Progress, RunFile, SampleGenerator, SampleId, Shard, collect,
+    generate_samples, main_pool, parse_categories,
+};
+use maskforge_core::mosaic::plan::plan_sample;
+use maskforge_core::mosaic::{MosaicFusion, MosaicOptions, MosaicRecord};
+use serde::{Deserialize, Serialize};
 
-use super::txt2img::parse_scheduler;
 use crate::device::{self, DTypeArg, DeviceArg};
+use crate::storage::DirStorage;
 use crate::{embedded, model, source};
 
-/// Arguments of `maskforge generate`.
+/// Arguments of `maskforge generate`. `--config run.toml` supplies any of them (keys are the
+/// flag names, `num_images` or `num-images`); flags on the command line win.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
+    /// A TOML file of settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Diffusers folder, single-file checkpoint or repo id; default: the embedded tiny model
     /// (random weights, for trying the pipeline only).
     #[arg(long)]
@@ -30,284 +36,320 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub model_config: Option<PathBuf>,
     /// LVIS/COCO annotation file (its `categories`), a JSON array of categories, or a text
-    /// file with one name per line.
+    /// file with one name per line (required).
     #[arg(long)]
-    pub categories: PathBuf,
+    pub categories: Option<PathBuf>,
+    /// Number of samples (required).
     #[arg(long)]
-    pub num_images: u64,
+    pub num_images: Option<u64>,
+    /// Output folder (required).
     #[arg(long)]
-    pub out: PathBuf,
-    /// Region counts to draw from, e.g. `4` or `1,2,4`.
-    #[arg(long, default_value = "4", value_delimiter = ',')]
-    pub regions: Vec<usize>,
-    /// Size of one region, HxW (the canvas is up to 2×2 regions).
-    #[arg(long, default_value = "384x512", value_parser = parse_size)]
-    pub region_size: (usize, usize),
-    /// Band shared by neighbouring regions, HxW.
-    #[arg(long, default_value = "48x64", value_parser = parse_size)]
-    pub overlap: (usize, usize),
-    #[arg(long, default_value_t = 50)]
-    pub steps: usize,
-    #[arg(long, default_value_t = 7.5)]
-    pub guidance: f64,
-    /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
-    #[arg(long, value_parser = parse_scheduler)]
-    pub scheduler: Option<SchedulerKind>,
-    /// Base seed: sample k uses seed + k.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Frequencies of the main category of each image, e.g. `r` or `r,c` (LVIS files);
-    /// default: every category.
+    pub out: Option<PathBuf>,
+    /// Base seed: sample k uses seed + k [default: 0].
     #[arg(long)]
-    pub main_frequency: Option<String>,
-    /// Prompt with {name} and {def}; `, {def}` is dropped for categories without a definition.
-    #[arg(long, default_value = DEFAULT_TEMPLATE)]
-    pub prompt_template: String,
-    /// strict (drop the image if a region has several components), largest, or all.
-    #[arg(long, default_value = "largest")]
-    pub component_policy: String,
-    #[arg(long, default_value_t = 0.05)]
-    pub min_area_frac: f64,
-    #[arg(long, default_value_t = 0.95)]
-    pub max_area_frac: f64,
-    /// none or bilateral (the fast bilateral solver, twice, as MosaicFusion).
-    #[arg(long, default_value = "bilateral")]
-    pub refine: String,
-    /// otsu, or a fixed fraction in (0, 1) of the attention map's maximum.
-    #[arg(long, default_value = "otsu")]
-    pub threshold: String,
-    /// Attention resolutions to average, as fractions of the region: 32 = 1/32.
-    #[arg(long, default_value = "32,16,8", value_delimiter = ',')]
-    pub attention_resolutions: Vec<usize>,
-    /// png or jpg (masks are always lossless RLE).
-    #[arg(long, default_value = "png")]
-    pub image_format: String,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
-    pub dtype: DTypeArg,
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub options: OptionFlags,
+    /// [default: auto]
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+    /// [default: f32]
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
     /// Generate only samples k with k mod N = I (`I/N`); default from Slurm array variables
     /// (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT`) or a
     /// Kubernetes Indexed Job (`JOB_COMPLETION_INDEX` with `MASKFORGE_SHARDS`), else 0/1.
     /// Shards may share one output folder; `maskforge collect OUT` assembles it afterwards.
-    #[arg(long, value_parser = parse_shard)]
-    pub shard: Option<(u64, u64)>,
+    #[arg(long)]
+    pub shard: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
-/// Parses `I/N` with `I < N`.
-pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
-    let bad = || format!("expected I/N with 0 <= I < N, got `{s}`");
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n) = (
-        i.trim().parse::<u64>().map_err(|_| bad())?,
-        n.trim().parse::<u64>().map_err(|_| bad())?,
-    );
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
+/// The settings of the run and of the shell, from the flags over the `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ShellSettings {
+    model: Option<String>,
+    model_config: Option<PathBuf>,
+    categories: Option<PathBuf>,
+    num_images: Option<u64>,
+    out: Option<PathBuf>,
+    seed: Option<u64>,
+    device: Option<String>,
+    dtype: Option<String>,
+    shard: Option<String>,
+    quiet: Option<bool>,
 }
 
-/// The shard from the environment of a Slurm array job or a Kubernetes Indexed Job.
-fn shard_from_env() -> Result<(u64, u64)> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let num = |k: &str, v: String| {
-        v.parse::<u64>()
-            .with_context(|| format!("environment variable {k}={v} is not a whole number"))
-    };
-    if let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
-        let min = var("SLURM_ARRAY_TASK_MIN")
-            .map(|m| num("SLURM_ARRAY_TASK_MIN", m))
-            .transpose()?;
-        let i = num("SLURM_ARRAY_TASK_ID", id)? - min.unwrap_or(0);
-        let n = num("SLURM_ARRAY_TASK_COUNT", count)?;
-        return parse_shard(&format!("{i}/{n}"))
-            .map_err(|e| anyhow::anyhow!("Slurm array shard: {e}"));
-    }
-    if let Some(index) = var("JOB_COMPLETION_INDEX") {
-        let n = var("MASKFORGE_SHARDS").context(
-            "JOB_COMPLETION_INDEX is set: give the number of shards in MASKFORGE_SHARDS or --shard I/N",
-        )?;
-        let (i, n) = (
-            num("JOB_COMPLETION_INDEX", index)?,
-            num("MASKFORGE_SHARDS", n)?,
-        );
-        return parse_shard(&format!("{i}/{n}"))
-            .map_err(|e| anyhow::anyhow!("Indexed Job shard: {e}"));
-    }
-    Ok((0, 1))
-}
-
-/// Expands `--config run.toml` in the arguments of `maskforge generate` (`args` without the
-/// program and subcommand names): every key of the file (`num_images` or `num-images`) becomes
-/// its flag unless that flag is given on the command line, which wins.
-pub fn expand_config_file(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>> {
-    use clap::Args as _;
-    let mut path = None;
-    let mut rest = Vec::new();
-    let mut iter = args.into_iter();
-    while let Some(a) = iter.next() {
-        match a.to_str() {
-            Some("--config") => path = Some(iter.next().context("--config needs a file")?),
-            Some(s) if s.starts_with("--config=") => path = Some(s["--config=".len()..].into()),
-            _ => rest.push(a),
-        }
-    }
-    let Some(path) = path else { return Ok(rest) };
-    let path = PathBuf::from(path);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{}: not valid TOML", path.display()))?;
-    let command = GenerateArgs::augment_args(clap::Command::new("generate"));
-    let known: Vec<String> = command
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_string))
-        .collect();
-    let given = |flag: &str| {
-        rest.iter().any(|a| {
-            a.to_str()
-                .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
-        })
-    };
-    let mut expanded = Vec::new();
-    for (key, value) in table {
-        let name = key.replace('_', "-");
-        if !known.contains(&name) || name == "config" {
-            bail!(
-                "{}: unknown key `{key}` (keys are the flags of `maskforge generate`)",
-                path.display()
-            );
-        }
-        let flag = format!("--{name}");
-        if given(&flag) {
-            continue;
-        }
-        let text = match &value {
-            toml::Value::Boolean(true) => {
-                expanded.push(flag.into());
-                continue;
-            }
-            toml::Value::Boolean(false) => continue,
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            toml::Value::Array(items) => items
-                .iter()
-                .map(|v| match v {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            other => bail!(
-                "{}: `{key}` has an unsupported value {other}",
-                path.display()
-            ),
-        };
-        expanded.push(flag.into());
-        expanded.push(text.into());
-    }
-    expanded.extend(rest);
-    Ok(expanded)
-}
-
-/// Parses `HxW`.
-pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let (h, w) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected HxW, got `{s}`"))?;
-    let n = |v: &str| {
-        v.trim()
-            .parse::<usize>()
-            .map_err(|_| format!("expected HxW with whole numbers, got `{s}`"))
-    };
-    Ok((n(h)?, n(w)?))
+/// What a `generate` invocation resolves to.
+struct Resolved {
+    model: Option<String>,
+    model_config: Option<PathBuf>,
+    categories: PathBuf,
+    num_images: u64,
+    out: PathBuf,
+    seed: u64,
+    device: DeviceArg,
+    dtype: DTypeArg,
+    shard: Option<Shard>,
+    quiet: bool,
+    options: MosaicOptions,
 }
 
 impl GenerateArgs {
-    /// The dataset settings these arguments describe (checked).
-    fn config(&self, model_name: String) -> Result<GenerateConfig> {
-        let threshold = match self.threshold.as_str() {
-            "otsu" => Threshold::Otsu,
-            v => match v.parse::<f64>() {
-                Ok(value) if value > 0.0 && value < 1.0 => Threshold::Fixed { value },
-                _ => bail!("--threshold must be `otsu` or a number in (0, 1), got `{v}`"),
-            },
+    /// The flags over the `--config` file's keys over the defaults. The file's MosaicFusion
+    /// keys deserialize into the core's [`MosaicOptions`] with the flags' values.
+    fn resolve(&self) -> Result<Resolved> {
+        let (file, mut table) = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                let table: toml::Table = text
+                    .parse()
+                    .with_context(|| format!("{}: not valid TOML", path.display()))?;
+                let json = serde_json::to_value(table).expect("TOML values are JSON values");
+                let serde_json::Value::Object(map) = json else {
+                    unreachable!("a TOML table is an object")
+                };
+                let map = map
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('-', "_"), v))
+                    .collect();
+                (path.display().to_string(), map)
+            }
+            None => ("the command line".to_string(), serde_json::Map::new()),
         };
-        let refine = match self.refine.as_str() {
-            "none" => Refine::None,
-            "bilateral" => Refine::bilateral(),
-            r => bail!("--refine must be `none` or `bilateral`, got `{r}`"),
+        let flags = serde_json::to_value(&self.options).expect("flags serialise");
+        table.extend(flags.as_object().expect("flags are an object").clone());
+        const SHELL_KEYS: [&str; 10] = [
+            "model",
+            "model_config",
+            "categories",
+            "num_images",
+            "out",
+            "seed",
+            "device",
+            "dtype",
+            "shard",
+            "quiet",
+        ];
+        let (shell, options): (serde_json::Map<_, _>, serde_json::Map<_, _>) = table
+            .into_iter()
+            .partition(|(k, _)| SHELL_KEYS.contains(&k.as_str()));
+        let shell: ShellSettings = serde_json::from_value(shell.into())
+            .with_context(|| format!("{file}: invalid setting"))?;
+        let options: MosaicOptions = serde_json::from_value(options.into())
+            .map_err(|e| anyhow::anyhow!("{file}: invalid option: {e}"))?;
+        let required = |name: &str| {
+            anyhow::anyhow!("--{name} is required (on the command line or in --config)")
         };
-        let image_extension = match self.image_format.as_str() {
-            "png" => "png",
-            "jpg" | "jpeg" => "jpg",
-            f => bail!("--image-format must be `png` or `jpg`, got `{f}`"),
-        };
-        if let Some(r) = self
-            .attention_resolutions
-            .iter()
-            .find(|r| ![8, 16, 32, 64].contains(*r))
-        {
-            bail!("--attention-resolutions takes 8, 16, 32 or 64, got {r}");
+        fn value_enum<T: clap::ValueEnum>(file: &str, what: &str, v: String) -> Result<T> {
+            T::from_str(&v, true).map_err(|_| anyhow::anyhow!("{file}: unknown {what} `{v}`"))
         }
-        let config = GenerateConfig {
-            plan: PlanConfig {
-                regions: self.regions.clone(),
-                layout: LayoutConfig {
-                    region_height: self.region_size.0,
-                    region_width: self.region_size.1,
-                    overlap_height: self.overlap.0,
-                    overlap_width: self.overlap.1,
-                    ..LayoutConfig::default()
-                },
-                template: self.prompt_template.clone(),
+        Ok(Resolved {
+            model: self.model.clone().or(shell.model),
+            model_config: self.model_config.clone().or(shell.model_config),
+            categories: self
+                .categories
+                .clone()
+                .or(shell.categories)
+                .ok_or_else(|| required("categories"))?,
+            num_images: self
+                .num_images
+                .or(shell.num_images)
+                .ok_or_else(|| required("num-images"))?,
+            out: self
+                .out
+                .clone()
+                .or(shell.out)
+                .ok_or_else(|| required("out"))?,
+            seed: self.seed.or(shell.seed).unwrap_or(0),
+            device: match self.device {
+                Some(d) => d,
+                None => shell
+                    .device
+                    .map(|d| value_enum(&file, "device", d))
+                    .transpose()?
+                    .unwrap_or(DeviceArg::Auto),
             },
-            denoise: MosaicParams {
-                steps: self.steps,
-                guidance: self.guidance,
-                scheduler: self.scheduler,
-                ..MosaicParams::default()
+            dtype: match self.dtype {
+                Some(d) => d,
+                None => shell
+                    .dtype
+                    .map(|d| value_enum(&file, "dtype", d))
+                    .transpose()?
+                    .unwrap_or(DTypeArg::F32),
             },
-            resolutions: self.attention_resolutions.clone(),
-            threshold,
-            refine,
-            filter: InstanceFilter {
-                min_area_frac: self.min_area_frac,
-                max_area_frac: self.max_area_frac,
-                ..InstanceFilter::default()
-            },
-            policy: ComponentPolicy::from_name(&self.component_policy)?,
-            image_extension: image_extension.into(),
-            model_name,
-        };
-        config.validate()?;
-        if self.steps == 0 {
-            bail!("--steps must be at least 1");
+            shard: self
+                .shard
+                .clone()
+                .or(shell.shard)
+                .map(|s| s.parse::<Shard>().context("--shard"))
+                .transpose()?,
+            quiet: self.quiet || shell.quiet.unwrap_or(false),
+            options,
+        })
+    }
+}
+
+/// The flags of [`MosaicOptions`], as given: the core holds their defaults and checks.
+#[derive(Debug, Args, Serialize)]
+pub struct OptionFlags {
+    /// Region counts to draw from, e.g. `4` or `1,2,4` [default: 4].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regions: Option<String>,
+    /// Size of one region, HxW (the canvas is up to 2×2 regions) [default: 384x512].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_size: Option<String>,
+    /// Band shared by neighbouring regions, HxW [default: 48x64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<String>,
+    /// Denoising steps [default: 50].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale [default: 7.5].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f64>,
+    /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Frequencies of the main category of each image, e.g. `r` or `r,c` (LVIS files);
+    /// default: every category.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub main_frequency: Option<String>,
+    /// Prompt with {name} and {def}; `, {def}` is dropped for categories without a definition
+    /// [default: "a photo of a single {name}, {def}"].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<String>,
+    /// strict (drop the image if a region has several components), largest, or all
+    /// [default: largest].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component_policy: Option<String>,
+    /// [default: 0.05]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_area_frac: Option<f64>,
+    /// [default: 0.95]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_area_frac: Option<f64>,
+    /// none or bilateral (the fast bilateral solver, twice, as MosaicFusion) [default: bilateral].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refine: Option<String>,
+    /// otsu, or a fixed fraction in (0, 1) of the attention map's maximum [default: otsu].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    /// Attention resolutions to average, as fractions of the region: 32 = 1/32
+    /// [default: 32,16,8].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention_resolutions: Option<String>,
+    /// png or jpg (masks are always lossless RLE) [default: png].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_format: Option<String>,
+}
+
+/// What `run.json` holds besides the core's run fields: the options and the dtype.
+#[derive(Serialize)]
+struct Settings<'a> {
+    dtype: String,
+    #[serde(flatten)]
+    options: &'a MosaicOptions,
+}
+
+/// Shows a run's progress on an indicatif bar.
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn step(&self, step: usize, total: usize) {
+        self.0.set_message(format!("step {step}/{total}"));
+    }
+
+    fn sample_done(&self) {
+        self.0.inc(1);
+    }
+}
+
+/// Host work of samples on a blocking pool, overlapped with the next sample's denoising; at
+/// most `IN_FLIGHT` wait.
+struct WriterPool {
+    runtime: tokio::runtime::Runtime,
+    pending: std::collections::VecDeque<tokio::task::JoinHandle<maskforge_core::Result<()>>>,
+    /// How long the device waited for host work.
+    device_wait: Duration,
+}
+
+const IN_FLIGHT: usize = 2;
+
+impl WriterPool {
+    fn new() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(IN_FLIGHT)
+            .build()
+            .context("starting the writer pool")?;
+        Ok(Self {
+            runtime,
+            pending: Default::default(),
+            device_wait: Duration::ZERO,
+        })
+    }
+
+    fn wait_one(&mut self) -> maskforge_core::Result<()> {
+        let task = self.pending.pop_front().expect("called with pending work");
+        self.runtime
+            .block_on(task)
+            .map_err(|e| maskforge_core::Error::Invalid(format!("writer task failed: {e}")))?
+    }
+}
+
+impl HostPool for WriterPool {
+    fn submit(
+        &mut self,
+        job: Box<dyn FnOnce() -> maskforge_core::Result<()> + Send>,
+    ) -> maskforge_core::Result<()> {
+        let waited = Instant::now();
+        while self.pending.len() >= IN_FLIGHT {
+            self.wait_one()?;
         }
-        Ok(config)
+        self.device_wait += waited.elapsed();
+        self.pending.push_back(self.runtime.spawn_blocking(job));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> maskforge_core::Result<()> {
+        while !self.pending.is_empty() {
+            self.wait_one()?;
+        }
+        Ok(())
     }
 }
 
 /// Runs `generate`.
 pub fn run(args: GenerateArgs) -> Result<()> {
+    let args = args.resolve()?;
+    let options = &args.options;
     let model_name = args.model.clone().unwrap_or_else(|| embedded::NAME.into());
-    let config = args.config(model_name)?;
+    let config = options.config(model_name.clone())?;
     let categories_path = args.categories.display().to_string();
     let bytes = source::map_file(&args.categories)?;
     let categories = parse_categories((*bytes).as_ref(), &categories_path)?;
     drop(bytes);
-    let frequencies = args
-        .main_frequency
-        .as_deref()
-        .map(Frequency::parse_list)
-        .transpose()?;
-    let pool = main_pool(&categories, frequencies.as_deref())
+    let pool = main_pool(&categories, options.main_frequencies()?.as_deref())
         .with_context(|| format!("--main-frequency with {categories_path}"))?;
     // Plans need only the tokenizer: the first ones are checked before the model loads.
     let tokenizer = arch::clip_tokenizer();
@@ -315,17 +357,22 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         plan_sample(k, args.seed, &categories, &pool, &config.plan, &tokenizer)?;
     }
 
-    let (shard, shards) = match args.shard {
+    let shard = match args.shard {
         Some(s) => s,
-        None => shard_from_env()?,
+        None => Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(Shard::WHOLE),
     };
-    let images_dir = args.out.join("images");
-    let records_dir = args.out.join("samples");
-    for dir in [&args.out, &images_dir, &records_dir] {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
-    }
-    write_run_file(&args.out, &args, &categories)?;
+    let storage = Arc::new(DirStorage::create(&args.out, &["images", SAMPLES_DIR])?);
+    let run_file = RunFile {
+        model: model_name,
+        num_images: args.num_images,
+        seed: args.seed,
+        categories: categories.iter().map(|c| c.source.clone()).collect(),
+        settings: Settings {
+            dtype: format!("{:?}", args.dtype).to_lowercase(),
+            options,
+        },
+    };
+    let run = DatasetRun::open(storage.clone(), &run_file)?;
 
     let selected = device::select(args.device, args.dtype)?;
     let sd = match &args.model {
@@ -346,9 +393,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         );
     }
 
-    let mine: Vec<u64> = (0..args.num_images)
-        .filter(|k| k % shards == shard)
-        .collect();
+    let mine: Vec<SampleId> = run_file.samples(shard).collect();
     let bar = if args.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -359,86 +404,41 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             .expect("static template"),
         )
     };
-    // Stale temporary files of a killed run: every sample belongs to one shard, so each
-    // shard clears its own.
-    remove_stale_temporaries(&images_dir, &records_dir, &mine, &config.image_extension)?;
+    let indices: BTreeSet<u64> = mine.iter().map(|s| s.index).collect();
+    for folder in ["images", SAMPLES_DIR] {
+        storage.remove_stale_temporaries(folder, &indices)?;
+    }
 
-    // The device thread denoises; masks, RLE, PNG encoding and writing run on a blocking
-    // pool, overlapped with the next sample's denoising (at most `IN_FLIGHT` waiting).
-    const IN_FLIGHT: usize = 2;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(IN_FLIGHT)
-        .build()
-        .context("starting the writer pool")?;
-    let config = std::sync::Arc::new(config);
-    let start = std::time::Instant::now();
-    let mut records = Vec::new();
-    let mut pending = std::collections::VecDeque::new();
-    let mut device_wait = std::time::Duration::ZERO;
-    let mut unet_time = std::time::Duration::ZERO;
-    let mut denoise_time = std::time::Duration::ZERO;
-    let mut generated = 0usize;
-    let wait_for = |pending: &mut std::collections::VecDeque<
-        tokio::task::JoinHandle<Result<SampleRecord>>,
-    >,
-                    records: &mut Vec<SampleRecord>|
-     -> Result<std::time::Duration> {
-        let waited = std::time::Instant::now();
-        let task = pending.pop_front().expect("called with pending work");
-        let record = runtime
-            .block_on(task)
-            .map_err(|e| anyhow::anyhow!("writer task failed: {e}"))??;
-        records.push(record);
-        Ok(waited.elapsed())
-    };
-    for &k in &mine {
-        let record_path = records_dir.join(format!("{:012}.json", k + 1));
-        if let Some(record) = read_record(&record_path)? {
-            records.push(record);
-            bar.inc(1);
-            continue;
-        }
-        let plan = plan_sample(
-            k,
-            args.seed,
-            &categories,
-            &pool,
-            &config.plan,
-            &sd.tokenizer,
-        )?;
-        let denoise_start = std::time::Instant::now();
-        let denoised = sd.denoise_sample(&plan, &config, |i, n| {
-            bar.set_message(format!("step {i}/{n}"))
-        })?;
-        denoise_time += denoise_start.elapsed();
-        unet_time += denoised.unet_time;
-        generated += 1;
-        while pending.len() >= IN_FLIGHT {
-            device_wait += wait_for(&mut pending, &mut records)?;
-        }
-        let (config, images_dir, bar) = (config.clone(), images_dir.clone(), bar.clone());
-        let scheduler = sd.default_scheduler;
-        pending.push_back(runtime.spawn_blocking(move || -> Result<SampleRecord> {
-            let sample = finish_sample(&plan, &config, &scheduler, denoised)?;
-            write_sample(&sample, &images_dir, &record_path)?;
-            bar.inc(1);
-            Ok(sample.record)
-        }));
-    }
-    while !pending.is_empty() {
-        wait_for(&mut pending, &mut records)?;
-    }
+    let generator = MosaicFusion::new(&sd, config, &categories, &pool, args.seed);
+    let mut writers = WriterPool::new()?;
+    let progress: Arc<dyn Progress> = Arc::new(Bar(bar.clone()));
+    let start = Instant::now();
+    let generated = generate_samples(
+        &generator,
+        &run,
+        mine.iter().copied(),
+        &mut writers,
+        &progress,
+    )?;
     bar.finish_and_clear();
 
-    if shards == 1 {
-        write_outputs(&args.out, &categories, &records)?;
+    let records: Vec<MosaicRecord> = if shard == Shard::WHOLE {
+        collect(storage.as_ref(), MosaicFusion::DESCRIPTION)?
     } else {
         eprintln!(
-            "shard {shard}/{shards} done; after every shard, run `maskforge collect {}`",
+            "shard {}/{} done; after every shard, run `maskforge collect {}`",
+            shard.index,
+            shard.count,
             args.out.display()
         );
-    }
+        mine.iter()
+            .map(|&s| run.record(s)?.context("a finished sample has no record"))
+            .collect::<Result<_>>()?
+    };
+    let records: Vec<&MosaicRecord> = records
+        .iter()
+        .filter(|r| indices.contains(&r.index))
+        .collect();
     let kept = records.iter().filter(|r| r.kept).count();
     let instances: usize = records.iter().map(|r| r.annotations.len()).sum();
     let mut reasons = std::collections::BTreeMap::<String, usize>::new();
@@ -453,12 +453,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let total = start.elapsed().as_secs_f64();
     if generated > 0 {
         eprintln!(
-            "{generated} generated at {:.0} samples/hour; UNet {:.0}% of the time, denoising and \
-             decoding {:.0}%; the device waited {:.2}s in all for mask and file work",
+            "{generated} generated at {:.0} samples/hour; UNet {:.0}% of the time; the device \
+             waited {:.2}s in all for mask and file work",
             generated as f64 / total * 3600.0,
-            100.0 * unet_time.as_secs_f64() / total,
-            100.0 * denoise_time.as_secs_f64() / total,
-            device_wait.as_secs_f64()
+            100.0 * generator.unet_time().as_secs_f64() / total,
+            writers.device_wait.as_secs_f64()
         );
     }
     eprintln!(
@@ -474,103 +473,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// `OUT/run.json`: the categories and every argument that decides the samples. A folder holds
-/// one run: shards and reruns must agree with it.
-fn write_run_file(
-    out: &Path,
-    args: &GenerateArgs,
-    categories: &[maskforge_core::mosaic::categories::Category],
-) -> Result<()> {
-    let run = serde_json::json!({
-        "model": args.model.clone().unwrap_or_else(|| embedded::NAME.into()),
-        "num_images": args.num_images,
-        "seed": args.seed,
-        "regions": args.regions,
-        "region_size": [args.region_size.0, args.region_size.1],
-        "overlap": [args.overlap.0, args.overlap.1],
-        "steps": args.steps,
-        "guidance": args.guidance,
-        "scheduler": args.scheduler.map(|s| s.cli_name()),
-        "main_frequency": args.main_frequency,
-        "prompt_template": args.prompt_template,
-        "component_policy": args.component_policy,
-        "min_area_frac": args.min_area_frac,
-        "max_area_frac": args.max_area_frac,
-        "refine": args.refine,
-        "threshold": args.threshold,
-        "attention_resolutions": args.attention_resolutions,
-        "image_format": args.image_format,
-        "dtype": format!("{:?}", args.dtype).to_lowercase(),
-        "categories": categories.iter().map(|c| serde_json::Value::Object(c.source.clone())).collect::<Vec<_>>(),
-    });
-    let path = out.join("run.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let existing: serde_json::Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{}: unreadable run file", path.display()))?;
-            if existing != run {
-                let differs: Vec<&String> = run
-                    .as_object()
-                    .expect("an object")
-                    .iter()
-                    .filter(|(k, v)| existing.get(k.as_str()) != Some(*v))
-                    .map(|(k, _)| k)
-                    .collect();
-                bail!(
-                    "{} holds a run with other settings ({}); use a new --out folder",
-                    out.display(),
-                    differs
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let bytes = serde_json::to_vec_pretty(&run).expect("JSON values serialise");
-            crate::write_bytes_atomically(&path, &bytes)
-        }
-        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    }
-}
-
 /// `maskforge collect OUT`: assembles `annotations.json` and `manifest.jsonl` from the sample
 /// records of (possibly sharded) runs into OUT.
-pub fn collect(out: &Path) -> Result<()> {
-    let path = out.join("run.json");
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "{}: cannot read (is this a `maskforge generate` folder?)",
-            path.display()
-        )
-    })?;
-    let run: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: unreadable run file", path.display()))?;
-    let categories = serde_json::to_vec(&run["categories"]).expect("JSON values serialise");
-    let categories = parse_categories(&categories, &path.display().to_string())?;
-    let num_images = run["num_images"]
-        .as_u64()
-        .with_context(|| format!("{}: no num_images", path.display()))?;
-    let records_dir = out.join("samples");
-    let mut records = Vec::new();
-    let mut missing = Vec::new();
-    for k in 0..num_images {
-        match read_record(&records_dir.join(format!("{:012}.json", k + 1)))? {
-            Some(r) => records.push(r),
-            None => missing.push(k),
-        }
-    }
-    if !missing.is_empty() {
-        bail!(
-            "{}: {} of {num_images} samples are not finished (first: sample {}); rerun the shards",
-            out.display(),
-            missing.len(),
-            missing[0]
-        );
-    }
-    write_outputs(out, &categories, &records)?;
+pub fn collect_command(out: &Path) -> Result<()> {
+    let storage = DirStorage::open(out);
+    let records: Vec<MosaicRecord> = collect(&storage, MosaicFusion::DESCRIPTION)?;
     eprintln!(
         "{}: {} samples, {} kept",
         out.display(),
@@ -578,87 +485,4 @@ pub fn collect(out: &Path) -> Result<()> {
         records.iter().filter(|r| r.kept).count()
     );
     Ok(())
-}
-
-/// Removes temporary files (`.<name>.tmp-<pid>`, see [`crate::write_atomically`]) left in
-/// the output folders by a killed run, for the samples `mine`.
-fn remove_stale_temporaries(
-    images_dir: &Path,
-    records_dir: &Path,
-    mine: &[u64],
-    extension: &str,
-) -> Result<()> {
-    let mine: std::collections::BTreeSet<u64> = mine.iter().copied().collect();
-    for (dir, ext) in [(images_dir, extension), (records_dir, "json")] {
-        let entries =
-            std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((file, _pid)) = name.strip_prefix('.').and_then(|n| n.split_once(".tmp-"))
-            else {
-                continue;
-            };
-            let id = file
-                .strip_suffix(&format!(".{ext}"))
-                .and_then(|id| id.parse::<u64>().ok());
-            if id.is_some_and(|id| id >= 1 && mine.contains(&(id - 1))) {
-                std::fs::remove_file(entry.path())
-                    .with_context(|| format!("{}: cannot remove", entry.path().display()))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The record of a finished sample, if there is one.
-fn read_record(path: &Path) -> Result<Option<SampleRecord>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "{}: unreadable sample record (delete it to redo the sample)",
-                path.display()
-            )
-        })?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    }
-}
-
-/// Writes the image (kept samples), then the record that marks the sample finished.
-fn write_sample(sample: &Sample, images_dir: &Path, record_path: &Path) -> Result<()> {
-    if let Some(image) = &sample.record.image {
-        let path = images_dir.join(&image.file_name);
-        let img = image::RgbImage::from_raw(
-            sample.width as u32,
-            sample.height as u32,
-            sample.rgb.clone(),
-        )
-        .context("image buffer has the wrong size")?;
-        let format = if image.file_name.ends_with(".jpg") {
-            image::ImageFormat::Jpeg
-        } else {
-            image::ImageFormat::Png
-        };
-        crate::write_atomically(&path, |tmp| {
-            img.save_with_format(tmp, format)
-                .with_context(|| format!("{}: cannot write the image", path.display()))
-        })?;
-    }
-    let json = serde_json::to_vec(&sample.record).expect("records serialise");
-    crate::write_bytes_atomically(record_path, &json)
-}
-
-/// `annotations.json` and `manifest.jsonl` from all records, sorted by sample.
-fn write_outputs(
-    out: &Path,
-    categories: &[maskforge_core::mosaic::categories::Category],
-    records: &[SampleRecord],
-) -> Result<()> {
-    let path = out.join("manifest.jsonl");
-    crate::write_bytes_atomically(&path, &manifest_jsonl(records))?;
-    let annotations = assemble_annotations(categories, records)?;
-    let path = out.join("annotations.json");
-    let bytes = serde_json::to_vec(&annotations).expect("JSON values serialise");
-    crate::write_bytes_atomically(&path, &bytes)
 }
