@@ -6,9 +6,9 @@
 //! layers.
 //!
 //! Why: burn 0.22's flex convolution re-lays out the weight on every call and multiplies in
-//! 512-pixel tiles, the `gemm` crate reaches about half of this machine's AVX-512 peak, and
-//! flex evaluates SiLU and GELU with scalar libm calls; together they made the SD 1.5 UNet and
-//! VAE 2.3× slower than PyTorch on the CPU (README, Performance, has the numbers since).
+//! 512-pixel tiles, the `gemm` crate stays well below the CPU's AVX-512 peak, and flex
+//! evaluates SiLU and GELU with scalar libm calls; together they made the SD 1.5 UNet and
+//! VAE much slower than PyTorch on the CPU (README, Performance, has the numbers).
 
 pub mod attention;
 pub mod conv2d;

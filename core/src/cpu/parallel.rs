@@ -2,10 +2,10 @@
 //!
 //! When oneDNN is loaded ([`super::onednn`]) its convolutions and sgemm run on an OpenMP
 //! team whose workers spin for a while after each parallel region, waiting for the next.
-//! Kernels on rayon's separate threads then share the cores with those spinning workers:
-//! on this project's 2-core machine that was a fifth of the CLIP text encoder's time. So
-//! with OpenMP available, these kernels run on the same OpenMP team (through the runtime's
-//! `GOMP_parallel`), as PyTorch's do; otherwise on rayon.
+//! Kernels on rayon's separate threads then share the cores with those spinning workers,
+//! which slowed the CLIP text encoder markedly. So with OpenMP available, these kernels run
+//! on the same OpenMP team (through the runtime's `GOMP_parallel`), as PyTorch's do;
+//! otherwise on rayon.
 
 use std::any::Any;
 use std::ffi::c_void;

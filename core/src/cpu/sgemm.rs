@@ -2,11 +2,11 @@
 //!
 //! When oneDNN runs the convolutions ([`super::onednn`]), its `dnnl_sgemm` runs the linear
 //! layers too, so that one thread pool (oneDNN's OpenMP) serves both: with OpenBLAS's own
-//! threads beside it the SD 1.5 UNet was 15 % slower. Otherwise a system CBLAS (OpenBLAS, MKL, BLIS or Apple Accelerate) is loaded at run time when one is
-//! installed: on this project's 2-core AVX-512 machine Debian's OpenBLAS runs 240–280 GFLOPS
-//! where the `gemm` crate that burn's flex backend uses runs 90–170. Without one, the `gemm`
-//! crate is used, so nothing needs a BLAS to build or run. `MASKFORGE_BLAS=off` forces the
-//! `gemm` crate; `MASKFORGE_BLAS=<library>` loads that library instead of searching.
+//! threads beside it the SD 1.5 UNet was slower. Otherwise a system CBLAS (OpenBLAS, MKL,
+//! BLIS or Apple Accelerate) is loaded at run time when one is installed: OpenBLAS is
+//! markedly faster than the `gemm` crate that burn's flex backend uses. Without one, the
+//! `gemm` crate is used, so nothing needs a BLAS to build or run. `MASKFORGE_BLAS=off` forces
+//! the `gemm` crate; `MASKFORGE_BLAS=<library>` loads that library instead of searching.
 
 use std::sync::OnceLock;
 
