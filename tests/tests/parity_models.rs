@@ -2,7 +2,7 @@
 //! text encoders, UNet (with intermediate activations), VAE encode and decode, single files.
 
 use burn::tensor::{Device, Tensor};
-use maskforge_core::models::unet::UNetTrace;
+use maskforge_core::models::diffusion::unet::UNetTrace;
 use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
 use maskforge_core::weights::{VarBuilder, load_component_weights};
 use maskforge_native::source::DirSource;

@@ -9,7 +9,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 
 use super::plan::SamplePlan;
 use crate::error::{Error, Result};
-use crate::models::unet::{CrossAttentionProbe, UNetLocation};
+use crate::models::diffusion::unet::{CrossAttentionProbe, UNetLocation};
 use crate::pipelines::StableDiffusion;
 use crate::rng::TorchRng;
 use crate::schedulers::{self, SchedulerKind};

@@ -7,7 +7,7 @@ use burn::tensor::{DType, Device, Tensor};
 
 use super::stable_diffusion::StableDiffusion;
 use crate::error::{Error, Result};
-use crate::models::controlnet::{ControlNetConfig, ControlNetModel};
+use crate::models::diffusion::controlnet::{ControlNetConfig, ControlNetModel};
 use crate::weights::ldm::{LdmComponent, LdmLayout};
 use crate::weights::{
     Bytes, FileSource, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights,
@@ -56,7 +56,7 @@ impl ControlNet {
     pub fn load_single_file(
         name: &str,
         bytes: Bytes,
-        base: &crate::models::unet::UNet2DConditionConfig,
+        base: &crate::models::diffusion::unet::UNet2DConditionConfig,
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {

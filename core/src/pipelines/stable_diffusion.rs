@@ -7,8 +7,8 @@ use burn::tensor::{DType, Device};
 
 use super::model_index::{ModelIndex, PipelineKind};
 use crate::error::{Error, Result};
-use crate::models::unet::{UNet2DConditionConfig, UNet2DConditionModel};
-use crate::models::vae::{AutoencoderKL, AutoencoderKLConfig};
+use crate::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use crate::models::diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
 use crate::schedulers::{SchedulerConfig, SchedulerKind};
 use crate::text::clip::{ClipTextConfig, ClipTextModel};
 use crate::text::tokenizer::ClipTokenizer;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::safetensors_file::SafetensorsWeights;
 use super::var_builder::{HostTensor, Weights};
 use crate::error::Result;
-use crate::models::unet::UNet2DConditionConfig;
+use crate::models::diffusion::unet::UNet2DConditionConfig;
 
 /// Which part of the checkpoint a [`LdmComponent`] reads.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use super::blocks::{VaeMidBlock, resnet_config};
 use super::config::AutoencoderKLConfig;
 use crate::error::Result;
-use crate::models::resnet::{ResnetBlock2D, Upsample2D};
+use crate::models::diffusion::resnet_block_2d::{ResnetBlock2D, Upsample2D};
 use crate::nn::{Conv2d, GroupNorm, conv2d, group_norm};
 use crate::weights::VarBuilder;
 

@@ -8,7 +8,9 @@ use super::attention::{Transformer2DConfig, Transformer2DModel};
 use super::config::{BlockSizes, UNet2DConditionConfig};
 use super::probe::CrossAttentionProbe;
 use crate::error::Result;
-use crate::models::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D};
+use crate::models::diffusion::resnet_block_2d::{
+    Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D,
+};
 use crate::weights::VarBuilder;
 
 /// What every block of one UNet shares.

@@ -6,7 +6,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::error::Result;
-use crate::models::resnet::{ResnetBlock2D, ResnetConfig};
+use crate::models::diffusion::resnet_block_2d::{ResnetBlock2D, ResnetConfig};
 use crate::nn::{GroupNorm, Linear, group_norm, linear};
 use crate::weights::VarBuilder;
 
