@@ -84,7 +84,7 @@ impl ControlNet {
                 .count();
             let layout = LdmLayout::ControlNet {
                 prefix,
-                layers_per_block: base.block_sizes(name)?.layers[0],
+                layers_per_block: base.ldm_layout(name)?.layers_per_block,
                 hint_blocks: hint_convs.saturating_sub(2),
             };
             Arc::new(LdmComponent::new(ckpt, layout))

@@ -260,7 +260,7 @@ impl StableDiffusion {
             prefix: SDXL_TEXT_2,
             hidden_size: configs.second.as_ref().map_or(0, |(_, c)| c.hidden_size),
         };
-        let unet_layout = LdmLayout::unet(&configs.unet, checkpoint_name)?;
+        let unet_layout = LdmLayout::UNet(configs.unet.ldm_layout(checkpoint_name)?);
         let vae_layout = LdmLayout::Vae {
             num_blocks: configs.vae.block_out_channels.len(),
         };
