@@ -3,7 +3,7 @@
 //! residuals, whole runs, several ControlNets at once, single files, and mismatched nets.
 
 use burn::tensor::{Device, Tensor};
-use maskforge_core::models::unet::ControlResiduals;
+use maskforge_core::models::diffusion::unet::ControlResiduals;
 use maskforge_core::pipelines::{Control, StableDiffusion, Txt2ImgParams};
 use maskforge_core::schedulers;
 use maskforge_tests::sdxl_fixture::{HEIGHT, PROMPT, WIDTH};

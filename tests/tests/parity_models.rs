@@ -2,7 +2,7 @@
 //! text encoders, UNet (with intermediate activations), VAE encode and decode, single files.
 
 use burn::tensor::{Device, Tensor};
-use maskforge_core::models::unet::UNetTrace;
+use maskforge_core::models::diffusion::unet::{UNetHooks, UNetTrace};
 use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
 use maskforge_core::weights::{VarBuilder, load_component_weights};
 use maskforge_native::source::DirSource;
@@ -98,9 +98,16 @@ fn unet_matches(pipeline: &str, expected: &str) {
     let context: Tensor<3> = exp.tensor("unet.in.encoder_hidden_states", &device);
     let t = exp.host("unet.in.timestep").1[0];
     let mut trace = UNetTrace::default();
-    let out = sd
-        .unet
-        .forward_traced(sample, t, &context, None, None, Some(&mut trace), None);
+    let out = sd.unet.forward_with(
+        sample,
+        t,
+        &context,
+        None,
+        UNetHooks {
+            trace: Some(&mut trace),
+            ..UNetHooks::default()
+        },
+    );
     check(&exp, "unet.time_emb", trace.time_emb.unwrap(), TOL);
     check(&exp, "unet.conv_in", trace.conv_in.unwrap(), TOL);
     for (i, d) in trace.down.into_iter().enumerate() {

@@ -169,7 +169,7 @@ fn wgpu_mosaic_matches_diffusers() {
                 .expect("wgpu runs the kernels")
                 .unwrap()
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap();
             let (_, want) = exp.host(&format!("region{r}.map"));
             let off: Vec<f32> = map

@@ -99,8 +99,8 @@ pub fn clip_tokenizer() -> crate::text::tokenizer::ClipTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::unet::UNet2DConditionConfig;
-    use crate::models::vae::AutoencoderKLConfig;
+    use crate::models::diffusion::unet::UNet2DConditionConfig;
+    use crate::models::diffusion::vae::AutoencoderKLConfig;
     use crate::text::clip::ClipTextConfig;
     use crate::weights::FileSource;
 

@@ -1,6 +1,8 @@
-//! The diffusion models, each mirroring its diffusers/transformers module tree.
+//! The models, grouped by family; each model mirrors its reference implementation's module
+//! tree, so weight paths read as field paths. Entry `i` of a fixed-length `ModuleList` `name`
+//! (`to_out.0`, `ff.net.2`, `downsamplers.0`) is the field `name_i`.
+//!
+//! - [`diffusion`]: Stable Diffusion's UNet, ControlNet and VAE (diffusers).
+//! - detection (to come): detectron2's ResNet/FPN backbone and the DiffusionInst heads.
 
-pub mod controlnet;
-pub mod resnet;
-pub mod unet;
-pub mod vae;
+pub mod diffusion;

@@ -9,7 +9,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 
 use super::plan::SamplePlan;
 use crate::error::{Error, Result};
-use crate::models::unet::{CrossAttentionProbe, UNetLocation};
+use crate::models::diffusion::unet::{CrossAttentionProbe, UNetHooks, UNetLocation};
 use crate::pipelines::StableDiffusion;
 use crate::readback::{self, Readback};
 use crate::rng::TorchRng;
@@ -303,14 +303,16 @@ pub fn mosaic_on_device(
             // `Instant` is not available on wasm32-unknown-unknown.
             #[cfg(not(target_family = "wasm"))]
             let unet_start = std::time::Instant::now();
-            let eps = sd.unet.forward_traced(
+            let hooks = UNetHooks {
+                probe: capturing.then_some(&mut probe),
+                ..UNetHooks::default()
+            };
+            let eps = sd.unet.forward_with(
                 input,
                 t as f32,
                 &conditioning.context,
                 added.as_ref(),
-                None,
-                None,
-                capturing.then_some(&mut probe),
+                hooks,
             );
             #[cfg(not(target_family = "wasm"))]
             {

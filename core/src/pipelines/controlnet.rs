@@ -7,7 +7,7 @@ use burn::tensor::{DType, Device, Tensor};
 
 use super::stable_diffusion::StableDiffusion;
 use crate::error::{Error, Result};
-use crate::models::controlnet::{ControlNetConfig, ControlNetModel};
+use crate::models::diffusion::controlnet::{ControlNetConfig, ControlNetModel};
 use crate::weights::ldm::{LdmComponent, LdmLayout};
 use crate::weights::{
     Bytes, FileSource, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights,
@@ -56,7 +56,7 @@ impl ControlNet {
     pub fn load_single_file(
         name: &str,
         bytes: Bytes,
-        base: &crate::models::unet::UNet2DConditionConfig,
+        base: &crate::models::diffusion::unet::UNet2DConditionConfig,
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
@@ -84,7 +84,7 @@ impl ControlNet {
                 .count();
             let layout = LdmLayout::ControlNet {
                 prefix,
-                layers_per_block: base.block_sizes(name)?.layers[0],
+                layers_per_block: base.ldm_layout(name)?.layers_per_block,
                 hint_blocks: hint_convs.saturating_sub(2),
             };
             Arc::new(LdmComponent::new(ckpt, layout))

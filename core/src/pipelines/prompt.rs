@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use super::model_index::PipelineKind;
 use super::stable_diffusion::StableDiffusion;
-use crate::models::unet::AddedCond;
+use crate::models::diffusion::unet::AddedCond;
 
 /// What the UNet is conditioned on for a batch of prompts.
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@ use burn::tensor::{DType, Device};
 
 use super::model_index::{ModelIndex, PipelineKind};
 use crate::error::{Error, Result};
-use crate::models::unet::{UNet2DConditionConfig, UNet2DConditionModel};
-use crate::models::vae::{AutoencoderKL, AutoencoderKLConfig};
+use crate::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use crate::models::diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
 use crate::schedulers::{SchedulerConfig, SchedulerKind};
 use crate::text::clip::{ClipTextConfig, ClipTextModel};
 use crate::text::tokenizer::ClipTokenizer;
@@ -260,7 +260,7 @@ impl StableDiffusion {
             prefix: SDXL_TEXT_2,
             hidden_size: configs.second.as_ref().map_or(0, |(_, c)| c.hidden_size),
         };
-        let unet_layout = LdmLayout::unet(&configs.unet, checkpoint_name)?;
+        let unet_layout = LdmLayout::UNet(configs.unet.ldm_layout(checkpoint_name)?);
         let vae_layout = LdmLayout::Vae {
             num_blocks: configs.vae.block_out_channels.len(),
         };

@@ -7,6 +7,7 @@ use burn::tensor::{DType, Tensor};
 use super::controlnet::Control;
 use super::stable_diffusion::StableDiffusion;
 use crate::error::{Error, Result};
+use crate::models::diffusion::unet::UNetHooks;
 use crate::readback::Readback;
 use crate::rng::TorchRng;
 use crate::schedulers::{self, SchedulerKind};
@@ -131,15 +132,13 @@ impl StableDiffusion {
                     )
                 })
                 .reduce(|a, b| a + b);
-            let mut eps = self.unet.forward_traced(
-                input,
-                t as f32,
-                &context,
-                added.as_ref(),
-                control.as_ref(),
-                None,
-                None,
-            );
+            let hooks = UNetHooks {
+                control: control.as_ref(),
+                ..UNetHooks::default()
+            };
+            let mut eps = self
+                .unet
+                .forward_with(input, t as f32, &context, added.as_ref(), hooks);
             if cfg {
                 let [uncond, cond] = eps.chunk(2, 0).try_into().expect("two CFG halves");
                 eps = uncond.clone() + (cond - uncond) * p.guidance;

@@ -16,7 +16,7 @@ pub struct Attention {
     to_q: Linear,
     to_k: Linear,
     to_v: Linear,
-    to_out: Linear,
+    to_out_0: Linear,
     heads: usize,
     /// `upcast_attention`: scores and softmax in f32 even when the model runs in f16.
     upcast: bool,
@@ -37,7 +37,7 @@ impl Attention {
             to_q: linear(&vb.pp("to_q"), query_dim, inner, false)?,
             to_k: linear(&vb.pp("to_k"), context_dim, inner, false)?,
             to_v: linear(&vb.pp("to_v"), context_dim, inner, false)?,
-            to_out: linear(&vb.pp("to_out.0"), inner, query_dim, true)?,
+            to_out_0: linear(&vb.pp("to_out.0"), inner, query_dim, true)?,
             heads,
             upcast,
         })
@@ -52,7 +52,7 @@ impl Attention {
         let q = self.to_q.forward(x);
         let k = self.to_k.forward(context.clone());
         let v = self.to_v.forward(context);
-        self.to_out
+        self.to_out_0
             .forward(attention(q, k, v, self.heads, false, self.upcast))
     }
 
@@ -90,7 +90,7 @@ impl Attention {
             })
             .collect();
         let out = self
-            .to_out
+            .to_out_0
             .forward(out.swap_dims(1, 2).reshape([b, n, h * d]));
         (out, Tensor::cat(columns, 0))
     }
@@ -103,33 +103,53 @@ impl Attention {
     }
 }
 
-/// `FeedForward` with GEGLU: `net.0.proj` to 2×inner, gate by GELU, `net.2` back.
+/// diffusers' `GEGLU`: `proj` to twice the width, the first half gated by GELU of the second.
+#[derive(Module, Debug)]
+struct Geglu {
+    proj: Linear,
+}
+
+impl Geglu {
+    fn load(vb: &VarBuilder, dim_in: usize, dim_out: usize) -> Result<Self> {
+        Ok(Self {
+            proj: linear(&vb.pp("proj"), dim_in, 2 * dim_out, true)?,
+        })
+    }
+
+    /// # Shapes
+    /// `x`: `[B, N, dim_in]` → `[B, N, dim_out]`
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.proj.forward(x);
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        if let Some(gated) = crate::cpu::geglu(&h) {
+            return gated;
+        }
+        let [hidden, gate] = h
+            .chunk(2, 2)
+            .try_into()
+            .expect("GEGLU projection splits in two");
+        hidden * gelu(gate)
+    }
+}
+
+/// `FeedForward` with GEGLU: `net.0` to 4× the width, `net.2` back (`net.1` is dropout).
 #[derive(Module, Debug)]
 struct FeedForward {
-    proj: Linear,
-    out: Linear,
+    net_0: Geglu,
+    net_2: Linear,
 }
 
 impl FeedForward {
     fn load(vb: &VarBuilder, dim: usize) -> Result<Self> {
         let inner = 4 * dim;
         Ok(Self {
-            proj: linear(&vb.pp("net.0.proj"), dim, 2 * inner, true)?,
-            out: linear(&vb.pp("net.2"), inner, dim, true)?,
+            net_0: Geglu::load(&vb.pp("net.0"), dim, inner)?,
+            net_2: linear(&vb.pp("net.2"), inner, dim, true)?,
         })
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.proj.forward(x);
-        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
-        if let Some(gated) = crate::cpu::geglu(&h) {
-            return self.out.forward(gated);
-        }
-        let [hidden, gate] = h
-            .chunk(2, 2)
-            .try_into()
-            .expect("GEGLU projection splits in two");
-        self.out.forward(hidden * gelu(gate))
+        self.net_2.forward(self.net_0.forward(x))
     }
 }
 

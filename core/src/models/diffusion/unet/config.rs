@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::weights::ldm::UNetLayout;
 
 /// A value that diffusers accepts either once for all blocks or once per block.
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +212,18 @@ impl UNet2DConditionConfig {
                 "transformer_layers_per_block",
                 file,
             )?,
+        })
+    }
+
+    /// The numbers the LDM single-file key layout of this UNet depends on.
+    pub fn ldm_layout(&self, file: &str) -> Result<UNetLayout> {
+        Ok(UNetLayout {
+            layers_per_block: self.block_sizes(file)?.layers[0],
+            up_block_has_attention: self
+                .up_block_types
+                .iter()
+                .map(|t| t.starts_with("CrossAttn"))
+                .collect(),
         })
     }
 

@@ -8,7 +8,9 @@ use super::attention::{Transformer2DConfig, Transformer2DModel};
 use super::config::{BlockSizes, UNet2DConditionConfig};
 use super::probe::CrossAttentionProbe;
 use crate::error::Result;
-use crate::models::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D};
+use crate::models::diffusion::resnet_block_2d::{
+    Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D,
+};
 use crate::weights::VarBuilder;
 
 /// What every block of one UNet shares.
@@ -117,7 +119,7 @@ pub fn load_down_path(
 pub struct DownBlock {
     resnets: Vec<ResnetBlock2D>,
     attentions: Vec<Transformer2DModel>,
-    downsampler: Option<Downsample2D>,
+    downsamplers_0: Option<Downsample2D>,
 }
 
 impl DownBlock {
@@ -141,14 +143,14 @@ impl DownBlock {
                 )?);
             }
         }
-        let downsampler = c
+        let downsamplers_0 = c
             .resample
             .then(|| Downsample2D::load(&vb.pp("downsamplers.0"), c.out_channels, true))
             .transpose()?;
         Ok(Self {
             resnets,
             attentions,
-            downsampler,
+            downsamplers_0,
         })
     }
 
@@ -168,7 +170,7 @@ impl DownBlock {
             }
             skips.push(x.clone());
         }
-        if let Some(down) = &self.downsampler {
+        if let Some(down) = &self.downsamplers_0 {
             x = down.forward(x);
             skips.push(x.clone());
         }
@@ -180,7 +182,7 @@ impl DownBlock {
 #[derive(Module, Debug)]
 pub struct MidBlock {
     resnets: Vec<ResnetBlock2D>,
-    attention: Transformer2DModel,
+    attentions_0: Transformer2DModel,
 }
 
 impl MidBlock {
@@ -203,7 +205,7 @@ impl MidBlock {
                     common.resnet(channels, channels, scale),
                 )?,
             ],
-            attention: Transformer2DModel::load(
+            attentions_0: Transformer2DModel::load(
                 &vb.pp("attentions.0"),
                 common.transformer(channels, heads, transformer_layers),
             )?,
@@ -218,7 +220,7 @@ impl MidBlock {
         probe: Option<&mut CrossAttentionProbe>,
     ) -> Tensor<4> {
         let x = self.resnets[0].forward(x, Some(temb));
-        let x = self.attention.forward(x, context, probe);
+        let x = self.attentions_0.forward(x, context, probe);
         self.resnets[1].forward(x, Some(temb))
     }
 }
@@ -229,7 +231,7 @@ impl MidBlock {
 pub struct UpBlock {
     resnets: Vec<ResnetBlock2D>,
     attentions: Vec<Transformer2DModel>,
-    upsampler: Option<Upsample2D>,
+    upsamplers_0: Option<Upsample2D>,
 }
 
 impl UpBlock {
@@ -258,14 +260,14 @@ impl UpBlock {
                 )?);
             }
         }
-        let upsampler = c
+        let upsamplers_0 = c
             .resample
             .then(|| Upsample2D::load(&vb.pp("upsamplers.0"), c.out_channels))
             .transpose()?;
         Ok(Self {
             resnets,
             attentions,
-            upsampler,
+            upsamplers_0,
         })
     }
 
@@ -292,7 +294,7 @@ impl UpBlock {
                 x = attn.forward(x, context, probe.as_deref_mut());
             }
         }
-        match &self.upsampler {
+        match &self.upsamplers_0 {
             Some(up) => up.forward(x, upsample_size),
             None => x,
         }

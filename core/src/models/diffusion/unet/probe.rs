@@ -1,5 +1,5 @@
-//! Cross-attention capture for MosaicFusion: the attention probabilities of one text token per
-//! batch item, averaged over heads, from every cross-attention layer of one UNet call.
+//! Cross-attention capture: the attention probabilities of one text token per batch item,
+//! averaged over heads, from every cross-attention layer of one UNet call.
 //!
 //! Only one column of each `softmax(QKᵀ)` is kept, so memory is O(items × pixels), never the
 //! full `[B, heads, pixels, 77]` maps.

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::models::unet::UNet2DConditionConfig;
+use crate::models::diffusion::unet::UNet2DConditionConfig;
 
 /// The fields of diffusers' `ControlNetModel` config.
 #[derive(Debug, Clone, Deserialize)]

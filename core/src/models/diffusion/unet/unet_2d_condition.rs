@@ -46,6 +46,17 @@ pub struct UNetTrace {
     pub up: Vec<Tensor<4>>,
 }
 
+/// What one UNet call does besides predicting: residuals to add, tensors to record.
+#[derive(Debug, Default)]
+pub struct UNetHooks<'a> {
+    /// ControlNet residuals added to the skip connections and the mid block's output.
+    pub control: Option<&'a ControlResiduals>,
+    /// Records intermediate tensors.
+    pub trace: Option<&'a mut UNetTrace>,
+    /// Records cross-attention probabilities.
+    pub probe: Option<&'a mut CrossAttentionProbe>,
+}
+
 /// `UNet2DConditionModel`, weights named as in `unet/diffusion_pytorch_model.safetensors`.
 #[derive(Module, Debug)]
 pub struct UNet2DConditionModel {
@@ -117,7 +128,7 @@ impl UNet2DConditionModel {
         context: &Tensor<3>,
         added: Option<&AddedCond>,
     ) -> Tensor<4> {
-        self.forward_traced(sample, timestep, context, added, None, None, None)
+        self.forward_with(sample, timestep, context, added, UNetHooks::default())
     }
 
     /// Whether [`forward`](Self::forward) needs [`AddedCond`] (SDXL).
@@ -125,19 +136,23 @@ impl UNet2DConditionModel {
         self.embedding.needs_added_cond()
     }
 
-    /// [`forward`](Self::forward) with ControlNet `control` residuals added, recording
-    /// intermediate tensors into `trace` and cross-attention probabilities into `probe` when given.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward_traced(
+    /// [`forward`](Self::forward) with the residuals and recorders of `hooks`.
+    ///
+    /// # Shapes
+    /// As [`forward`](Self::forward).
+    pub fn forward_with(
         &self,
         sample: Tensor<4>,
         timestep: f32,
         context: &Tensor<3>,
         added: Option<&AddedCond>,
-        control: Option<&ControlResiduals>,
-        mut trace: Option<&mut UNetTrace>,
-        mut probe: Option<&mut CrossAttentionProbe>,
+        hooks: UNetHooks,
     ) -> Tensor<4> {
+        let UNetHooks {
+            control,
+            mut trace,
+            mut probe,
+        } = hooks;
         let [b, _, _, _] = sample.dims();
         let device = sample.device();
         let dtype = sample.dtype();

@@ -1,4 +1,5 @@
-//! Building blocks shared by the UNet and the VAE: `ResnetBlock2D`, `Downsample2D`, `Upsample2D`.
+//! diffusers' `resnet.py` blocks shared by the UNet and the VAE: `ResnetBlock2D`, `Downsample2D`,
+//! `Upsample2D`.
 
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;

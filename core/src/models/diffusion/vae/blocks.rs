@@ -6,7 +6,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::error::Result;
-use crate::models::resnet::{ResnetBlock2D, ResnetConfig};
+use crate::models::diffusion::resnet_block_2d::{ResnetBlock2D, ResnetConfig};
 use crate::nn::{GroupNorm, Linear, group_norm, linear};
 use crate::weights::VarBuilder;
 
@@ -18,7 +18,7 @@ struct VaeAttention {
     to_q: Linear,
     to_k: Linear,
     to_v: Linear,
-    to_out: Linear,
+    to_out_0: Linear,
 }
 
 impl VaeAttention {
@@ -30,7 +30,7 @@ impl VaeAttention {
             to_q: linear(&name("to_q", "query"), channels, channels, true)?,
             to_k: linear(&name("to_k", "key"), channels, channels, true)?,
             to_v: linear(&name("to_v", "value"), channels, channels, true)?,
-            to_out: linear(&name("to_out.0", "proj_attn"), channels, channels, true)?,
+            to_out_0: linear(&name("to_out.0", "proj_attn"), channels, channels, true)?,
         })
     }
 
@@ -52,7 +52,7 @@ impl VaeAttention {
             None,
             AttentionModuleOptions::default(),
         );
-        let out = self.to_out.forward(out.squeeze_dim::<3>(1));
+        let out = self.to_out_0.forward(out.squeeze_dim::<3>(1));
         out.swap_dims(1, 2).reshape([b, c, h, w]) + x
     }
 }
@@ -61,7 +61,7 @@ impl VaeAttention {
 #[derive(Module, Debug)]
 pub struct VaeMidBlock {
     resnets: Vec<ResnetBlock2D>,
-    attention: Option<VaeAttention>,
+    attentions_0: Option<VaeAttention>,
 }
 
 impl VaeMidBlock {
@@ -79,7 +79,7 @@ impl VaeMidBlock {
         };
         Ok(Self {
             resnets: vec![resnet(0)?, resnet(1)?],
-            attention: add_attention
+            attentions_0: add_attention
                 .then(|| VaeAttention::load(&vb.pp("attentions.0"), channels, groups))
                 .transpose()?,
         })
@@ -87,7 +87,7 @@ impl VaeMidBlock {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self.resnets[0].forward(x, None);
-        if let Some(attn) = &self.attention {
+        if let Some(attn) = &self.attentions_0 {
             x = attn.forward(x);
         }
         self.resnets[1].forward(x, None)

@@ -6,15 +6,15 @@ use burn::tensor::Tensor;
 use super::blocks::{VaeMidBlock, resnet_config};
 use super::config::AutoencoderKLConfig;
 use crate::error::Result;
-use crate::models::resnet::{ResnetBlock2D, Upsample2D};
+use crate::models::diffusion::resnet_block_2d::{ResnetBlock2D, Upsample2D};
 use crate::nn::{Conv2d, GroupNorm, conv2d, group_norm};
 use crate::weights::VarBuilder;
 
-/// `UpDecoderBlock2D`: `layers_per_block + 1` resnets, then a 2× upsampler.
+/// `UpDecoderBlock2D`: `layers_per_block + 1` resnets, then a 2× upsampler (`upsamplers.0`).
 #[derive(Module, Debug)]
 struct UpDecoderBlock2D {
     resnets: Vec<ResnetBlock2D>,
-    upsampler: Option<Upsample2D>,
+    upsamplers_0: Option<Upsample2D>,
 }
 
 /// diffusers' `Decoder`.
@@ -44,10 +44,13 @@ impl Decoder {
                     ResnetBlock2D::load(&vb.pp("resnets").pp(j), resnet_config(cin, out, g))
                 })
                 .collect::<Result<_>>()?;
-            let upsampler = (i + 1 < n)
+            let upsamplers_0 = (i + 1 < n)
                 .then(|| Upsample2D::load(&vb.pp("upsamplers.0"), out))
                 .transpose()?;
-            up_blocks.push(UpDecoderBlock2D { resnets, upsampler });
+            up_blocks.push(UpDecoderBlock2D {
+                resnets,
+                upsamplers_0,
+            });
         }
         Ok(Self {
             conv_in: conv2d(&vb.pp("conv_in"), c.latent_channels, ch[n - 1], 3, 1, 1)?,
@@ -74,7 +77,7 @@ impl Decoder {
             for resnet in &block.resnets {
                 x = resnet.forward(x, None);
             }
-            if let Some(up) = &block.upsampler {
+            if let Some(up) = &block.upsamplers_0 {
                 x = up.forward(x, None);
             }
         }

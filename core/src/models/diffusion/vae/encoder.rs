@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use super::blocks::{VaeMidBlock, resnet_config};
 use super::config::AutoencoderKLConfig;
 use crate::error::Result;
-use crate::models::resnet::{Downsample2D, ResnetBlock2D};
+use crate::models::diffusion::resnet_block_2d::{Downsample2D, ResnetBlock2D};
 use crate::nn::{Conv2d, GroupNorm, conv2d, group_norm};
 use crate::weights::VarBuilder;
 
@@ -14,7 +14,7 @@ use crate::weights::VarBuilder;
 #[derive(Module, Debug)]
 struct DownEncoderBlock2D {
     resnets: Vec<ResnetBlock2D>,
-    downsampler: Option<Downsample2D>,
+    downsamplers_0: Option<Downsample2D>,
 }
 
 /// diffusers' `Encoder` with `double_z`: outputs mean and log-variance channels.
@@ -41,12 +41,12 @@ impl Encoder {
                     ResnetBlock2D::load(&vb.pp("resnets").pp(j), resnet_config(cin, out, g))
                 })
                 .collect::<Result<_>>()?;
-            let downsampler = (i + 1 < ch.len())
+            let downsamplers_0 = (i + 1 < ch.len())
                 .then(|| Downsample2D::load(&vb.pp("downsamplers.0"), out, false))
                 .transpose()?;
             down_blocks.push(DownEncoderBlock2D {
                 resnets,
-                downsampler,
+                downsamplers_0,
             });
         }
         let last = ch[ch.len() - 1];
@@ -67,7 +67,7 @@ impl Encoder {
             for resnet in &block.resnets {
                 x = resnet.forward(x, None);
             }
-            if let Some(down) = &block.downsampler {
+            if let Some(down) = &block.downsamplers_0 {
                 x = down.forward(x);
             }
         }

@@ -7,8 +7,8 @@ use burn::tensor::Tensor;
 use super::conditioning_embedding::ControlNetConditioningEmbedding;
 use super::config::ControlNetConfig;
 use crate::error::Result;
-use crate::models::unet::blocks::{DownBlock, MidBlock, load_down_path};
-use crate::models::unet::{AddedCond, ConditioningEmbedding, ControlResiduals};
+use crate::models::diffusion::unet::blocks::{DownBlock, MidBlock, load_down_path};
+use crate::models::diffusion::unet::{AddedCond, ConditioningEmbedding, ControlResiduals};
 use crate::nn::{Conv2d, conv2d};
 use crate::weights::VarBuilder;
 

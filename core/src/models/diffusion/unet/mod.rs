@@ -11,4 +11,4 @@ pub use attention::{Attention, Transformer2DConfig, Transformer2DModel};
 pub use config::{BlockSizes, PerBlock, UNet2DConditionConfig};
 pub use embeddings::{AddedCond, ConditioningEmbedding, TimestepEmbedding, timestep_features};
 pub use probe::{CrossAttentionProbe, ProbeMap, UNetLocation};
-pub use unet_2d_condition::{ControlResiduals, UNet2DConditionModel, UNetTrace};
+pub use unet_2d_condition::{ControlResiduals, UNet2DConditionModel, UNetHooks, UNetTrace};
