@@ -83,66 +83,6 @@ impl<'a> Obj<'a> {
             })
             .transpose()
     }
-
-    /// `[h, w]`, `"HxW"` or one number for both.
-    pub fn size(&self, key: &str) -> Result<Option<(usize, usize)>, String> {
-        let Some(v) = self.get(key) else {
-            return Ok(None);
-        };
-        let expected = "[height, width], \"HxW\" or a number";
-        let whole = |x: f64| (x.fract() == 0.0 && (0.0..1e6).contains(&x)).then_some(x as usize);
-        if let Some(x) = v.as_f64() {
-            let n = whole(x).ok_or_else(|| self.bad(key, expected))?;
-            return Ok(Some((n, n)));
-        }
-        if let Some(s) = v.as_string() {
-            let (h, w) = s
-                .split_once(['x', 'X'])
-                .ok_or_else(|| self.bad(key, expected))?;
-            let p = |t: &str| {
-                t.trim()
-                    .parse::<usize>()
-                    .map_err(|_| self.bad(key, expected))
-            };
-            return Ok(Some((p(h)?, p(w)?)));
-        }
-        if js_sys::Array::is_array(&v) {
-            let a = js_sys::Array::from(&v);
-            if a.length() == 2
-                && let (Some(h), Some(w)) = (
-                    a.get(0).as_f64().and_then(whole),
-                    a.get(1).as_f64().and_then(whole),
-                )
-            {
-                return Ok(Some((h, w)));
-            }
-        }
-        Err(self.bad(key, expected))
-    }
-
-    /// One count or an array of counts.
-    pub fn counts(&self, key: &str) -> Result<Option<Vec<usize>>, String> {
-        let Some(v) = self.get(key) else {
-            return Ok(None);
-        };
-        let expected = "a number or an array of numbers (1, 2, 4)";
-        let whole = |x: &JsValue| {
-            x.as_f64()
-                .filter(|x| x.fract() == 0.0 && *x >= 0.0 && *x < 1e6)
-                .map(|x| x as usize)
-        };
-        if let Some(n) = whole(&v) {
-            return Ok(Some(vec![n]));
-        }
-        if js_sys::Array::is_array(&v) {
-            return js_sys::Array::from(&v)
-                .iter()
-                .map(|x| whole(&x).ok_or_else(|| self.bad(key, expected)))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some);
-        }
-        Err(self.bad(key, expected))
-    }
 }
 
 /// Calls `f` with one argument, ignoring what it returns or throws.

@@ -598,7 +598,7 @@ impl Inner {
 fn mosaic_options(options: &JsValue) -> Result<MosaicOptions, String> {
     let copy = js_sys::Object::new();
     if options.is_object() {
-        for key in js_sys::Object::keys(options.unchecked_ref()).iter() {
+        for key in js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>()).iter() {
             let name = key.as_string().unwrap_or_default();
             if ["categories", "seed", "index", "modelName", "onStep"].contains(&name.as_str()) {
                 continue;
