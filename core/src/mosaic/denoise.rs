@@ -56,15 +56,16 @@ pub struct AttentionMap {
     pub values: Vec<f32>,
 }
 
-/// The result of one mosaic.
+/// The result of one mosaic, with the attention maps `M` on the host ([`AttentionMap`]) or
+/// still on the device ([`PendingMap`]).
 #[derive(Debug, Clone)]
-pub struct MosaicOutput {
+pub struct MosaicOutput<M = AttentionMap> {
     /// `[1, 4, H/8, W/8]`
     pub latents: Tensor<4>,
     /// `[1, 3, H, W]` in [0, 1], f32.
     pub image: Tensor<4>,
     /// Per region, per captured resolution (finest first).
-    pub attention: Vec<Vec<AttentionMap>>,
+    pub attention: Vec<Vec<M>>,
     /// Wall time spent in UNet calls (on asynchronous devices: submitting them; zero on wasm).
     pub unet_time: std::time::Duration,
 }
@@ -131,17 +132,7 @@ impl PendingMap {
 }
 
 /// [`MosaicOutput`] with the attention still on the device.
-#[derive(Debug, Clone)]
-pub struct PendingOutput {
-    /// `[1, 4, H/8, W/8]`
-    pub latents: Tensor<4>,
-    /// `[1, 3, H, W]` in [0, 1], f32.
-    pub image: Tensor<4>,
-    /// Per region, per captured resolution (finest first).
-    pub attention: Vec<Vec<PendingMap>>,
-    /// Wall time spent in UNet calls (on asynchronous devices: submitting them; zero on wasm).
-    pub unet_time: std::time::Duration,
-}
+pub type PendingOutput = MosaicOutput<PendingMap>;
 
 impl PendingOutput {
     /// Reads every attention map back to the host.
