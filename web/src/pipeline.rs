@@ -433,12 +433,7 @@ async fn fetch_weights(
 
 fn scheduler(o: &Obj) -> Result<Option<SchedulerKind>, String> {
     o.string("scheduler")?
-        .map(|s| {
-            SchedulerKind::from_cli_name(&s).ok_or_else(|| {
-                let names: Vec<_> = SchedulerKind::ALL.iter().map(|k| k.cli_name()).collect();
-                format!("unknown scheduler \"{s}\" (one of: {})", names.join(", "))
-            })
-        })
+        .map(|s| s.parse().map_err(|e: maskforge_core::Error| e.to_string()))
         .transpose()
 }
 

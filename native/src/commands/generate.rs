@@ -1,6 +1,7 @@
 //! `maskforge generate`: a MosaicFusion dataset (images, LVIS/COCO annotations, manifest).
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -15,7 +16,6 @@ use maskforge_core::mosaic::plan::{DEFAULT_TEMPLATE, PlanConfig, plan_sample};
 use maskforge_core::mosaic::sample::{GenerateConfig, Refine, Sample, finish_sample};
 use maskforge_core::schedulers::SchedulerKind;
 
-use super::txt2img::parse_scheduler;
 use crate::device::{self, DTypeArg, DeviceArg};
 use crate::{embedded, model, source};
 
@@ -51,7 +51,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 7.5)]
     pub guidance: f64,
     /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
-    #[arg(long, value_parser = parse_scheduler)]
+    #[arg(long, value_parser = SchedulerKind::from_str)]
     pub scheduler: Option<SchedulerKind>,
     /// Base seed: sample k uses seed + k.
     #[arg(long, default_value_t = 0)]
