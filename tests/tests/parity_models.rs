@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Tensor};
 use maskforge_core::models::diffusion::unet::{UNetHooks, UNetTrace};
 use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
-use maskforge_core::weights::{VarBuilder, load_component_weights};
+use maskforge_core::weights::{ComponentFiles, Library, VarBuilder, load_component_weights};
 use maskforge_native::source::DirSource;
 use maskforge_tests::{
     Expected, assert_close, check, fixture, load_pipeline, load_single_file, values,
@@ -62,7 +62,8 @@ fn clip_with_projection_matches_transformers() {
     )
     .unwrap();
     assert!(config.with_projection());
-    let weights = load_component_weights(&source, ".", false).unwrap();
+    let files = ComponentFiles::new(".", Library::Transformers, false);
+    let weights = load_component_weights(&source, &files).unwrap();
     let vb = VarBuilder::from_weights(
         std::sync::Arc::new(weights),
         &device,

@@ -10,10 +10,12 @@ use maskforge_core::dataset::{
 };
 use maskforge_core::mosaic::sample::encode_image;
 use maskforge_core::mosaic::{MosaicFusion, MosaicOptions};
-use maskforge_core::pipelines::{StableDiffusion, Txt2ImgParams, image_to_rgb8_async};
+use maskforge_core::pipelines::{
+    MODEL_INDEX, ModelIndex, PipelineFiles, StableDiffusion, Txt2ImgParams, image_to_rgb8_async,
+};
 use maskforge_core::readback::Readback;
 use maskforge_core::schedulers::SchedulerKind;
-use maskforge_core::weights::MemorySource;
+use maskforge_core::weights::{ComponentFiles, FileSource, MemorySource, WeightFile, shard_paths};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -131,7 +133,7 @@ struct Inner {
     model: String,
 }
 
-/// A loaded Stable Diffusion 1.x/2.x pipeline.
+/// A loaded Stable Diffusion pipeline (1.x/2.x or SDXL).
 #[wasm_bindgen]
 pub struct Pipeline {
     inner: Rc<Inner>,
@@ -354,103 +356,66 @@ impl Origin {
     }
 }
 
-/// Configs and tokenizer files every model has.
-const MODEL_FILES: &[&str] = &[
-    "model_index.json",
-    "tokenizer/vocab.json",
-    "tokenizer/merges.txt",
-    "text_encoder/config.json",
-    "unet/config.json",
-    "vae/config.json",
-    "scheduler/scheduler_config.json",
-];
-const OPTIONAL_FILES: &[&str] = &[
-    "tokenizer/special_tokens_map.json",
-    "tokenizer/tokenizer_config.json",
-];
-
-/// Downloads what `StableDiffusion::load` reads: configs, tokenizer and one weight set per
-/// component (the `.fp16.` variant or plain files, whichever `fp16_first` tries first; single
-/// file or sharded).
+/// Downloads what `StableDiffusion::load` reads: `model_index.json`, then the files of its
+/// [`PipelineFiles`] plan (one weight set per component, the `.fp16.` variant or plain files,
+/// whichever `fp16_first` tries first; single file or sharded).
 async fn fetch_model(f: &Origin, fp16_first: bool) -> Result<MemorySource, String> {
     let mut source = MemorySource::new(f.url("").trim_end_matches('/'));
-    for path in MODEL_FILES {
-        source.insert(*path, f.required(path).await?);
-    }
-    for path in OPTIONAL_FILES {
-        if let Some(bytes) = f.get(path).await? {
-            source.insert(*path, bytes);
-        }
-    }
-    for (dir, bases) in [
-        ("text_encoder", ["model", "diffusion_pytorch_model"]),
-        ("unet", ["diffusion_pytorch_model", "model"]),
-        ("vae", ["diffusion_pytorch_model", "model"]),
-    ] {
-        fetch_weights(f, &mut source, dir, &bases, fp16_first).await?;
-    }
+    let bytes = f.required(MODEL_INDEX).await?;
+    let index = ModelIndex::from_json(&bytes, &f.url(MODEL_INDEX)).map_err(|e| e.to_string())?;
+    source.insert(MODEL_INDEX, bytes);
+    fetch_files(f, &PipelineFiles::pipeline(&index, fp16_first), &mut source).await?;
     Ok(source)
 }
 
-async fn fetch_weights(
+/// Adds the files of `files` to `source`: each required one, each optional one there, and the
+/// first weight candidate there of each component.
+async fn fetch_files(
     f: &Origin,
+    files: &PipelineFiles,
     source: &mut MemorySource,
-    dir: &str,
-    bases: &[&str],
-    fp16_first: bool,
 ) -> Result<(), String> {
-    let mut tried = Vec::new();
-    let variants = if fp16_first {
-        [".fp16", ""]
-    } else {
-        ["", ".fp16"]
-    };
-    for ext in variants {
-        for base in bases {
-            let single = format!("{dir}/{base}{ext}.safetensors");
-            if let Some(bytes) = f.get(&single).await? {
-                source.insert(single, bytes);
-                return Ok(());
-            }
-            let index = format!("{dir}/{base}.safetensors.index{ext}.json");
-            if let Some(bytes) = f.get(&index).await? {
-                let json: serde_json::Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("{}: invalid JSON: {e}", f.url(&index)))?;
-                let mut shards: Vec<String> = json
-                    .get("weight_map")
-                    .and_then(|m| m.as_object())
-                    .ok_or_else(|| format!("{}: no `weight_map` object", f.url(&index)))?
-                    .values()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
-                shards.sort();
-                shards.dedup();
-                source.insert(index, bytes);
-                for shard in shards {
-                    let path = format!("{dir}/{shard}");
-                    let bytes = f.required(&path).await?;
-                    source.insert(path, bytes);
-                }
-                return Ok(());
-            }
-            tried.push(single);
+    for path in &files.required {
+        if !source.exists(path) {
+            source.insert(path.as_str(), f.required(path).await?);
         }
     }
-    Err(format!(
-        "{}: no safetensors weights found (tried {})",
-        f.url(dir),
-        tried.join(", ")
-    ))
+    for path in &files.optional {
+        if let Some(bytes) = f.get(path).await? {
+            source.insert(path.as_str(), bytes);
+        }
+    }
+    for component in &files.components {
+        fetch_weights(f, component, source).await?;
+    }
+    Ok(())
+}
+
+/// Adds the first of `files.candidates` there (with its shards) to `source`.
+async fn fetch_weights(
+    f: &Origin,
+    files: &ComponentFiles,
+    source: &mut MemorySource,
+) -> Result<(), String> {
+    for candidate in &files.candidates {
+        let Some(bytes) = f.get(candidate.path()).await? else {
+            continue;
+        };
+        if let WeightFile::Sharded(index) = candidate {
+            for shard in shard_paths(index, &bytes, &f.url(index)).map_err(|e| e.to_string())? {
+                let shard_bytes = f.required(&shard).await?;
+                source.insert(shard, shard_bytes);
+            }
+        }
+        source.insert(candidate.path(), bytes);
+        return Ok(());
+    }
+    Err(files.not_found(f.url(&files.dir), false).to_string())
 }
 
 fn scheduler(o: &Obj) -> Result<Option<SchedulerKind>, String> {
     o.string("scheduler")?
-        .map(|s| {
-            SchedulerKind::from_cli_name(&s).ok_or_else(|| {
-                let names: Vec<_> = SchedulerKind::ALL.iter().map(|k| k.cli_name()).collect();
-                format!("unknown scheduler \"{s}\" (one of: {})", names.join(", "))
-            })
-        })
+        .map(|s| s.parse().map_err(|e: maskforge_core::Error| e.to_string()))
         .transpose()
 }
 

@@ -30,7 +30,7 @@ pub fn aggregate_on_device(
     };
     let mut sum: Option<Tensor<2>> = None;
     for m in chosen {
-        let bytes = to_bytes(m.mean.clone());
+        let bytes = to_bytes(m.mean.clone().reshape([m.height, m.width]));
         let (starts_w, weights_w) = taps(m.width, width);
         let rows = maskforge_shaders::resample::resample_rows(bytes, &starts_w, &weights_w)?;
         let (starts_h, weights_h) = taps(m.height, height);

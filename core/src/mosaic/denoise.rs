@@ -115,7 +115,7 @@ pub struct PendingMap {
     pub denominator: usize,
     pub height: usize,
     pub width: usize,
-    /// `[height, width]`, f32.
+    /// `[1, height·width]` row-major, f32.
     pub mean: Tensor<2>,
 }
 

@@ -268,15 +268,7 @@ mod scheduler_name {
         d: D,
     ) -> std::result::Result<Option<SchedulerKind>, D::Error> {
         Option::<String>::deserialize(d)?
-            .map(|name| {
-                SchedulerKind::from_cli_name(&name).ok_or_else(|| {
-                    let names: Vec<_> = SchedulerKind::ALL.iter().map(|k| k.cli_name()).collect();
-                    serde::de::Error::custom(format!(
-                        "unknown scheduler \"{name}\" (one of: {})",
-                        names.join(", ")
-                    ))
-                })
-            })
+            .map(|name| name.parse().map_err(serde::de::Error::custom))
             .transpose()
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use burn::tensor::{DType, Device, Tensor};
 
+use super::files::{PipelineFiles, config_path};
 use super::stable_diffusion::StableDiffusion;
 use crate::error::{Error, Result};
 use crate::models::diffusion::controlnet::{ControlNetConfig, ControlNetModel};
@@ -38,10 +39,11 @@ impl ControlNet {
     /// Loads a diffusers `ControlNetModel` folder: `config.json` and
     /// `diffusion_pytorch_model[.fp16].safetensors` at the root of `source`.
     pub fn load(source: &dyn FileSource, device: &Device, dtype: DType) -> Result<Self> {
-        let config_path = "config.json";
-        let file = source.display(config_path);
-        let config = ControlNetConfig::from_json((*source.read(config_path)?).as_ref(), &file)?;
-        let weights = Arc::new(load_component_weights(source, "", dtype == DType::F16)?);
+        let config_path = config_path("");
+        let file = source.display(&config_path);
+        let config = ControlNetConfig::from_json((*source.read(&config_path)?).as_ref(), &file)?;
+        let files = PipelineFiles::controlnet(dtype == DType::F16);
+        let weights = Arc::new(load_component_weights(source, files.component("")?)?);
         let vb = VarBuilder::from_weights(weights, device, dtype);
         Ok(Self {
             model: ControlNetModel::load(&vb, &config, &file)?,

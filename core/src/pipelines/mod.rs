@@ -2,12 +2,14 @@
 //! text-to-image (with ControlNets).
 
 mod controlnet;
+mod files;
 mod model_index;
 mod prompt;
 mod stable_diffusion;
 mod txt2img;
 
 pub use controlnet::{Control, ControlNet};
+pub use files::{MODEL_INDEX, PipelineFiles};
 pub use model_index::{ModelIndex, PipelineKind};
 pub use prompt::PromptEmbeds;
 pub use stable_diffusion::{StableDiffusion, TextEncoder, load_json};

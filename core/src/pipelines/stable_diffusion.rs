@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use burn::tensor::{DType, Device};
 
+use super::files::{MODEL_INDEX, PipelineFiles, SCHEDULER_CONFIG, TokenizerFiles, config_path};
 use super::model_index::{ModelIndex, PipelineKind};
 use crate::error::{Error, Result};
 use crate::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
@@ -71,12 +72,13 @@ struct Configs {
 }
 
 fn read_tokenizer(source: &dyn FileSource, dir: &str) -> Result<ClipTokenizer> {
-    let optional = |p: String| source.exists(&p).then(|| source.read(&p)).transpose();
-    let special = optional(format!("{dir}/special_tokens_map.json"))?;
-    let config = optional(format!("{dir}/tokenizer_config.json"))?;
+    let files = TokenizerFiles::new(dir);
+    let optional = |p: &str| source.exists(p).then(|| source.read(p)).transpose();
+    let special = optional(&files.special_tokens_map)?;
+    let config = optional(&files.tokenizer_config)?;
     ClipTokenizer::from_folder_files(
-        (*source.read(&format!("{dir}/vocab.json"))?).as_ref(),
-        (*source.read(&format!("{dir}/merges.txt"))?).as_ref(),
+        (*source.read(&files.vocab)?).as_ref(),
+        (*source.read(&files.merges)?).as_ref(),
         special.as_deref().map(|b| b.as_ref()),
         config.as_deref().map(|b| b.as_ref()),
     )
@@ -85,30 +87,29 @@ fn read_tokenizer(source: &dyn FileSource, dir: &str) -> Result<ClipTokenizer> {
 
 impl Configs {
     fn read(source: &dyn FileSource) -> Result<Self> {
-        let index_path = "model_index.json";
         let index = ModelIndex::from_json(
-            (*source.read(index_path)?).as_ref(),
-            &source.display(index_path),
+            (*source.read(MODEL_INDEX)?).as_ref(),
+            &source.display(MODEL_INDEX),
         )?;
         let cfg = |p: &str| -> Result<(Vec<u8>, String)> {
             Ok(((*source.read(p)?).as_ref().to_vec(), source.display(p)))
         };
-        let (b, f) = cfg("text_encoder/config.json")?;
+        let (b, f) = cfg(&config_path("text_encoder"))?;
         let text = ClipTextConfig::from_json(&b, &f)?;
-        let (b, unet_file) = cfg("unet/config.json")?;
+        let (b, unet_file) = cfg(&config_path("unet"))?;
         let unet = UNet2DConditionConfig::from_json(&b, &unet_file)?;
         let second = match index.kind {
             PipelineKind::StableDiffusion => None,
             PipelineKind::StableDiffusionXL => {
-                let (b, f) = cfg("text_encoder_2/config.json")?;
+                let (b, f) = cfg(&config_path("text_encoder_2"))?;
                 let config = ClipTextConfig::from_json(&b, &f)?;
                 check_sdxl_dims(&unet, &unet_file, &text, &config, &f)?;
                 Some((read_tokenizer(source, "tokenizer_2")?, config))
             }
         };
-        let (b, f) = cfg("vae/config.json")?;
+        let (b, f) = cfg(&config_path("vae"))?;
         let vae = AutoencoderKLConfig::from_json(&b, &f)?;
-        let (b, f) = cfg("scheduler/scheduler_config.json")?;
+        let (b, f) = cfg(SCHEDULER_CONFIG)?;
         let scheduler = SchedulerConfig::from_json(&b).map_err(|e| Error::bad_file(&f, e))?;
         let class = index
             .class_of("scheduler")
@@ -116,7 +117,7 @@ impl Configs {
             .unwrap_or("PNDMScheduler");
         let default_scheduler = SchedulerKind::from_class_name(class).ok_or_else(|| {
             Error::config(
-                source.display("model_index.json"),
+                source.display(MODEL_INDEX),
                 format!("unsupported scheduler `{class}`"),
             )
         })?;
@@ -187,9 +188,9 @@ impl StableDiffusion {
     /// fp32, fp16 or `.fp16.` variant). `dtype` F16 prefers `.fp16.` files.
     pub fn load(source: &dyn FileSource, device: &Device, dtype: DType) -> Result<Self> {
         let configs = Configs::read(source)?;
-        let prefer_fp16 = dtype == DType::F16;
+        let files = PipelineFiles::pipeline(&configs.index, dtype == DType::F16);
         let vb = |dir: &str, dtype: DType| -> Result<VarBuilder> {
-            let weights = Arc::new(load_component_weights(source, dir, prefer_fp16)?);
+            let weights = Arc::new(load_component_weights(source, files.component(dir)?)?);
             Ok(VarBuilder::from_weights(weights, device, dtype))
         };
         let text_2 = match configs.second {

@@ -278,6 +278,21 @@ impl SchedulerKind {
     }
 }
 
+/// Parses a command-line name; the error lists the names.
+impl std::str::FromStr for SchedulerKind {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Self::from_cli_name(s).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|k| k.cli_name()).collect();
+            crate::Error::Invalid(format!(
+                "unknown scheduler \"{s}\" (one of: {})",
+                names.join(", ")
+            ))
+        })
+    }
+}
+
 /// A diffusers scheduler after `set_timesteps(num_inference_steps)`.
 pub trait Scheduler: Send {
     /// diffusers' `scheduler.timesteps` after `set_timesteps(n)` (PLMS: n+1 entries).

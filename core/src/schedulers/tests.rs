@@ -210,8 +210,13 @@ fn config_parsing() {
     assert!(!config.use_karras_sigmas);
     assert!(SchedulerConfig::from_json(br#"{"beta_schedule": "cubic"}"#).is_err());
     assert!(SchedulerConfig::from_json(b"[1]").is_err());
+    assert_eq!(
+        "magic".parse::<SchedulerKind>().unwrap_err().to_string(),
+        "unknown scheduler \"magic\" (one of: ddim, pndm, euler, euler-a, dpmpp-2m, lms)"
+    );
     for kind in SchedulerKind::ALL {
         assert_eq!(SchedulerKind::from_cli_name(kind.cli_name()), Some(kind));
+        assert_eq!(kind.cli_name().parse::<SchedulerKind>().unwrap(), kind);
         assert_eq!(
             SchedulerKind::from_class_name(kind.class_name()),
             Some(kind)

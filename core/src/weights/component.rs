@@ -1,82 +1,32 @@
-//! Finding the weight files of one diffusers component folder (`unet/`, `vae/`, `text_encoder/`):
-//! plain or `.fp16.` variant, single or sharded with a `.safetensors.index.json`.
+//! Loading the weights of one component folder from a [`FileSource`], following its
+//! [`ComponentFiles`] plan.
 
-use std::collections::BTreeSet;
-
+use super::component_files::{ComponentFiles, WeightFile, shard_paths};
 use super::file_source::FileSource;
 use super::safetensors_file::{SafetensorsFile, SafetensorsWeights};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// The file names diffusers and transformers give a component's weights.
-const BASE_NAMES: [&str; 2] = ["diffusion_pytorch_model", "model"];
-
-/// Loads the weights of the component in folder `dir` of `source`. With `prefer_fp16`, the
-/// `.fp16.` variant is tried first, otherwise last; either is used if it is the only one.
+/// Loads the weights of `files.dir` of `source` from the first of `files.candidates` there.
 pub fn load_component_weights(
     source: &dyn FileSource,
-    dir: &str,
-    prefer_fp16: bool,
+    files: &ComponentFiles,
 ) -> Result<SafetensorsWeights> {
-    let variants: [Option<&str>; 2] = if prefer_fp16 {
-        [Some("fp16"), None]
-    } else {
-        [None, Some("fp16")]
-    };
-    let mut tried = Vec::new();
-    for variant in variants {
-        for base in BASE_NAMES {
-            let ext = variant.map(|v| format!(".{v}")).unwrap_or_default();
-            let single = join(dir, &format!("{base}{ext}.safetensors"));
-            if source.exists(&single) {
-                let file = SafetensorsFile::parse(source.display(&single), source.read(&single)?)?;
-                return SafetensorsWeights::new(vec![file]);
-            }
-            let index = join(dir, &format!("{base}.safetensors.index{ext}.json"));
-            if source.exists(&index) {
-                return load_sharded(source, dir, &index);
-            }
-            tried.push(single);
+    let parse = |path: &str| SafetensorsFile::parse(source.display(path), source.read(path)?);
+    for candidate in &files.candidates {
+        if !source.exists(candidate.path()) {
+            continue;
         }
+        let paths = match candidate {
+            WeightFile::Single(path) => vec![path.clone()],
+            WeightFile::Sharded(index) => shard_paths(
+                index,
+                (*source.read(index)?).as_ref(),
+                &source.display(index),
+            )?,
+        };
+        let parsed = paths.iter().map(|p| parse(p)).collect::<Result<Vec<_>>>()?;
+        return SafetensorsWeights::new(parsed);
     }
-    let message = if BASE_NAMES
-        .iter()
-        .any(|b| source.exists(&join(dir, &format!("{b}.bin"))))
-    {
-        "only PyTorch .bin weights found; MaskForge reads safetensors (convert the folder with diffusers' save_pretrained(safe_serialization=True))".to_string()
-    } else {
-        format!("no weights found (looked for {})", tried.join(", "))
-    };
-    Err(Error::MissingFile {
-        file: source.display(dir),
-        message,
-    })
-}
-
-/// `dir/name`, or `name` for the source's root (`dir` empty).
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-fn load_sharded(source: &dyn FileSource, dir: &str, index: &str) -> Result<SafetensorsWeights> {
-    let name = source.display(index);
-    let bytes = source.read(index)?;
-    let json: serde_json::Value = serde_json::from_slice((*bytes).as_ref())
-        .map_err(|e| Error::bad_file(&name, format!("invalid JSON: {e}")))?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| Error::bad_file(&name, "no `weight_map` object"))?;
-    let shards: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
-    let files = shards
-        .into_iter()
-        .map(|shard| {
-            let path = join(dir, shard);
-            SafetensorsFile::parse(source.display(&path), source.read(&path)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    SafetensorsWeights::new(files)
+    let only_unsupported = files.unsupported.iter().any(|p| source.exists(p));
+    Err(files.not_found(source.display(&files.dir), only_unsupported))
 }

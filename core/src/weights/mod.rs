@@ -2,12 +2,14 @@
 //! renamed through key maps, and turned into burn tensors by a [`VarBuilder`].
 
 mod component;
+mod component_files;
 mod file_source;
 pub mod ldm;
 mod safetensors_file;
 mod var_builder;
 
 pub use component::load_component_weights;
+pub use component_files::{ComponentFiles, Library, WeightFile, shard_paths};
 pub use file_source::{Bytes, FileSource, MemorySource};
 pub use safetensors_file::{SafetensorsFile, SafetensorsWeights};
 pub use var_builder::{HostTensor, VarBuilder, Weights};

@@ -1,6 +1,7 @@
 //! `maskforge txt2img`: one image from a prompt.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Tensor, TensorData};
@@ -33,7 +34,7 @@ pub struct Txt2ImgArgs {
     #[arg(long, default_value_t = 7.5)]
     pub guidance: f64,
     /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
-    #[arg(long, value_parser = parse_scheduler)]
+    #[arg(long, value_parser = SchedulerKind::from_str)]
     pub scheduler: Option<SchedulerKind>,
     /// Seed of the torch-compatible noise generator (initial noise unless --latents, and the
     /// noise of ancestral schedulers).
@@ -63,14 +64,6 @@ pub struct Txt2ImgArgs {
     pub device: DeviceArg,
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
-}
-
-/// Parses a scheduler's CLI name.
-pub fn parse_scheduler(s: &str) -> Result<SchedulerKind, String> {
-    SchedulerKind::from_cli_name(s).ok_or_else(|| {
-        let names: Vec<_> = SchedulerKind::ALL.iter().map(|k| k.cli_name()).collect();
-        format!("unknown scheduler `{s}` (one of: {})", names.join(", "))
-    })
 }
 
 /// Runs `txt2img`.
