@@ -173,6 +173,36 @@ fn custom_palette_with_large_ids_writes_16_bit() {
         r#"[{"id": 300, "name": "a", "color": [250, 0, 0]}, {"id": 7, "name": "b", "color": [0, 0, 250], "isthing": 1}]"#,
     )
     .unwrap();
+    // A palette that uses the default edge colour decodes it as its class.
+    std::fs::write(
+        p("green.json"),
+        r#"[{"id": 2, "name": "green", "color": [120, 255, 70]}]"#,
+    )
+    .unwrap();
+    let g = GrayImage::from_fn(3, 1, |x, _| Luma([[2, 0, 2][x as usize]]));
+    g.save(p("g.png")).unwrap();
+    ok(&[
+        "palette",
+        "colorize",
+        "--palette",
+        s(&p("green.json")),
+        "--labels",
+        s(&p("g.png")),
+        "--out",
+        s(&p("gc.png")),
+    ]);
+    ok(&[
+        "palette",
+        "decode",
+        "--palette",
+        s(&p("green.json")),
+        "--image",
+        s(&p("gc.png")),
+        "--out",
+        s(&p("gb.png")),
+    ]);
+    assert_eq!(image::open(p("gb.png")).unwrap().to_luma8(), g);
+
     let labels: ImageBuffer<Luma<u16>, Vec<u16>> =
         ImageBuffer::from_fn(4, 2, |x, _| Luma([[300, 7, 0, 300][x as usize]]));
     labels.save(p("l.png")).unwrap();

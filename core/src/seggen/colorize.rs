@@ -41,7 +41,7 @@ pub(crate) fn check_edge_color(palette: &Palette, edge_color: [u8; 3]) -> Result
     }
     match palette.entries().iter().find(|e| e.color == edge_color) {
         Some(e) => Err(Error::Invalid(format!(
-            "the edge colour {edge_color:?} is the colour of class {} (\"{}\") of palette {}",
+            "the edge colour {edge_color:?} is the colour of class {} (\"{}\") of palette {}; choose another edge colour",
             e.id, e.name, palette.name
         ))),
         None => Ok(()),

@@ -37,9 +37,9 @@ pub struct Palette {
     index: Vec<Option<u16>>,
 }
 
-/// A palette entry as written in JSON, checked by [`Palette::from_json`].
+/// A palette entry as written in JSON, checked by [`Palette::from_json`]; other fields (e.g.
+/// `supercategory` of panopticapi's category files) are ignored.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEntry {
     id: i64,
     name: String,
@@ -258,7 +258,7 @@ mod tests {
     fn custom_palettes_and_their_errors() {
         let p = Palette::from_json(
             "mine.json",
-            br#"[{"id": 3, "name": "b", "color": [1, 2, 3], "isthing": true},
+            br#"[{"id": 3, "name": "b", "color": [1, 2, 3], "isthing": true, "supercategory": "x"},
                  {"id": 1, "name": "a", "color": [4, 5, 6]}]"#,
         )
         .unwrap();

@@ -72,7 +72,8 @@ pub struct DecodeArgs {
     /// Pixels farther than this (RGB distance) from every colour are left unlabelled (0).
     #[arg(long, allow_negative_numbers = true)]
     pub max_distance: Option<f64>,
-    /// Colour of the edges between segments, `R,G,B` (default 120,255,70).
+    /// Colour of the edges between segments, `R,G,B` (default 120,255,70, unless the palette
+    /// uses it for a class: then no colour marks edges).
     #[arg(long, value_parser = parse_rgb)]
     pub edge_color: Option<[u8; 3]>,
 }
@@ -122,9 +123,15 @@ fn colorize(args: ColorizeArgs) -> Result<()> {
 fn decode(args: DecodeArgs) -> Result<()> {
     let palette = load_palette(&args.palette)?;
     let map = read_rgb(&args.image, true)?;
+    // A palette that gives the default edge colour to a class has no default edges.
+    let default_edges = (!palette
+        .entries()
+        .iter()
+        .any(|e| e.color == DEFAULT_EDGE_COLOR))
+    .then_some(DEFAULT_EDGE_COLOR);
     let options = DecodeOptions {
         max_distance: args.max_distance,
-        edge_color: Some(args.edge_color.unwrap_or(DEFAULT_EDGE_COLOR)),
+        edge_color: args.edge_color.or(default_edges),
     };
     let decoded = seggen::decode(&palette, &map, &options)
         .map_err(|e| anyhow!("{}: {e}", args.image.display()))?;
