@@ -15,6 +15,7 @@ pub mod pipelines;
 pub mod readback;
 pub mod rng;
 pub mod schedulers;
+pub mod seggen;
 pub mod text;
 pub mod weights;
 

@@ -1,7 +1,7 @@
 //! `maskforge`: text-to-image and instance-segmentation datasets from diffusion models.
 
 use clap::{Parser, Subcommand};
-use maskforge_native::commands::{bench, generate, merge, txt2img};
+use maskforge_native::commands::{bench, generate, merge, palette, txt2img};
 
 #[derive(Parser)]
 #[command(name = "maskforge", version, about)]
@@ -27,6 +27,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Merge synthetic COCO/LVIS annotation files into a dataset (streamed, bounded memory).
     Merge(merge::MergeArgs),
+    /// SegGen colour maps: draw a semantic or panoptic mask in a palette's colours
+    /// (`colorize`), or read a colour map back as a label PNG (`decode`).
+    Palette(palette::PaletteArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Txt2img(args) => txt2img::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Palette(args) => palette::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod generate;
 pub mod merge;
+pub mod palette;
 pub mod txt2img;

@@ -1,0 +1,257 @@
+//! `maskforge palette`: SegGen's colour maps: masks to colour maps (`colorize`) and back
+//! (`decode`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use image::{DynamicImage, ExtendedColorType, ImageEncoder, codecs::png::PngEncoder};
+use maskforge_core::seggen::{
+    self, ColorMap, DEFAULT_EDGE_COLOR, DecodeOptions, LabelMap, Palette,
+};
+
+/// Arguments of `maskforge palette`.
+#[derive(Debug, Args)]
+pub struct PaletteArgs {
+    #[command(subcommand)]
+    pub command: PaletteCommand,
+}
+
+/// The two directions of the conversion.
+#[derive(Debug, Subcommand)]
+pub enum PaletteCommand {
+    /// Draw a mask as a colour map: a semantic label PNG (`--labels`), or a COCO panoptic PNG
+    /// with its segments JSON (`--panoptic`, `--segments`), boundaries between segments in the
+    /// edge colour.
+    Colorize(ColorizeArgs),
+    /// Read a colour map back as a label PNG: each pixel gets the class of the nearest palette
+    /// colour (black is 0); edge-coloured pixels get the class of the nearest instance.
+    Decode(DecodeArgs),
+}
+
+/// Arguments of `maskforge palette colorize`.
+#[derive(Debug, Args)]
+pub struct ColorizeArgs {
+    /// `ade20k`, `coco-panoptic` or a JSON file: a list of `{"id", "name", "color": [r, g, b]}`.
+    #[arg(long)]
+    pub palette: String,
+    /// A semantic label PNG (8- or 16-bit grayscale class ids, 0 unlabelled).
+    #[arg(
+        long,
+        required_unless_present = "panoptic",
+        conflicts_with = "panoptic"
+    )]
+    pub labels: Option<PathBuf>,
+    /// A COCO panoptic PNG (segment id = R + 256·G + 256²·B, 0 void).
+    #[arg(long, requires = "segments")]
+    pub panoptic: Option<PathBuf>,
+    /// The panoptic PNG's segments: a COCO panoptic annotation (with `segments_info`) or a
+    /// list of `{"id", "category_id"}`.
+    #[arg(long, requires = "panoptic")]
+    pub segments: Option<PathBuf>,
+    /// Colour of the boundaries between segments, `R,G,B` (default 120,255,70).
+    #[arg(long, value_parser = parse_rgb, requires = "panoptic")]
+    pub edge_color: Option<[u8; 3]>,
+    /// The colour map (PNG).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `maskforge palette decode`.
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// `ade20k`, `coco-panoptic` or a JSON file: a list of `{"id", "name", "color": [r, g, b]}`.
+    #[arg(long)]
+    pub palette: String,
+    /// The colour map (PNG, JPEG).
+    #[arg(long)]
+    pub image: PathBuf,
+    /// The label PNG: 8-bit, or 16-bit when the palette has ids above 255.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Pixels farther than this (RGB distance) from every colour are left unlabelled (0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_distance: Option<f64>,
+    /// Colour of the edges between segments, `R,G,B` (default 120,255,70, unless the palette
+    /// uses it for a class: then no colour marks edges).
+    #[arg(long, value_parser = parse_rgb)]
+    pub edge_color: Option<[u8; 3]>,
+}
+
+/// Runs `palette colorize` or `palette decode`; prints a one-line summary.
+pub fn run(args: PaletteArgs) -> Result<()> {
+    match args.command {
+        PaletteCommand::Colorize(args) => colorize(args),
+        PaletteCommand::Decode(args) => decode(args),
+    }
+}
+
+fn colorize(args: ColorizeArgs) -> Result<()> {
+    let palette = load_palette(&args.palette)?;
+    let colors = match (&args.labels, &args.panoptic, &args.segments) {
+        (Some(labels), _, _) => {
+            let map = read_labels(labels)?;
+            seggen::colorize_semantic(&palette, &map)
+                .map_err(|e| anyhow!("{}: {e}", labels.display()))?
+        }
+        (None, Some(png), Some(json)) => {
+            let map = read_rgb(png, false)?;
+            let bytes = read(json)?;
+            let segments = seggen::parse_segments(&json.display().to_string(), &bytes)?;
+            let edge = args.edge_color.unwrap_or(DEFAULT_EDGE_COLOR);
+            seggen::colorize_panoptic(&palette, &map, &segments, edge)
+                .map_err(|e| anyhow!("{} with {}: {e}", png.display(), json.display()))?
+        }
+        _ => bail!("give --labels, or --panoptic with --segments"),
+    };
+    write_png(
+        &args.out,
+        colors.width,
+        colors.height,
+        &colors.rgb,
+        ExtendedColorType::Rgb8,
+    )?;
+    println!(
+        "{}: {}x{} colour map",
+        args.out.display(),
+        colors.width,
+        colors.height
+    );
+    Ok(())
+}
+
+fn decode(args: DecodeArgs) -> Result<()> {
+    let palette = load_palette(&args.palette)?;
+    let map = read_rgb(&args.image, true)?;
+    // A palette that gives the default edge colour to a class has no default edges.
+    let default_edges = (!palette
+        .entries()
+        .iter()
+        .any(|e| e.color == DEFAULT_EDGE_COLOR))
+    .then_some(DEFAULT_EDGE_COLOR);
+    let options = DecodeOptions {
+        max_distance: args.max_distance,
+        edge_color: args.edge_color.or(default_edges),
+    };
+    let decoded = seggen::decode(&palette, &map, &options)
+        .map_err(|e| anyhow!("{}: {e}", args.image.display()))?;
+    let instances = seggen::instances(&decoded);
+    let labels = instances.semantic();
+    if palette.max_id() > 255 {
+        let bytes: Vec<u8> = labels.ids.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        write_png(
+            &args.out,
+            labels.width,
+            labels.height,
+            &bytes,
+            ExtendedColorType::L16,
+        )?;
+    } else {
+        let bytes: Vec<u8> = labels.ids.iter().map(|&v| v as u8).collect();
+        write_png(
+            &args.out,
+            labels.width,
+            labels.height,
+            &bytes,
+            ExtendedColorType::L8,
+        )?;
+    }
+    let edges = decoded.edges.iter().filter(|&&e| e).count();
+    println!(
+        "{}: {}x{} labels, {} instances, {edges} edge pixels",
+        args.out.display(),
+        labels.width,
+        labels.height,
+        instances.classes.len()
+    );
+    Ok(())
+}
+
+/// A shipped palette by name, or a palette JSON file.
+fn load_palette(spec: &str) -> Result<Palette> {
+    if let Some(p) = Palette::builtin(spec) {
+        return Ok(p);
+    }
+    let path = Path::new(spec);
+    if !path.exists() && !spec.ends_with(".json") {
+        bail!("unknown palette `{spec}`: use ade20k, coco-panoptic or a JSON file");
+    }
+    Ok(Palette::from_json(spec, &read(path)?)?)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
+}
+
+fn read_image(path: &Path) -> Result<DynamicImage> {
+    image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .decode()
+        .with_context(|| format!("{}: not a readable image", path.display()))
+}
+
+/// An 8- or 16-bit grayscale label PNG.
+fn read_labels(path: &Path) -> Result<LabelMap> {
+    let (w, h, ids) = match read_image(path)? {
+        DynamicImage::ImageLuma8(img) => {
+            let (w, h) = img.dimensions();
+            (w, h, img.into_raw().into_iter().map(u16::from).collect())
+        }
+        DynamicImage::ImageLuma16(img) => {
+            let (w, h) = img.dimensions();
+            (w, h, img.into_raw())
+        }
+        other => bail!(
+            "{}: a label map must be an 8- or 16-bit grayscale PNG of class ids, not {:?}",
+            path.display(),
+            other.color()
+        ),
+    };
+    Ok(LabelMap::new(w as usize, h as usize, ids)?)
+}
+
+/// An RGB image; `any` accepts every colour type (converted), else only 8-bit RGB(A), as a
+/// panoptic PNG must be.
+fn read_rgb(path: &Path, any: bool) -> Result<ColorMap> {
+    let img = read_image(path)?;
+    if !any
+        && !matches!(
+            img,
+            DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_)
+        )
+    {
+        bail!(
+            "{}: a panoptic PNG must be 8-bit RGB (segment id = R + 256·G + 256²·B), not {:?}",
+            path.display(),
+            img.color()
+        );
+    }
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    Ok(ColorMap::new(w as usize, h as usize, rgb.into_raw())?)
+}
+
+fn write_png(
+    path: &Path,
+    w: usize,
+    h: usize,
+    bytes: &[u8],
+    color: ExtendedColorType,
+) -> Result<()> {
+    let mut png = Vec::new();
+    PngEncoder::new(&mut png)
+        .write_image(bytes, w as u32, h as u32, color)
+        .with_context(|| format!("{}: cannot encode PNG", path.display()))?;
+    crate::write_bytes_atomically(path, &png)
+}
+
+/// Parses `R,G,B` with components in 0..=255.
+fn parse_rgb(s: &str) -> Result<[u8; 3], String> {
+    let parts: Vec<_> = s.split(',').map(|p| p.trim().parse::<u8>()).collect();
+    match parts.as_slice() {
+        [Ok(r), Ok(g), Ok(b)] => Ok([*r, *g, *b]),
+        _ => Err(format!("`{s}` is not R,G,B with each in 0..=255")),
+    }
+}
