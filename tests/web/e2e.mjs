@@ -156,6 +156,21 @@ try {
     await page.close();
   });
 
+  await check("cpu: an SDXL folder (two tokenizers and text encoders) loads and matches the native CLI", async () => {
+    const page = await harnessPage(browser, server.url);
+    const r = await page.evaluate(async (model) => {
+      const files = [];
+      const pipe = await maskforge.Pipeline.load(model, { device: "cpu", onProgress: (p) => files.push(p.file) });
+      const out = await pipe.txt2img({ prompt: "a photo of a single teapot", height: 64, width: 64, steps: 3, guidance: 5, seed: 3 });
+      return { files, png: Array.from(out.png) };
+    }, `${server.url}/tests/fixtures/tiny-sdxl`);
+    for (const f of ["tokenizer_2/vocab.json", "text_encoder_2/config.json"]) assert.ok(r.files.includes(f), `files ${r.files}`);
+    const d = pixelDiff(decodePng(Buffer.from(r.png)), decodePng(await readFile(join(here, "reference", "txt2img_sdxl_seed3_64.png"))));
+    console.log(`     sdxl: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}`);
+    assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `max ${d.max}, mean ${d.mean}`);
+    await page.close();
+  });
+
   await check("cpu: Pipeline.fromFiles reads only the files the model needs from a picked folder", async () => {
     const dir = await mkdtemp(join(tmpdir(), "maskforge-folder-"));
     try {
