@@ -1,5 +1,7 @@
 //! GPU kernels MaskForge adds to burn's, written in CubeCL and launched on burn's wgpu tensors:
 //! [`resample`] is the separable bicubic pass of MosaicFusion's attention aggregation
-//! (`maskforge_core::mosaic::aggregate_device`).
+//! (`maskforge_core::mosaic::aggregate_device`); [`nearest_color`] is SegGen's colour-map
+//! decoding (`maskforge_core::seggen::decode_device`).
 
+pub mod nearest_color;
 pub mod resample;

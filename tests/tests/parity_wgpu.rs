@@ -304,3 +304,68 @@ fn wgpu_controlnet_matches_diffusers() {
         }
     });
 }
+
+/// SegGen's colour-map decoding as the `maskforge-shaders` kernel gives the host's labels and
+/// edges exactly: palette colours, noisy ones, arbitrary ones, with and without a distance limit.
+#[test]
+fn wgpu_colour_map_decoding_equals_the_host() {
+    use maskforge_core::seggen::{
+        ColorMap, DEFAULT_EDGE_COLOR, DecodeOptions, Palette, decode, decode_on_device,
+    };
+    let palette = Palette::ade20k();
+    let (w, h) = (97, 61);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for i in 0..w * h {
+        let pixel = match i % 4 {
+            0 => palette.entries()[next() as usize % palette.entries().len()].color,
+            1 => {
+                let c = palette.entries()[next() as usize % palette.entries().len()].color;
+                c.map(|v| (v as i64 + (next() % 41) as i64 - 20).clamp(0, 255) as u8)
+            }
+            2 => [next() as u8, next() as u8, next() as u8],
+            _ => DEFAULT_EDGE_COLOR,
+        };
+        rgb.extend(pixel);
+    }
+    let map = ColorMap::new(w, h, rgb).unwrap();
+    let options = [
+        DecodeOptions::default(),
+        DecodeOptions {
+            max_distance: Some(12.5),
+            ..DecodeOptions::default()
+        },
+        DecodeOptions {
+            max_distance: Some(0.0),
+            edge_color: None,
+        },
+    ];
+    let host: Vec<_> = options
+        .iter()
+        .map(|o| decode(&palette, &map, o).unwrap())
+        .collect();
+    assert_ne!(
+        host[0].labels, host[1].labels,
+        "the limit leaves some pixels unlabelled"
+    );
+    on_wgpu("colour-map decoding", move |device| {
+        for (o, want) in options.iter().zip(&host) {
+            let got = readback::now(decode_on_device(
+                &palette,
+                &map,
+                o,
+                &device,
+                Readback::Blocking,
+            ))
+            .expect("wgpu runs the kernel")
+            .unwrap();
+            assert_eq!(&got, want, "{o:?}");
+        }
+    });
+}

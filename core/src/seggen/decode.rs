@@ -34,8 +34,8 @@ pub struct Decoded {
 }
 
 /// What a colour decodes to: a class id, or [`EDGE`].
-type Code = u32;
-const EDGE: Code = u32::MAX;
+pub(super) type Code = u32;
+pub(super) const EDGE: Code = u32::MAX;
 /// Entries of the direct-mapped colour cache (a power of two).
 const CACHE: usize = 1 << 12;
 /// A cache key no packed colour (`< 2^24`) equals.
@@ -77,6 +77,24 @@ impl Nearest {
 /// Decodes `map` with `palette`: the id of the nearest colour, ties to the lowest id (black,
 /// id 0, first; the edge colour last).
 pub fn decode(palette: &Palette, map: &ColorMap, options: &DecodeOptions) -> Result<Decoded> {
+    let mut nearest = Nearest {
+        colors: candidates(palette, options)?,
+        max_d2: options.max_distance.map(|d| d * d),
+        cache: vec![(EMPTY, 0); CACHE],
+    };
+    let codes = map
+        .rgb
+        .chunks_exact(3)
+        .map(|p| nearest.code([p[0], p[1], p[2]]));
+    Ok(Decoded::from_codes(map.width, map.height, codes))
+}
+
+/// The colours a pixel may decode to, in tie order (black as 0, the classes by id, the edge
+/// colour as [`EDGE`]), after checking `options`.
+pub(super) fn candidates(
+    palette: &Palette,
+    options: &DecodeOptions,
+) -> Result<Vec<([i32; 3], Code)>> {
     if let Some(d) = options.max_distance
         && !(d.is_finite() && d >= 0.0)
     {
@@ -96,25 +114,28 @@ pub fn decode(palette: &Palette, map: &ColorMap, options: &DecodeOptions) -> Res
         check_edge_color(palette, edge)?;
         colors.push((to_i32(edge), EDGE));
     }
-    let mut nearest = Nearest {
-        colors,
-        max_d2: options.max_distance.map(|d| d * d),
-        cache: vec![(EMPTY, 0); CACHE],
-    };
-    let n = map.width * map.height;
-    let mut labels = Vec::with_capacity(n);
-    let mut edges = Vec::with_capacity(n);
-    for p in map.rgb.chunks_exact(3) {
-        let code = nearest.code([p[0], p[1], p[2]]);
-        edges.push(code == EDGE);
-        labels.push(if code == EDGE { 0 } else { code as u16 });
+    Ok(colors)
+}
+
+impl Decoded {
+    /// Labels and edges from each pixel's code, row-major.
+    pub(super) fn from_codes(
+        width: usize,
+        height: usize,
+        codes: impl Iterator<Item = Code>,
+    ) -> Self {
+        let (mut labels, mut edges) = (Vec::with_capacity(width * height), Vec::new());
+        for code in codes {
+            edges.push(code == EDGE);
+            labels.push(if code == EDGE { 0 } else { code as u16 });
+        }
+        Self {
+            width,
+            height,
+            labels,
+            edges,
+        }
     }
-    Ok(Decoded {
-        width: map.width,
-        height: map.height,
-        labels,
-        edges,
-    })
 }
 
 #[cfg(test)]
