@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use maskforge_core::imaging::control_image::{ImageMode, control_image_tensor};
+use maskforge_core::imaging::control_image::decode_control_image;
 use maskforge_core::pipelines::{Control, ControlNet, StableDiffusion};
 
 use crate::source::{DirSource, map_file};
@@ -78,8 +78,7 @@ fn load_controlnet(sd: &StableDiffusion, path: &Path) -> Result<ControlNet> {
     )?)
 }
 
-/// Decodes `path` (PNG or JPEG, any color type) and prepares it at the output size as diffusers'
-/// control image processor does with the image Pillow would open.
+/// Reads `path` and prepares it at the output size (see [`decode_control_image`]).
 fn read_control_image(
     path: &Path,
     height: usize,
@@ -88,28 +87,11 @@ fn read_control_image(
 ) -> Result<burn::tensor::Tensor<4>> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("{}: cannot read control image", path.display()))?;
-    let image = image::load_from_memory(&bytes)
-        .with_context(|| format!("{}: not a readable PNG or JPEG image", path.display()))?;
-    let mode = if png_is_indexed(&bytes) {
-        ImageMode::Indexed
-    } else if image.color().has_alpha() {
-        ImageMode::Rgba
-    } else {
-        ImageMode::Rgb
-    };
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let pixels = match mode {
-        ImageMode::Rgba => image.to_rgba8().into_raw(),
-        ImageMode::Rgb | ImageMode::Indexed => image.to_rgb8().into_raw(),
-    };
-    control_image_tensor(&pixels, mode, h, w, height, width, device)
-        .with_context(|| path.display().to_string())
-}
-
-/// Whether a PNG holds palette indices or 1-bit gray (Pillow's `P` and `1` modes), from its
-/// IHDR chunk (bit depth at byte 24, color type at byte 25).
-fn png_is_indexed(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"\x89PNG\r\n\x1a\n")
-        && bytes.len() > 25
-        && (bytes[25] == 3 || (bytes[25] == 0 && bytes[24] == 1))
+    Ok(decode_control_image(
+        &bytes,
+        &path.display().to_string(),
+        height,
+        width,
+        device,
+    )?)
 }

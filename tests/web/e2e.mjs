@@ -141,36 +141,39 @@ try {
     await page.close();
   }
 
-  await check("cpu: an fp16-variant SD 2 v-prediction folder, noise from the seed, matches the native CLI", async () => {
+  /** Loads `model` (and `load` options) on the CPU, runs `run` and compares with `reference`. */
+  async function matchesNative(name, model, { load = {}, run, files, reference }) {
     const page = await harnessPage(browser, server.url);
-    const r = await page.evaluate(async (model) => {
+    const { control: controlPath, ...options } = run;
+    const r = await page.evaluate(async ({ model, load, run, control }) => {
       const files = [];
-      const pipe = await maskforge.Pipeline.load(model, { device: "cpu", onProgress: (p) => files.push(p.file) });
-      const out = await pipe.txt2img({ prompt: "a photo of a single teapot", height: 64, width: 64, steps: 3, guidance: 5, seed: 3 });
+      const pipe = await maskforge.Pipeline.load(model, { device: "cpu", ...load, onProgress: (p) => files.push(p.file) });
+      const out = await pipe.txt2img({ ...run, ...(control ? { controlImage: new Uint8Array(control) } : {}) });
       return { files, png: Array.from(out.png) };
-    }, `${server.url}/tests/fixtures/tiny-sd2v`);
-    assert.ok(r.files.includes("unet/diffusion_pytorch_model.fp16.safetensors"), `files ${r.files}`);
-    const d = pixelDiff(decodePng(Buffer.from(r.png)), decodePng(await readFile(join(here, "reference", "txt2img_sd2v_seed3_64.png"))));
-    console.log(`     sd2v: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}`);
+    }, { model: `${server.url}/${model}`, load, run: options,
+         control: controlPath ? Array.from(await readFile(join(root, controlPath))) : null });
+    for (const f of files) assert.ok(r.files.includes(f), `${f} not in ${r.files}`);
+    const d = pixelDiff(decodePng(Buffer.from(r.png)), decodePng(await readFile(join(here, "reference", reference))));
+    console.log(`     ${name}: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}`);
     assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `max ${d.max}, mean ${d.mean}`);
     await page.close();
-  });
-
-  await check("cpu: an SDXL folder (two tokenizers and text encoders) loads and matches the native CLI", async () => {
-    const page = await harnessPage(browser, server.url);
-    const r = await page.evaluate(async (model) => {
-      const files = [];
-      const pipe = await maskforge.Pipeline.load(model, { device: "cpu", onProgress: (p) => files.push(p.file) });
-      const out = await pipe.txt2img({ prompt: "a photo of a single teapot", height: 64, width: 64, steps: 3, guidance: 5, seed: 3 });
-      return { files, png: Array.from(out.png) };
-    }, `${server.url}/tests/fixtures/tiny-sdxl`);
-    for (const f of ["tokenizer_2/vocab.json", "text_encoder_2/config.json"]) assert.ok(r.files.includes(f), `files ${r.files}`);
-    const d = pixelDiff(decodePng(Buffer.from(r.png)), decodePng(await readFile(join(here, "reference", "txt2img_sdxl_seed3_64.png"))));
-    console.log(`     sdxl: max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}`);
-    assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `max ${d.max}, mean ${d.mean}`);
-    await page.close();
-  });
-
+  }
+  const teapot = { prompt: "a photo of a single teapot", height: 64, width: 64, steps: 3, guidance: 5, seed: 3 };
+  await check("cpu: an fp16-variant SD 2 v-prediction folder, noise from the seed, matches the native CLI", () =>
+    matchesNative("sd2v", "tests/fixtures/tiny-sd2v", {
+      run: teapot, files: ["unet/diffusion_pytorch_model.fp16.safetensors"], reference: "txt2img_sd2v_seed3_64.png",
+    }));
+  await check("cpu: an SDXL folder (two tokenizers and text encoders) loads and matches the native CLI", () =>
+    matchesNative("sdxl", "tests/fixtures/tiny-sdxl", {
+      run: teapot, files: ["tokenizer_2/vocab.json", "text_encoder_2/config.json"], reference: "txt2img_sdxl_seed3_64.png",
+    }));
+  await check("cpu: a ControlNet folder conditions txt2img as in the native CLI", () =>
+    matchesNative("controlnet", "tests/fixtures/tiny-sd15", {
+      load: { controlnet: `${server.url}/tests/fixtures/tiny-controlnet-sd15` },
+      run: { prompt: "a photo of a single cat", height: 64, width: 64, steps: 3, guidance: 7.5, seed: 5,
+             control: "tests/fixtures/control-palette.png" },
+      files: ["diffusion_pytorch_model.safetensors"], reference: "txt2img_controlnet_seed5_64.png",
+    }));
   await check("cpu: Pipeline.fromFiles reads only the files the model needs from a picked folder", async () => {
     const dir = await mkdtemp(join(tmpdir(), "maskforge-folder-"));
     try {
@@ -233,6 +236,8 @@ try {
     assert.match(e?.message ?? "", /multiples of 8/);
     e = await rejection(`await pipe.txt2img({ prompt: "x", height: 64, width: 64, scheduler: "magic" })`);
     assert.match(e?.message ?? "", /unknown scheduler "magic"/);
+    e = await rejection(`await pipe.txt2img({ prompt: "x", height: 64, width: 64, steps: 1, controlImage: new Uint8Array(4) })`);
+    assert.match(e?.message ?? "", /`controlImage` needs a ControlNet/);
   });
   if (devices.includes("webgpu")) await check("auto: picks WebGPU when the browser has it", async () => {
     const d = await page.evaluate(async (model) => (await maskforge.Pipeline.load(model, { device: "auto" })).device, model);

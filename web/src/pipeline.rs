@@ -2,16 +2,19 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use js_sys::{Float32Array, Promise, Uint8Array};
 use maskforge_core::dataset::{
     Category, SampleGenerator, assemble_annotations, main_pool, parse_categories,
 };
+use maskforge_core::imaging::control_image::decode_control_image;
 use maskforge_core::mosaic::sample::encode_image;
 use maskforge_core::mosaic::{MosaicFusion, MosaicOptions};
 use maskforge_core::pipelines::{
-    MODEL_INDEX, ModelIndex, PipelineFiles, StableDiffusion, Txt2ImgParams, image_to_rgb8_async,
+    Control, ControlNet, MODEL_INDEX, ModelIndex, PipelineFiles, StableDiffusion, Txt2ImgParams,
+    image_to_rgb8_async,
 };
 use maskforge_core::readback::Readback;
 use maskforge_core::schedulers::SchedulerKind;
@@ -40,6 +43,9 @@ export interface LoadOptions {
    * and memory; widened to f32 on load) or "fp32". */
   variant?: "fp16" | "fp32";
   onProgress?: (progress: LoadProgress) => void;
+  /** Base URL of a diffusers ControlNet folder (e.g. a segmentation ControlNet) that
+   * conditions every txt2img; `Pipeline.load` only. */
+  controlnet?: string;
 }
 export interface Txt2ImgOptions {
   prompt: string;
@@ -53,6 +59,10 @@ export interface Txt2ImgOptions {
   /** Initial noise [1, 4, height/8, width/8], as diffusers' `latents=`. */
   latents?: Float32Array;
   clipSkip?: number;
+  /** The ControlNet's conditioning image (PNG or JPEG bytes); required with `controlnet`. */
+  controlImage?: Uint8Array;
+  /** diffusers' `controlnet_conditioning_scale` (default 1). */
+  controlScale?: number;
   onStep?: (step: number, total: number) => void;
 }
 export interface Txt2ImgResult {
@@ -129,6 +139,8 @@ export interface GenerateResult {
 
 struct Inner {
     sd: StableDiffusion,
+    /// The ControlNet of `LoadOptions.controlnet`, conditioning every `txt2img`.
+    controlnet: Option<Arc<ControlNet>>,
     device: &'static str,
     model: String,
 }
@@ -163,7 +175,25 @@ impl Pipeline {
         let (device, name) = crate::device::select(&kind).await.map_err(err)?;
         let origin = Origin::Http(Fetcher::new(&base_url, on_progress.clone()).await);
         let source = fetch_model(&origin, fp16_first).await.map_err(err)?;
-        Self::build(&source, device, name, base_url, &on_progress)
+        let controlnet = match o.string("controlnet").map_err(err)? {
+            Some(url) => {
+                let origin = Origin::Http(Fetcher::new(&url, on_progress.clone()).await);
+                let mut source = MemorySource::new(url.trim_end_matches('/'));
+                fetch_files(&origin, &PipelineFiles::controlnet(fp16_first), &mut source)
+                    .await
+                    .map_err(err)?;
+                Some(source)
+            }
+            None => None,
+        };
+        Self::build(
+            &source,
+            controlnet.as_ref(),
+            device,
+            name,
+            base_url,
+            &on_progress,
+        )
     }
 
     /// Loads a diffusers folder chosen by the user (`<input type=file webkitdirectory>`): the
@@ -210,7 +240,12 @@ impl Pipeline {
             on_progress: on_progress.clone(),
         };
         let source = fetch_model(&origin, fp16_first).await.map_err(err)?;
-        Self::build(&source, device, name, root, &on_progress)
+        if o.get("controlnet").is_some() {
+            return Err(err(
+                "Pipeline.fromFiles: `controlnet` is only read by Pipeline.load",
+            ));
+        }
+        Self::build(&source, None, device, name, root, &on_progress)
     }
 
     /// Deletes the downloaded model files from the Cache Storage API.
@@ -259,6 +294,7 @@ impl Pipeline {
 impl Pipeline {
     fn build(
         source: &MemorySource,
+        controlnet: Option<&MemorySource>,
         device: Device,
         name: &'static str,
         model: String,
@@ -266,9 +302,18 @@ impl Pipeline {
     ) -> Result<Pipeline, JsError> {
         call1(on_progress, &progress("init", "", 0, None));
         let sd = StableDiffusion::load(source, &device, DType::F32).map_err(err)?;
+        let controlnet = controlnet
+            .map(|source| -> maskforge_core::Result<_> {
+                let net = ControlNet::load(source, &device, DType::F32)?;
+                sd.check_controlnet(&net)?;
+                Ok(Arc::new(net))
+            })
+            .transpose()
+            .map_err(err)?;
         Ok(Pipeline {
             inner: Rc::new(Inner {
                 sd,
+                controlnet,
                 device: name,
                 model,
             }),
@@ -474,7 +519,7 @@ impl Inner {
             seed: o.whole("seed", 0)?.unwrap_or(0),
             latents,
             clip_skip: o.whole("clipSkip", 0)?.map(|k| k as usize),
-            controls: Vec::new(),
+            controls: self.controls(&o, height, width)?,
         };
         let on_step = o.function("onStep")?;
         let out = self
@@ -494,6 +539,37 @@ impl Inner {
             ("width", JsValue::from(width as u32)),
             ("height", JsValue::from(height as u32)),
         ]))
+    }
+
+    /// The ControlNet conditioning of `txt2img`: `controlImage` (PNG or JPEG bytes) and
+    /// `controlScale` (default 1) for the loaded ControlNet.
+    fn controls(&self, o: &Obj, height: usize, width: usize) -> Result<Vec<Control>, String> {
+        let image = match o.get("controlImage") {
+            None => None,
+            Some(v) => Some(
+                v.dyn_into::<Uint8Array>()
+                    .map_err(|_| "txt2img: `controlImage` must be a Uint8Array (PNG or JPEG)")?
+                    .to_vec(),
+            ),
+        };
+        let scale = o.number("controlScale")?.unwrap_or(1.0) as f32;
+        match (&self.controlnet, image) {
+            (None, None) => Ok(Vec::new()),
+            (None, Some(_)) => Err(
+                "txt2img: `controlImage` needs a ControlNet (Pipeline.load's `controlnet`)".into(),
+            ),
+            (Some(_), None) => Err("txt2img: `controlImage` is required with a ControlNet".into()),
+            (Some(net), Some(bytes)) => {
+                let image =
+                    decode_control_image(&bytes, "controlImage", height, width, &self.sd.device)
+                        .map_err(|e| format!("txt2img: {e}"))?;
+                Ok(vec![Control {
+                    net: net.clone(),
+                    image,
+                    scale,
+                }])
+            }
+        }
     }
 
     async fn generate(&self, options: JsValue) -> Result<JsValue, String> {

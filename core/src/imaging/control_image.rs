@@ -28,6 +28,45 @@ impl ImageMode {
     }
 }
 
+/// Decodes an encoded image (PNG or JPEG, any colour type; `file` names it in errors) and
+/// prepares it at the output size as diffusers' control image processor does with the image
+/// Pillow would open: palette and 1-bit PNGs are resized nearest, RGBA premultiplied.
+///
+/// # Shapes
+/// → `[1, 3, out_height, out_width]` f32 in [0, 1]
+pub fn decode_control_image(
+    bytes: &[u8],
+    file: &str,
+    out_height: usize,
+    out_width: usize,
+    device: &Device,
+) -> Result<Tensor<4>> {
+    let image = image::load_from_memory(bytes)
+        .map_err(|e| Error::bad_file(file, format!("not a readable PNG or JPEG image ({e})")))?;
+    let mode = if png_is_indexed(bytes) {
+        ImageMode::Indexed
+    } else if image.color().has_alpha() {
+        ImageMode::Rgba
+    } else {
+        ImageMode::Rgb
+    };
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let pixels = match mode {
+        ImageMode::Rgba => image.to_rgba8().into_raw(),
+        ImageMode::Rgb | ImageMode::Indexed => image.to_rgb8().into_raw(),
+    };
+    control_image_tensor(&pixels, mode, h, w, out_height, out_width, device)
+        .map_err(|e| Error::bad_file(file, e))
+}
+
+/// Whether a PNG holds palette indices or 1-bit gray (Pillow's `P` and `1` modes), from its
+/// IHDR chunk (bit depth at byte 24, color type at byte 25).
+fn png_is_indexed(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+        && bytes.len() > 25
+        && (bytes[25] == 3 || (bytes[25] == 0 && bytes[24] == 1))
+}
+
 /// Turns interleaved pixels of `height × width` (RGB, or RGBA for [`ImageMode::Rgba`]) into the
 /// ControlNet input.
 ///
