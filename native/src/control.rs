@@ -51,7 +51,7 @@ pub fn load_controls(
         .collect()
 }
 
-fn load_controlnet(sd: &StableDiffusion, path: &Path) -> Result<ControlNet> {
+pub fn load_controlnet(sd: &StableDiffusion, path: &Path) -> Result<ControlNet> {
     if path.is_dir() {
         return Ok(ControlNet::load(
             &DirSource::new(path)?,

@@ -1,6 +1,7 @@
 //! The native side of MaskForge: files, devices and the `maskforge` subcommands.
 
 pub mod alloc;
+pub mod bulk;
 pub mod commands;
 pub mod control;
 pub mod device;

@@ -1,7 +1,7 @@
 //! `maskforge`: text-to-image and instance-segmentation datasets from diffusion models.
 
 use clap::{Parser, Subcommand};
-use maskforge_native::commands::{bench, generate, merge, palette, txt2img};
+use maskforge_native::commands::{bench, generate, merge, palette, seggen, text2mask, txt2img};
 
 #[derive(Parser)]
 #[command(name = "maskforge", version, about)]
@@ -16,7 +16,8 @@ enum Command {
     /// cross-attention, as LVIS/COCO annotations. `--config run.toml` supplies any flag
     /// (keys are flag names, e.g. `num_images = 100`); flags on the command line win.
     Generate(generate::GenerateArgs),
-    /// Assemble annotations.json and manifest.jsonl of a sharded `generate` output folder.
+    /// Assemble the annotation files and manifest.jsonl of a sharded `generate`, `imgsyn` or
+    /// `masksyn` output folder.
     Collect {
         /// The folder the shards wrote to.
         out: std::path::PathBuf,
@@ -30,6 +31,12 @@ enum Command {
     /// SegGen colour maps: draw a semantic or panoptic mask in a palette's colours
     /// (`colorize`), or read a colour map back as a label PNG (`decode`).
     Palette(palette::PaletteArgs),
+    /// SegGen Text2Mask: draw a colour map for a prompt and read it back as a label map.
+    Text2mask(text2mask::Text2MaskArgs),
+    /// SegGen ImgSyn: new images for existing label maps (a ControlNet on their colour maps).
+    Imgsyn(seggen::ImgSynArgs),
+    /// SegGen MaskSyn: new masks from captions (Text2Mask), and their images (Mask2Img).
+    Masksyn(seggen::MaskSynArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +55,9 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Palette(args) => palette::run(args),
+        Command::Text2mask(args) => text2mask::run(args),
+        Command::Imgsyn(args) => seggen::imgsyn(args),
+        Command::Masksyn(args) => seggen::masksyn(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -47,7 +47,7 @@ fn async_sample_equals_blocking_sample() {
     let sample = mosaic.finish(&plan, denoised).unwrap();
     assert_eq!(sample.rgb, blocking.rgb);
     assert_eq!(sample.record, blocking.record);
-    assert!(!sample.record.annotations.is_empty() || !sample.record.kept);
+    assert!(!sample.record.details.annotations.is_empty() || !sample.record.kept);
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn build(categories: &JsValue, samples: &[JsValue]) -> Result<Vec<u8>, String> {
             })?;
         let record: MosaicRecord =
             serde_json::from_str(&json).map_err(|e| format!("sample {i}: bad record: {e}"))?;
-        if let Some(image) = &record.image {
+        if let Some(image) = &record.details.image {
             let png: Uint8Array = Reflect::get(s, &"png".into())
                 .ok()
                 .and_then(|v| v.dyn_into().ok())

@@ -613,6 +613,7 @@ impl Inner {
         let (width, height) = (sample.width, sample.height);
         let file_name = sample
             .record
+            .details
             .image
             .as_ref()
             .map_or("dropped.png".into(), |i| i.file_name.clone());

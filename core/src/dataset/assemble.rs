@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::categories::Category;
-use super::sample_record::SampleRecord;
+use super::sample_record::{Annotated, SampleRecord};
 use crate::error::{Error, Result};
 
 /// `annotations.json` (LVIS/COCO) of the kept samples in `records` (sorted by index here):
 /// images, annotations numbered from 1, and every category of `categories` with its
 /// `image_count` and `instance_count` in this dataset. `description` goes into `info`.
-pub fn assemble_annotations<D>(
+pub fn assemble_annotations<D: Annotated>(
     categories: &[Category],
     records: &[SampleRecord<D>],
     description: &str,
@@ -30,11 +30,11 @@ pub fn assemble_annotations<D>(
     let mut image_sets: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     let mut instance_counts: BTreeMap<u64, u64> = BTreeMap::new();
     for r in records {
-        let image = r.image.as_ref().ok_or_else(|| {
+        let image = r.details.image_record(r.id).ok_or_else(|| {
             Error::Invalid(format!("kept sample {} has no image record", r.index))
         })?;
         images.push(serde_json::to_value(image).expect("records serialise"));
-        for a in &r.annotations {
+        for a in r.details.annotations() {
             if !known.contains(&a.category_id) {
                 return Err(Error::Invalid(format!(
                     "sample {} has category {} that is not in the category file",

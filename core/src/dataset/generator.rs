@@ -102,7 +102,9 @@ mod tests {
 
     use super::*;
     use crate::dataset::run::{RunFile, collect};
-    use crate::dataset::{MemoryStorage, SampleRecord, Shard, Storage};
+    use crate::dataset::{
+        Annotated, AnnotationRecord, ImageRecord, MemoryStorage, SampleRecord, Shard, Storage,
+    };
 
     /// A generator whose sample k is one tiny file holding its seed.
     struct Toy {
@@ -112,6 +114,16 @@ mod tests {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct ToyDetails {
         note: String,
+    }
+
+    impl Annotated for ToyDetails {
+        fn image_record(&self, _id: u64) -> Option<ImageRecord> {
+            None
+        }
+
+        fn annotations(&self) -> &[AnnotationRecord] {
+            &[]
+        }
     }
 
     impl SampleGenerator for Toy {
@@ -144,8 +156,6 @@ mod tests {
                         details: ToyDetails {
                             note: format!("sample {}", sample.index),
                         },
-                        image: None,
-                        annotations: vec![],
                     },
                     files: vec![(
                         format!("files/{}.txt", sample.index),
@@ -216,8 +226,8 @@ mod tests {
             .to_string();
         assert_eq!(
             first,
-            r#"{"id":1,"index":0,"seed":100,"kept":false,"reason":"a toy","model":"toy","scheduler":"none","steps":1,"note":"sample 0","image":null,"annotations":[]}"#,
-            "details sit between the common fields and the image"
+            r#"{"id":1,"index":0,"seed":100,"kept":false,"reason":"a toy","model":"toy","scheduler":"none","steps":1,"note":"sample 0"}"#,
+            "details follow the common fields"
         );
         let annotations: serde_json::Value =
             serde_json::from_slice(&storage.read("annotations.json").unwrap().unwrap()).unwrap();

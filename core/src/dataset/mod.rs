@@ -18,7 +18,10 @@ pub use generator::{
     HostPool, HostWork, Inline, Progress, Quiet, SampleGenerator, generate_samples,
 };
 pub use records::{AnnotationRecord, ImageRecord, RleRecord, image_file_name};
-pub use run::{DatasetRun, RunFile, SampleId, SampleOutput, collect, read_run_file, write_outputs};
-pub use sample_record::{SampleRecord, manifest_jsonl};
+pub use run::{
+    DatasetRun, RunFile, SampleId, SampleOutput, collect, finished_records, read_run_file,
+    write_outputs,
+};
+pub use sample_record::{Annotated, SampleRecord, manifest_jsonl};
 pub use shard::Shard;
 pub use storage::{MemoryStorage, Storage};

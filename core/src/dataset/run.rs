@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::assemble::assemble_annotations;
 use super::categories::{Category, parse_categories};
-use super::sample_record::{SampleRecord, manifest_jsonl};
+use super::sample_record::{Annotated, SampleRecord, manifest_jsonl};
 use super::shard::Shard;
 use super::storage::Storage;
 use crate::error::{Error, Result};
@@ -182,7 +182,7 @@ pub fn read_run_file(storage: &dyn Storage) -> Result<RunFile<Value>> {
 
 /// Writes `manifest.jsonl` and `annotations.json` (with `description` in its `info`) from
 /// `records`, sorted by sample.
-pub fn write_outputs<D: Serialize>(
+pub fn write_outputs<D: Serialize + Annotated>(
     storage: &dyn Storage,
     categories: &[Category],
     records: &[SampleRecord<D>],
@@ -196,10 +196,20 @@ pub fn write_outputs<D: Serialize>(
 
 /// `collect`: assembles `annotations.json` and `manifest.jsonl` from the records of every
 /// sample of the run in `storage` (after all shards finished). Returns the records.
-pub fn collect<D: Serialize + DeserializeOwned>(
+pub fn collect<D: Serialize + DeserializeOwned + Annotated>(
     storage: &dyn Storage,
     description: &str,
 ) -> Result<Vec<SampleRecord<D>>> {
+    let (categories, records) = finished_records(storage)?;
+    write_outputs(storage, &categories, &records, description)?;
+    Ok(records)
+}
+
+/// The run's categories and the record of every sample, in order; an error naming the first
+/// unfinished sample if any is missing. Generators with their own output files assemble from it.
+pub fn finished_records<D: DeserializeOwned>(
+    storage: &dyn Storage,
+) -> Result<(Vec<Category>, Vec<SampleRecord<D>>)> {
     let run = read_run_file(storage)?;
     let categories = run_categories(storage, &run)?;
     let mut records = Vec::new();
@@ -218,6 +228,5 @@ pub fn collect<D: Serialize + DeserializeOwned>(
             run.num_images,
         )));
     }
-    write_outputs(storage, &categories, &records, description)?;
-    Ok(records)
+    Ok((categories, records))
 }

@@ -7,8 +7,8 @@ use super::records::{AnnotationRecord, ImageRecord};
 use super::run::SampleId;
 
 /// The manifest record of one sample: everything needed to reproduce and audit it. `D` holds
-/// what only its generator knows (MosaicFusion's regions and mask settings, …); its fields sit
-/// between the common ones and the image in the JSON line.
+/// what only its generator knows (MosaicFusion's regions, mask settings and LVIS image entry,
+/// SegGen's file paths, …); its fields follow the common ones in the JSON line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(serialize = "D: Serialize", deserialize = "D: DeserializeOwned"))]
 pub struct SampleRecord<D> {
@@ -25,10 +25,14 @@ pub struct SampleRecord<D> {
     pub steps: usize,
     #[serde(flatten)]
     pub details: D,
-    /// The image, when kept.
-    pub image: Option<ImageRecord>,
-    /// Annotations (ids are given when the dataset is assembled).
-    pub annotations: Vec<AnnotationRecord>,
+}
+
+/// What a generator's details give the assembled COCO/LVIS file.
+pub trait Annotated {
+    /// The COCO image entry of a kept sample with image id `id`.
+    fn image_record(&self, id: u64) -> Option<ImageRecord>;
+    /// Its instance annotations (ids are given when the dataset is assembled).
+    fn annotations(&self) -> &[AnnotationRecord];
 }
 
 impl<D> SampleRecord<D> {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::dataset::SampleRecord;
+use crate::dataset::{Annotated, AnnotationRecord, ImageRecord, SampleRecord};
 
 /// A MosaicFusion sample's manifest line.
 pub type MosaicRecord = SampleRecord<MosaicDetails>;
@@ -18,6 +18,20 @@ pub struct MosaicDetails {
     pub layout: Value,
     pub main_category_id: u64,
     pub regions: Vec<RegionRecord>,
+    /// The image, when kept.
+    pub image: Option<ImageRecord>,
+    /// Annotations (ids are given when the dataset is assembled).
+    pub annotations: Vec<AnnotationRecord>,
+}
+
+impl Annotated for MosaicDetails {
+    fn image_record(&self, _id: u64) -> Option<ImageRecord> {
+        self.image.clone()
+    }
+
+    fn annotations(&self) -> &[AnnotationRecord] {
+        &self.annotations
+    }
 }
 
 /// One region of a sample, as recorded.

@@ -105,7 +105,7 @@ impl Sample {
     /// The record and the encoded image (kept samples) as the dataset stores them.
     pub fn into_output(self) -> Result<SampleOutput<MosaicDetails>> {
         let mut files = Vec::new();
-        if let Some(image) = &self.record.image {
+        if let Some(image) = &self.record.details.image {
             let bytes = encode_image(self.rgb, self.width, self.height, &image.file_name)?;
             files.push((format!("images/{}", image.file_name), bytes));
         }
@@ -266,6 +266,8 @@ pub fn finish_sample(
         layout: serde_json::to_value(plan.draws).expect("draws serialise"),
         main_category_id: plan.main_category_id,
         regions,
+        image,
+        annotations,
     };
     let record = SampleRecord {
         id,
@@ -277,8 +279,6 @@ pub fn finish_sample(
         scheduler,
         steps: config.denoise.steps,
         details,
-        image,
-        annotations,
     };
     Ok(Sample {
         record,

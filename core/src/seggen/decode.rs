@@ -14,6 +14,21 @@ pub struct DecodeOptions {
     pub edge_color: Option<[u8; 3]>,
 }
 
+impl DecodeOptions {
+    /// The defaults for `palette`: the default edge colour, unless the palette gives it to a
+    /// class (then no colour marks edges).
+    pub fn for_palette(palette: &Palette) -> Self {
+        let taken = palette
+            .entries()
+            .iter()
+            .any(|e| e.color == DEFAULT_EDGE_COLOR);
+        Self {
+            max_distance: None,
+            edge_color: (!taken).then_some(DEFAULT_EDGE_COLOR),
+        }
+    }
+}
+
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {

@@ -3,20 +3,21 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use maskforge_core::arch;
 use maskforge_core::dataset::run::SAMPLES_DIR;
 use maskforge_core::dataset::{
-    DatasetRun, HostPool, Progress, RunFile, SampleGenerator, SampleId, Shard, collect,
-    generate_samples, main_pool, parse_categories,
+    DatasetRun, Progress, RunFile, SampleGenerator, SampleId, Shard, collect, generate_samples,
+    main_pool, parse_categories, read_run_file,
 };
 use maskforge_core::mosaic::plan::plan_sample;
 use maskforge_core::mosaic::{MosaicFusion, MosaicOptions, MosaicRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::bulk::{self, Bar, WriterPool};
 use crate::device::{self, DTypeArg, DeviceArg};
 use crate::storage::DirStorage;
 use crate::{embedded, model, source};
@@ -271,74 +272,6 @@ struct Settings<'a> {
     options: &'a MosaicOptions,
 }
 
-/// Shows a run's progress on an indicatif bar.
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn step(&self, step: usize, total: usize) {
-        self.0.set_message(format!("step {step}/{total}"));
-    }
-
-    fn sample_done(&self) {
-        self.0.inc(1);
-    }
-}
-
-/// Host work of samples on a blocking pool, overlapped with the next sample's denoising; at
-/// most `IN_FLIGHT` wait.
-struct WriterPool {
-    runtime: tokio::runtime::Runtime,
-    pending: std::collections::VecDeque<tokio::task::JoinHandle<maskforge_core::Result<()>>>,
-    /// How long the device waited for host work.
-    device_wait: Duration,
-}
-
-const IN_FLIGHT: usize = 2;
-
-impl WriterPool {
-    fn new() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(IN_FLIGHT)
-            .build()
-            .context("starting the writer pool")?;
-        Ok(Self {
-            runtime,
-            pending: Default::default(),
-            device_wait: Duration::ZERO,
-        })
-    }
-
-    fn wait_one(&mut self) -> maskforge_core::Result<()> {
-        let task = self.pending.pop_front().expect("called with pending work");
-        self.runtime
-            .block_on(task)
-            .map_err(|e| maskforge_core::Error::Invalid(format!("writer task failed: {e}")))?
-    }
-}
-
-impl HostPool for WriterPool {
-    fn submit(
-        &mut self,
-        job: Box<dyn FnOnce() -> maskforge_core::Result<()> + Send>,
-    ) -> maskforge_core::Result<()> {
-        let waited = Instant::now();
-        while self.pending.len() >= IN_FLIGHT {
-            self.wait_one()?;
-        }
-        self.device_wait += waited.elapsed();
-        self.pending.push_back(self.runtime.spawn_blocking(job));
-        Ok(())
-    }
-
-    fn finish(&mut self) -> maskforge_core::Result<()> {
-        while !self.pending.is_empty() {
-            self.wait_one()?;
-        }
-        Ok(())
-    }
-}
-
 /// Runs `generate`.
 pub fn run(args: GenerateArgs) -> Result<()> {
     let args = args.resolve()?;
@@ -394,16 +327,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
 
     let mine: Vec<SampleId> = run_file.samples(shard).collect();
-    let bar = if args.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(mine.len() as u64).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} samples {per_sec} {elapsed} (eta {eta}) {msg}",
-            )
-            .expect("static template"),
-        )
-    };
+    let bar = bulk::sample_bar(mine.len(), args.quiet);
     let indices: BTreeSet<u64> = mine.iter().map(|s| s.index).collect();
     for folder in ["images", SAMPLES_DIR] {
         storage.remove_stale_temporaries(folder, &indices)?;
@@ -440,7 +364,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         .filter(|r| indices.contains(&r.index))
         .collect();
     let kept = records.iter().filter(|r| r.kept).count();
-    let instances: usize = records.iter().map(|r| r.annotations.len()).sum();
+    let instances: usize = records.iter().map(|r| r.details.annotations.len()).sum();
     let mut reasons = std::collections::BTreeMap::<String, usize>::new();
     for r in records.iter().filter(|r| !r.kept) {
         let reason = r.reason.clone().unwrap_or_default();
@@ -473,10 +397,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// `maskforge collect OUT`: assembles `annotations.json` and `manifest.jsonl` from the sample
-/// records of (possibly sharded) runs into OUT.
+/// `maskforge collect OUT`: assembles the annotation files and `manifest.jsonl` from the
+/// sample records of (possibly sharded) runs into OUT: a MosaicFusion run, or a SegGen one
+/// (its `run.json` names the method).
 pub fn collect_command(out: &Path) -> Result<()> {
     let storage = DirStorage::open(out);
+    let run = read_run_file(&storage)?;
+    if let Some(method) = run.settings.get("method").and_then(|m| m.as_str()) {
+        return super::seggen::collect_command(out, method);
+    }
     let records: Vec<MosaicRecord> = collect(&storage, MosaicFusion::DESCRIPTION)?;
     eprintln!(
         "{}: {} samples, {} kept",

@@ -4,4 +4,6 @@ pub mod bench;
 pub mod generate;
 pub mod merge;
 pub mod palette;
+pub mod seggen;
+pub mod text2mask;
 pub mod txt2img;

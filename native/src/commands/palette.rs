@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use image::{DynamicImage, ExtendedColorType, ImageEncoder, codecs::png::PngEncoder};
+use image::{DynamicImage, ExtendedColorType};
+use maskforge_core::imaging::png::encode_png;
 use maskforge_core::seggen::{
     self, ColorMap, DEFAULT_EDGE_COLOR, DecodeOptions, LabelMap, Palette,
 };
@@ -123,39 +124,29 @@ fn colorize(args: ColorizeArgs) -> Result<()> {
 fn decode(args: DecodeArgs) -> Result<()> {
     let palette = load_palette(&args.palette)?;
     let map = read_rgb(&args.image, true)?;
-    // A palette that gives the default edge colour to a class has no default edges.
-    let default_edges = (!palette
-        .entries()
-        .iter()
-        .any(|e| e.color == DEFAULT_EDGE_COLOR))
-    .then_some(DEFAULT_EDGE_COLOR);
+    let defaults = DecodeOptions::for_palette(&palette);
     let options = DecodeOptions {
         max_distance: args.max_distance,
-        edge_color: args.edge_color.or(default_edges),
+        edge_color: args.edge_color.or(defaults.edge_color),
     };
     let decoded = seggen::decode(&palette, &map, &options)
         .map_err(|e| anyhow!("{}: {e}", args.image.display()))?;
     let instances = seggen::instances(&decoded);
     let labels = instances.semantic();
-    if palette.max_id() > 255 {
+    let file = args.out.display().to_string();
+    let png = if palette.max_id() > 255 {
         let bytes: Vec<u8> = labels.ids.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        write_png(
-            &args.out,
+        encode_png(
+            &file,
+            &bytes,
             labels.width,
             labels.height,
-            &bytes,
             ExtendedColorType::L16,
-        )?;
+        )?
     } else {
-        let bytes: Vec<u8> = labels.ids.iter().map(|&v| v as u8).collect();
-        write_png(
-            &args.out,
-            labels.width,
-            labels.height,
-            &bytes,
-            ExtendedColorType::L8,
-        )?;
-    }
+        labels.to_png(&file)?
+    };
+    crate::write_bytes_atomically(&args.out, &png)?;
     let edges = decoded.edges.iter().filter(|&&e| e).count();
     println!(
         "{}: {}x{} labels, {} instances, {edges} edge pixels",
@@ -168,7 +159,7 @@ fn decode(args: DecodeArgs) -> Result<()> {
 }
 
 /// A shipped palette by name, or a palette JSON file.
-fn load_palette(spec: &str) -> Result<Palette> {
+pub(crate) fn load_palette(spec: &str) -> Result<Palette> {
     if let Some(p) = Palette::builtin(spec) {
         return Ok(p);
     }
@@ -193,23 +184,11 @@ fn read_image(path: &Path) -> Result<DynamicImage> {
 }
 
 /// An 8- or 16-bit grayscale label PNG.
-fn read_labels(path: &Path) -> Result<LabelMap> {
-    let (w, h, ids) = match read_image(path)? {
-        DynamicImage::ImageLuma8(img) => {
-            let (w, h) = img.dimensions();
-            (w, h, img.into_raw().into_iter().map(u16::from).collect())
-        }
-        DynamicImage::ImageLuma16(img) => {
-            let (w, h) = img.dimensions();
-            (w, h, img.into_raw())
-        }
-        other => bail!(
-            "{}: a label map must be an 8- or 16-bit grayscale PNG of class ids, not {:?}",
-            path.display(),
-            other.color()
-        ),
-    };
-    Ok(LabelMap::new(w as usize, h as usize, ids)?)
+pub(crate) fn read_labels(path: &Path) -> Result<LabelMap> {
+    Ok(LabelMap::from_png(
+        &path.display().to_string(),
+        &read(path)?,
+    )?)
 }
 
 /// An RGB image; `any` accepts every colour type (converted), else only 8-bit RGB(A), as a
@@ -233,17 +212,14 @@ fn read_rgb(path: &Path, any: bool) -> Result<ColorMap> {
     Ok(ColorMap::new(w as usize, h as usize, rgb.into_raw())?)
 }
 
-fn write_png(
+pub(crate) fn write_png(
     path: &Path,
     w: usize,
     h: usize,
     bytes: &[u8],
     color: ExtendedColorType,
 ) -> Result<()> {
-    let mut png = Vec::new();
-    PngEncoder::new(&mut png)
-        .write_image(bytes, w as u32, h as u32, color)
-        .with_context(|| format!("{}: cannot encode PNG", path.display()))?;
+    let png = encode_png(&path.display().to_string(), bytes, w, h, color)?;
     crate::write_bytes_atomically(path, &png)
 }
 
