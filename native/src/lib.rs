@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod merge;
 pub mod model;
 pub mod npy;
+pub mod pool;
 pub mod source;
 pub mod storage;
 

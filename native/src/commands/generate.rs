@@ -3,21 +3,22 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use maskforge_core::arch;
 use maskforge_core::dataset::run::SAMPLES_DIR;
 use maskforge_core::dataset::{
-    DatasetRun, HostPool, Progress, RunFile, SampleGenerator, SampleId, Shard, collect,
-    generate_samples, main_pool, parse_categories,
+    DatasetRun, Progress, RunFile, SampleGenerator, SampleId, Shard, collect, generate_samples,
+    main_pool, parse_categories,
 };
 use maskforge_core::mosaic::plan::plan_sample;
 use maskforge_core::mosaic::{MosaicFusion, MosaicOptions, MosaicRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{self, DTypeArg, DeviceArg};
+use crate::pool::WriterPool;
 use crate::storage::DirStorage;
 use crate::{embedded, model, source};
 
@@ -284,61 +285,6 @@ impl Progress for Bar {
     }
 }
 
-/// Host work of samples on a blocking pool, overlapped with the next sample's denoising; at
-/// most `IN_FLIGHT` wait.
-struct WriterPool {
-    runtime: tokio::runtime::Runtime,
-    pending: std::collections::VecDeque<tokio::task::JoinHandle<maskforge_core::Result<()>>>,
-    /// How long the device waited for host work.
-    device_wait: Duration,
-}
-
-const IN_FLIGHT: usize = 2;
-
-impl WriterPool {
-    fn new() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(IN_FLIGHT)
-            .build()
-            .context("starting the writer pool")?;
-        Ok(Self {
-            runtime,
-            pending: Default::default(),
-            device_wait: Duration::ZERO,
-        })
-    }
-
-    fn wait_one(&mut self) -> maskforge_core::Result<()> {
-        let task = self.pending.pop_front().expect("called with pending work");
-        self.runtime
-            .block_on(task)
-            .map_err(|e| maskforge_core::Error::Invalid(format!("writer task failed: {e}")))?
-    }
-}
-
-impl HostPool for WriterPool {
-    fn submit(
-        &mut self,
-        job: Box<dyn FnOnce() -> maskforge_core::Result<()> + Send>,
-    ) -> maskforge_core::Result<()> {
-        let waited = Instant::now();
-        while self.pending.len() >= IN_FLIGHT {
-            self.wait_one()?;
-        }
-        self.device_wait += waited.elapsed();
-        self.pending.push_back(self.runtime.spawn_blocking(job));
-        Ok(())
-    }
-
-    fn finish(&mut self) -> maskforge_core::Result<()> {
-        while !self.pending.is_empty() {
-            self.wait_one()?;
-        }
-        Ok(())
-    }
-}
-
 /// Runs `generate`.
 pub fn run(args: GenerateArgs) -> Result<()> {
     let args = args.resolve()?;
@@ -410,7 +356,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
 
     let generator = MosaicFusion::new(&sd, config, &categories, &pool, args.seed);
-    let mut writers = WriterPool::new()?;
+    // Host work of two samples at once: the device is the bottleneck.
+    let mut writers = WriterPool::new(2)?;
     let progress: Arc<dyn Progress> = Arc::new(Bar(bar.clone()));
     let start = Instant::now();
     let generated = generate_samples(
