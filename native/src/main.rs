@@ -1,7 +1,7 @@
 //! `maskforge`: text-to-image and instance-segmentation datasets from diffusion models.
 
 use clap::{Parser, Subcommand};
-use maskforge_native::commands::{bench, generate, merge, palette, txt2img};
+use maskforge_native::commands::{bench, generate, merge, palette, shapes, txt2img};
 
 #[derive(Parser)]
 #[command(name = "maskforge", version, about)]
@@ -30,6 +30,9 @@ enum Command {
     /// SegGen colour maps: draw a semantic or panoptic mask in a palette's colours
     /// (`colorize`), or read a colour map back as a label PNG (`decode`).
     Palette(palette::PaletteArgs),
+    /// Render the shapes world: scenes of 1–4 coloured shapes on low-colour backgrounds with
+    /// their exact instance masks (annotations.json), label maps, colour maps and captions.
+    Shapes(shapes::ShapesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Palette(args) => palette::run(args),
+        Command::Shapes(args) => shapes::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
