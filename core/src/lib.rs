@@ -16,6 +16,7 @@ pub mod readback;
 pub mod rng;
 pub mod schedulers;
 pub mod seggen;
+pub mod shapes;
 pub mod text;
 pub mod weights;
 

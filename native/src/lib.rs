@@ -1,7 +1,6 @@
 //! The native side of MaskForge: files, devices and the `maskforge` subcommands.
 
 pub mod alloc;
-pub mod bulk;
 pub mod commands;
 pub mod control;
 pub mod device;
@@ -9,6 +8,8 @@ pub mod embedded;
 pub mod merge;
 pub mod model;
 pub mod npy;
+pub mod pool;
+pub mod progress;
 pub mod source;
 pub mod storage;
 

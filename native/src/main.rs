@@ -1,7 +1,9 @@
 //! `maskforge`: text-to-image and instance-segmentation datasets from diffusion models.
 
 use clap::{Parser, Subcommand};
-use maskforge_native::commands::{bench, generate, merge, palette, seggen, text2mask, txt2img};
+use maskforge_native::commands::{
+    bench, generate, merge, palette, seggen, shapes, text2mask, txt2img,
+};
 
 #[derive(Parser)]
 #[command(name = "maskforge", version, about)]
@@ -37,6 +39,9 @@ enum Command {
     Imgsyn(seggen::ImgSynArgs),
     /// SegGen MaskSyn: new masks from captions (Text2Mask), and their images (Mask2Img).
     Masksyn(seggen::MaskSynArgs),
+    /// Render the shapes world: scenes of 1–4 coloured shapes on low-colour backgrounds with
+    /// their exact instance masks (annotations.json), label maps, colour maps and captions.
+    Shapes(shapes::ShapesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Text2mask(args) => text2mask::run(args),
         Command::Imgsyn(args) => seggen::imgsyn(args),
         Command::Masksyn(args) => seggen::masksyn(args),
+        Command::Shapes(args) => shapes::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! The code map's invariants (README, Architecture), checked on the sources: the dataset layer
-//! knows no system, weights know no model type, models know no pipeline, and MosaicFusion adds
-//! no methods to the pipeline.
+//! knows no system, weights know no model type, models know no pipeline, MosaicFusion adds
+//! no methods to the pipeline, and the shapes world knows no model.
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +41,12 @@ fn assert_absent(dir: &str, needles: &[&str]) {
 fn layers_know_only_what_they_may() {
     assert_absent(
         "dataset",
-        &["crate::mosaic", "crate::seggen", "crate::pipelines"],
+        &[
+            "crate::mosaic",
+            "crate::seggen",
+            "crate::shapes",
+            "crate::pipelines",
+        ],
     );
     assert_absent("weights", &["crate::models", "crate::pipelines"]);
     assert_absent(
@@ -53,4 +58,14 @@ fn layers_know_only_what_they_may() {
         &["crate::mosaic", "crate::seggen", "crate::dataset"],
     );
     assert_absent("mosaic", &["impl StableDiffusion"]);
+    assert_absent(
+        "shapes",
+        &[
+            "crate::mosaic",
+            "crate::pipelines",
+            "crate::models",
+            "crate::text",
+            "burn::",
+        ],
+    );
 }

@@ -1,5 +1,5 @@
-//! 8-bit image operations that must match Python's imaging to the pixel, and PNG bytes.
+//! 8-bit image operations that must match Python's imaging to the pixel, and image encoding.
 
 pub mod control_image;
-pub mod png;
+pub mod encode;
 pub mod resize;

@@ -10,7 +10,8 @@ use super::instances::{ComponentPolicy, InstanceFilter, extract_instances};
 use super::plan::{PlanConfig, SamplePlan};
 use super::record::{MosaicDetails, MosaicRecord, RegionRecord};
 use crate::dataset::{AnnotationRecord, ImageRecord, SampleOutput, SampleRecord, image_file_name};
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub use crate::imaging::encode::encode_image;
 use crate::masks::{BilateralSolverParams, refine_mask};
 
 /// Edge-aware refinement of the attention masks.
@@ -114,21 +115,6 @@ impl Sample {
             files,
         })
     }
-}
-
-/// Interleaved RGB encoded as PNG, or JPEG for a `.jpg` file name.
-pub fn encode_image(rgb: Vec<u8>, width: usize, height: usize, file_name: &str) -> Result<Vec<u8>> {
-    let img = image::RgbImage::from_raw(width as u32, height as u32, rgb)
-        .ok_or_else(|| Error::Invalid(format!("{file_name}: image buffer has the wrong size")))?;
-    let format = if file_name.ends_with(".jpg") {
-        image::ImageFormat::Jpeg
-    } else {
-        image::ImageFormat::Png
-    };
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, format)
-        .map_err(|e| Error::Invalid(format!("{file_name}: cannot encode the image: {e}")))?;
-    Ok(out.into_inner())
 }
 
 /// The device's part of a sample: the decoded canvas and each region's attention, on the host.

@@ -2,7 +2,7 @@
 
 use image::{DynamicImage, ExtendedColorType};
 
-use crate::imaging::png::encode_png;
+use crate::imaging::encode::encode_png;
 use crate::{Error, Result};
 
 /// An RGB image, `rgb: [height, width, 3]` row-major.

@@ -7,7 +7,7 @@ use super::record::{SegGenDetails, SegmentInfo};
 use super::text2mask::DrawnMask;
 use super::{Instances, LabelMap, Palette, segment_color};
 use crate::dataset::{AnnotationRecord, SampleId, SampleOutput, SampleRecord};
-use crate::imaging::png::encode_png;
+use crate::imaging::encode::encode_png;
 use crate::{Error, Result};
 
 /// Folders of a SegGen dataset, relative to its root.

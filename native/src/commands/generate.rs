@@ -17,8 +17,9 @@ use maskforge_core::mosaic::plan::plan_sample;
 use maskforge_core::mosaic::{MosaicFusion, MosaicOptions, MosaicRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::bulk::{self, Bar, WriterPool};
 use crate::device::{self, DTypeArg, DeviceArg};
+use crate::pool::WriterPool;
+use crate::progress::{Bar, sample_bar};
 use crate::storage::DirStorage;
 use crate::{embedded, model, source};
 
@@ -327,14 +328,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
 
     let mine: Vec<SampleId> = run_file.samples(shard).collect();
-    let bar = bulk::sample_bar(mine.len(), args.quiet);
+    let bar = sample_bar(mine.len(), args.quiet);
     let indices: BTreeSet<u64> = mine.iter().map(|s| s.index).collect();
     for folder in ["images", SAMPLES_DIR] {
         storage.remove_stale_temporaries(folder, &indices)?;
     }
 
     let generator = MosaicFusion::new(&sd, config, &categories, &pool, args.seed);
-    let mut writers = WriterPool::new()?;
+    // Host work of two samples at once: the device is the bottleneck.
+    let mut writers = WriterPool::new(2)?;
     let progress: Arc<dyn Progress> = Arc::new(Bar(bar.clone()));
     let start = Instant::now();
     let generated = generate_samples(

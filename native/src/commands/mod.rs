@@ -5,5 +5,6 @@ pub mod generate;
 pub mod merge;
 pub mod palette;
 pub mod seggen;
+pub mod shapes;
 pub mod text2mask;
 pub mod txt2img;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use image::{DynamicImage, ExtendedColorType};
-use maskforge_core::imaging::png::encode_png;
+use maskforge_core::imaging::encode::encode_png;
 use maskforge_core::seggen::{
     self, ColorMap, DEFAULT_EDGE_COLOR, DecodeOptions, LabelMap, Palette,
 };

@@ -23,8 +23,9 @@ use maskforge_core::seggen::{
 use serde::Serialize;
 
 use super::palette::{load_palette, read_labels};
-use crate::bulk::{self, Bar, WriterPool};
 use crate::device::{self, DTypeArg, DeviceArg};
+use crate::pool::WriterPool;
+use crate::progress::{Bar, sample_bar};
 use crate::storage::DirStorage;
 use crate::{control, model};
 
@@ -324,9 +325,9 @@ impl<'a> Shell<'a> {
         &self,
         generator: &G,
     ) -> Result<()> {
-        let bar = bulk::sample_bar(self.samples.len(), self.flags.quiet);
+        let bar = sample_bar(self.samples.len(), self.flags.quiet);
         let progress: Arc<dyn Progress> = Arc::new(Bar(bar.clone()));
-        let mut writers = WriterPool::new()?;
+        let mut writers = WriterPool::new(2)?;
         let start = std::time::Instant::now();
         let made = generate_samples(
             generator,

@@ -1,58 +1,34 @@
-//! What bulk dataset runs share in the shell: the progress bar and the pool that finishes
-//! samples (masks, encoding, files) while the device denoises the next one.
+//! Host work of dataset samples on a blocking thread pool, overlapped with the next sample's
+//! device work.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use maskforge_core::dataset::{HostPool, Progress};
+use maskforge_core::dataset::HostPool;
 
-/// A bar over `samples` samples, hidden when `quiet`.
-pub fn sample_bar(samples: usize, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    indicatif::ProgressBar::new(samples as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} samples {per_sec} {elapsed} (eta {eta}) {msg}",
-        )
-        .expect("static template"),
-    )
-}
-
-/// Shows a run's progress on an indicatif bar.
-pub struct Bar(pub indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn step(&self, step: usize, total: usize) {
-        self.0.set_message(format!("step {step}/{total}"));
-    }
-
-    fn sample_done(&self) {
-        self.0.inc(1);
-    }
-}
-
-/// Host work of samples on a blocking pool, overlapped with the next sample's denoising; at
-/// most `IN_FLIGHT` wait.
+/// Runs host work on up to `in_flight` threads; at most `in_flight` jobs wait.
 pub struct WriterPool {
     runtime: tokio::runtime::Runtime,
-    pending: std::collections::VecDeque<tokio::task::JoinHandle<maskforge_core::Result<()>>>,
+    pending: VecDeque<tokio::task::JoinHandle<maskforge_core::Result<()>>>,
+    in_flight: usize,
     /// How long the device waited for host work.
     pub device_wait: Duration,
 }
 
-const IN_FLIGHT: usize = 2;
-
 impl WriterPool {
-    pub fn new() -> Result<Self> {
+    /// A pool of `in_flight` (at least 1) threads.
+    pub fn new(in_flight: usize) -> Result<Self> {
+        let in_flight = in_flight.max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(IN_FLIGHT)
+            .max_blocking_threads(in_flight)
             .build()
             .context("starting the writer pool")?;
         Ok(Self {
             runtime,
             pending: Default::default(),
+            in_flight,
             device_wait: Duration::ZERO,
         })
     }
@@ -71,7 +47,7 @@ impl HostPool for WriterPool {
         job: Box<dyn FnOnce() -> maskforge_core::Result<()> + Send>,
     ) -> maskforge_core::Result<()> {
         let waited = Instant::now();
-        while self.pending.len() >= IN_FLIGHT {
+        while self.pending.len() >= self.in_flight {
             self.wait_one()?;
         }
         self.device_wait += waited.elapsed();

@@ -1,0 +1,196 @@
+//! `maskforge shapes` end to end: the dataset is valid COCO (read back with hotcoco, masks
+//! decode to the image size and lie on their class in the label map), label maps use the
+//! palette's ids, `palette decode` with the dataset's own palette gives the label maps back,
+//! the caption files point at real files, runs are byte-identical, and bad input is a clear
+//! error.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::{assert_clear_error, maskforge};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn shapes(out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["shapes", "--out", s(out), "--quiet"];
+    args.extend_from_slice(extra);
+    maskforge(&args)
+}
+
+fn ok(out: std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// Every file under `dir`, relative, with its bytes.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                files.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_dataset_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("world");
+    let size = 96usize;
+    ok(shapes(
+        &out,
+        &["--num-images", "6", "--size", "96", "--seed", "3"],
+    ));
+
+    let coco = hotcoco::COCO::new(&out.join("annotations.json")).expect("hotcoco reads it");
+    let ds = &coco.dataset;
+    assert_eq!(ds.images.len(), 6);
+    assert_eq!(ds.categories.len(), 10);
+    let names: Vec<&str> = ds.categories.iter().map(|c| c.name.as_str()).collect();
+    for name in [
+        "circle", "square", "triangle", "star", "ring", "cross", "heart", "hexagon",
+    ] {
+        assert!(names.contains(&name), "{name}");
+    }
+    let ann_ids: BTreeSet<u64> = ds.annotations.iter().map(|a| a.id).collect();
+    assert_eq!(ann_ids.len(), ds.annotations.len());
+    assert!(ds.annotations.len() >= 6);
+    for a in &ds.annotations {
+        let rle = coco.ann_to_rle(a).expect("RLE segmentation");
+        assert_eq!((rle.h as usize, rle.w as usize), (size, size));
+        let mask = hotcoco::mask::decode(&rle);
+        assert_eq!(mask.len(), size * size);
+        let area = mask.iter().filter(|&&v| v != 0).count();
+        assert!(area > 0);
+        assert_eq!(a.area, Some(area as f64));
+        let image = ds.images.iter().find(|i| i.id == a.image_id).unwrap();
+        let labels = image::open(out.join("annotations").join(&image.file_name))
+            .unwrap()
+            .to_luma8();
+        for (i, &v) in mask.iter().enumerate() {
+            if v != 0 {
+                // Column-major RLE.
+                let (x, y) = ((i / size) as u32, (i % size) as u32);
+                assert_eq!(labels.get_pixel(x, y).0[0] as u64, a.category_id);
+            }
+        }
+    }
+
+    let palette: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("palette.json")).unwrap()).unwrap();
+    let ids: BTreeSet<u64> = palette.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    let palette_path = out.join("palette.json");
+    for image in &ds.images {
+        let name = &image.file_name;
+        let labels = image::open(out.join("annotations").join(name)).unwrap();
+        assert!(matches!(labels, image::DynamicImage::ImageLuma8(_)));
+        let labels = labels.to_luma8();
+        assert!(
+            labels
+                .pixels()
+                .all(|p| p.0[0] == 0 || ids.contains(&(p.0[0] as u64)))
+        );
+        let back = dir.path().join(format!("back-{name}"));
+        let colors = out.join("colors").join(name);
+        ok(maskforge(&[
+            "palette",
+            "decode",
+            "--palette",
+            s(&palette_path),
+            "--image",
+            s(&colors),
+            "--out",
+            s(&back),
+        ]));
+        assert_eq!(image::open(&back).unwrap().to_luma8(), labels, "{name}");
+    }
+
+    let prompts = jsonl(&out.join("prompts.jsonl"));
+    let captions = jsonl(&out.join("captions.jsonl"));
+    assert_eq!((prompts.len(), captions.len()), (6, 6));
+    for (p, c) in prompts.iter().zip(&captions) {
+        assert!(
+            out.join("annotations")
+                .join(p["labels"].as_str().unwrap())
+                .is_file()
+        );
+        assert!(p["caption"].as_str().unwrap().starts_with('a'));
+        for key in ["image", "labels", "colors"] {
+            assert!(out.join(c[key].as_str().unwrap()).is_file(), "{key}");
+        }
+        let o = &c["objects"][0];
+        let want = format!("a photo of a single {} {}", o["color"], o["name"]).replace('"', "");
+        assert_eq!(o["caption"], want.as_str());
+    }
+    // `generate` accepts the dataset's categories.
+    let bytes = std::fs::read(out.join("annotations.json")).unwrap();
+    let categories = maskforge_core::dataset::parse_categories(&bytes, "annotations.json").unwrap();
+    assert_eq!(categories.len(), 10);
+}
+
+#[test]
+fn runs_are_byte_identical_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let args = ["--num-images", "4", "--size", "64", "--seed", "9"];
+    ok(shapes(&a, &args));
+    ok(shapes(&b, &args));
+    let first = tree(&a);
+    assert_eq!(first, tree(&b));
+    // A rerun keeps what is there and makes nothing.
+    let stderr = ok(shapes(&a, &args));
+    assert!(stderr.contains("(0 made now)"), "{stderr}");
+    assert_eq!(first, tree(&a));
+    // Other settings in the same folder are refused.
+    let other = shapes(&a, &["--num-images", "4", "--size", "72", "--seed", "9"]);
+    assert_clear_error(&other, &["other settings (size)", "new output folder"]);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    for (args, needles) in [
+        (
+            &["--num-images", "2", "--size", "0"][..],
+            &["--size", "image size 0", "32 to 4096"][..],
+        ),
+        (
+            &["--num-images", "2", "--size", "5000"],
+            &["image size 5000"],
+        ),
+        (&["--num-images", "0"], &["--num-images", "at least 1"]),
+        (&["--num-images", "-3"], &["--num-images"]),
+        (&["--size", "64"], &["--num-images"]),
+    ] {
+        assert_clear_error(&shapes(&out, args), needles);
+    }
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    assert_clear_error(
+        &shapes(&file, &["--num-images", "1"]),
+        &[s(&file), "cannot create"],
+    );
+}
