@@ -34,6 +34,7 @@ pub fn maskforge(args: &[&str]) -> Output {
 }
 
 /// Asserts a failure whose message mentions every one of `needles`, without a panic.
+#[allow(dead_code)]
 pub fn assert_clear_error(out: &Output, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "expected failure, stderr: {stderr}");
