@@ -1,4 +1,7 @@
-//! `maskforge bench`: median time of the UNet, VAE decoder and text encoder.
+//! `maskforge bench`: median time of the UNet, VAE decoder and text encoder, and optionally
+//! of MosaicFusion and SegGen samples beside the runs they wrap.
+
+mod seggen;
 
 use std::time::Instant;
 
@@ -39,6 +42,14 @@ pub struct BenchArgs {
     /// per region.
     #[arg(long)]
     pub mosaic_steps: Option<usize>,
+    /// Also time SegGen: decoding a 1024² colour map on the host and on the device, and, with
+    /// --controlnet, one ImgSyn sample of HxW with this many steps against the ControlNet
+    /// text-to-image run it wraps.
+    #[arg(long)]
+    pub seggen_steps: Option<usize>,
+    /// The ControlNet of the ImgSyn timing (diffusers folder or .safetensors).
+    #[arg(long, requires = "seggen_steps")]
+    pub controlnet: Option<std::path::PathBuf>,
     /// Parts not to time, reported as null: any of `unet`, `vae`, `text`, comma-separated.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub skip: Vec<Part>,
@@ -137,6 +148,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None => None,
     };
 
+    let seggen = match args.seggen_steps {
+        Some(steps) => {
+            let net = match &args.controlnet {
+                Some(path) => Some(crate::control::load_controlnet(&sd, path)?),
+                None => None,
+            };
+            Some(seggen::bench_seggen(
+                &sd,
+                net,
+                [args.height, args.width],
+                steps,
+                device,
+            )?)
+        }
+        None => None,
+    };
+
     let mut report = serde_json::json!({
         "model": label,
         "device": selected.name,
@@ -155,6 +183,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     });
     if let Some(m) = mosaic {
         report["mosaic"] = m;
+    }
+    if let Some(s) = seggen {
+        report["seggen"] = s;
     }
     println!("{report}");
     Ok(())
