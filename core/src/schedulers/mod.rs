@@ -69,19 +69,22 @@ pub struct SchedulerConfig {
     #[serde(rename = "_class_name")]
     pub class_name: Option<String>,
     pub num_train_timesteps: usize,
-    pub beta_start: f64,
-    pub beta_end: f64,
+    /// `None`: the class default (0.00085 for Heun, 0.0001 otherwise).
+    pub beta_start: Option<f64>,
+    /// `None`: the class default (0.012 for Heun, 0.02 otherwise).
+    pub beta_end: Option<f64>,
     pub beta_schedule: BetaSchedule,
     pub trained_betas: Option<Vec<f64>>,
     pub prediction_type: PredictionType,
     /// `None`: the class default (`leading` for DDIM and PNDM, `linspace` otherwise).
     pub timestep_spacing: Option<TimestepSpacing>,
     pub steps_offset: usize,
+    /// DDIM, Euler, Euler ancestral, DPM-Solver++ (the other classes ignore it).
     pub rescale_betas_zero_snr: bool,
     /// `None`: the class default (`true` for DDIM, `false` for PNDM).
     pub set_alpha_to_one: Option<bool>,
-    /// DDIM only.
-    pub clip_sample: bool,
+    /// DDIM and Heun; `None`: the class default (`true` for DDIM, `false` for Heun).
+    pub clip_sample: Option<bool>,
     pub clip_sample_range: f64,
     /// Dynamic thresholding (DDIM, DPM-Solver): not supported, must be `false`.
     pub thresholding: bool,
@@ -95,7 +98,8 @@ pub struct SchedulerConfig {
     pub euler_at_final: bool,
     pub lambda_min_clipped: f64,
     pub variance_type: Option<String>,
-    // Euler / DPM-Solver: sigma schedule options.
+    // Sigma schedule options. `sigma_min`/`sigma_max` bound the Karras sigmas of Euler, Heun
+    // and DPM-Solver++ (diffusers reads them from any config that has them), not LMS's.
     pub final_sigmas_type: String,
     pub use_karras_sigmas: bool,
     pub use_exponential_sigmas: bool,
@@ -115,8 +119,8 @@ impl Default for SchedulerConfig {
         Self {
             class_name: None,
             num_train_timesteps: 1000,
-            beta_start: 0.0001,
-            beta_end: 0.02,
+            beta_start: None,
+            beta_end: None,
             beta_schedule: BetaSchedule::Linear,
             trained_betas: None,
             prediction_type: PredictionType::Epsilon,
@@ -124,7 +128,7 @@ impl Default for SchedulerConfig {
             steps_offset: 0,
             rescale_betas_zero_snr: false,
             set_alpha_to_one: None,
-            clip_sample: true,
+            clip_sample: None,
             clip_sample_range: 1.0,
             thresholding: false,
             skip_prk_steps: false,

@@ -14,6 +14,12 @@ const SHAPE: [usize; 4] = [1, 2, 3, 3];
 /// ~1e-5 (relative) in third-order DPM-Solver++ steps, ~1e-6 elsewhere.
 const TOLERANCE: f32 = 2e-5;
 
+/// Karras timesteps (`_sigma_to_t` of the Karras sigmas) against diffusers'. They interpolate
+/// in `np.log` of the float32 training sigmas, which numpy's SIMD float32 `log` computes up to
+/// 2 ulps off the correctly rounded values used here; the sigmas themselves match. Other
+/// timesteps are exact.
+const KARRAS_TIMESTEP_TOLERANCE: f64 = 2e-4;
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
         "{}/../tests/fixtures/expected/{name}",
@@ -154,10 +160,18 @@ fn step_math_matches_diffusers() {
             ),
             None => build(kind, &config, steps).expect(name),
         };
-        assert_eq!(
-            scheduler.timesteps(),
-            case.timesteps.as_slice(),
-            "{name} timesteps"
+        let got = scheduler.timesteps();
+        assert_eq!(got.len(), case.timesteps.len(), "{name} timesteps {got:?}");
+        let timestep_err = got
+            .iter()
+            .zip(&case.timesteps)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            timestep_err
+                <= KARRAS_TIMESTEP_TOLERANCE * f64::from(u8::from(config.use_karras_sigmas)),
+            "{name} timesteps {got:?} {:?}",
+            case.timesteps
         );
         let sigma_err = (scheduler.init_noise_sigma() - case.init_noise_sigma).abs();
         assert!(
@@ -190,7 +204,10 @@ fn step_math_matches_diffusers() {
             worst = worst.max(err);
             sample = tensor(&step.prev_sample, &device);
         }
-        eprintln!("{name}: {} steps, max rel err {worst:e}", case.steps.len());
+        eprintln!(
+            "{name}: {} steps, max rel err {worst:e}, timesteps max abs err {timestep_err:e}",
+            case.steps.len()
+        );
     }
 }
 
