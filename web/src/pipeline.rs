@@ -28,7 +28,7 @@ use crate::fetch::{Fetcher, clear_cache, js_message};
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &str = r#"
 export type DeviceKind = "auto" | "webgpu" | "cpu";
-export type SchedulerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "lms";
+export type SchedulerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "lms" | "heun";
 /** Progress of loading: a file downloaded, read from the cache or (fromFiles) from disk; then "init". */
 export interface LoadProgress {
   phase: "download" | "cache" | "read" | "init";

@@ -27,6 +27,7 @@ pub struct MosaicParams {
     pub max_batch: usize,
     /// UNet evaluations `start_step..end_step` (0-based; `None` = `steps`) contribute
     /// attention. PNDM's 50 steps make 51 evaluations; the last is left out, as in the original.
+    /// Heun's `n` steps make `2n − 1`, of which `None` keeps the first `n`.
     pub start_step: usize,
     pub end_step: Option<usize>,
 }

@@ -11,6 +11,7 @@ mod ddim;
 mod dpm_multistep;
 mod euler;
 mod euler_ancestral;
+mod heun;
 mod lms;
 mod pndm;
 
@@ -24,6 +25,7 @@ pub use ddim::DdimScheduler;
 pub use dpm_multistep::DpmSolverMultistepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
+pub use heun::HeunDiscreteScheduler;
 pub use lms::LmsDiscreteScheduler;
 pub use pndm::PndmScheduler;
 
@@ -237,19 +239,21 @@ pub enum SchedulerKind {
     EulerAncestral,
     DpmPp2m,
     Lms,
+    Heun,
 }
 
 impl SchedulerKind {
-    pub const ALL: [SchedulerKind; 6] = [
+    pub const ALL: [SchedulerKind; 7] = [
         SchedulerKind::Ddim,
         SchedulerKind::Pndm,
         SchedulerKind::Euler,
         SchedulerKind::EulerAncestral,
         SchedulerKind::DpmPp2m,
         SchedulerKind::Lms,
+        SchedulerKind::Heun,
     ];
 
-    /// Command-line name: `ddim pndm euler euler-a dpmpp-2m lms`.
+    /// Command-line name: `ddim pndm euler euler-a dpmpp-2m lms heun`.
     pub fn cli_name(&self) -> &'static str {
         match self {
             SchedulerKind::Ddim => "ddim",
@@ -258,6 +262,7 @@ impl SchedulerKind {
             SchedulerKind::EulerAncestral => "euler-a",
             SchedulerKind::DpmPp2m => "dpmpp-2m",
             SchedulerKind::Lms => "lms",
+            SchedulerKind::Heun => "heun",
         }
     }
 
@@ -274,6 +279,7 @@ impl SchedulerKind {
             SchedulerKind::EulerAncestral => "EulerAncestralDiscreteScheduler",
             SchedulerKind::DpmPp2m => "DPMSolverMultistepScheduler",
             SchedulerKind::Lms => "LMSDiscreteScheduler",
+            SchedulerKind::Heun => "HeunDiscreteScheduler",
         }
     }
 
@@ -299,7 +305,8 @@ impl std::str::FromStr for SchedulerKind {
 
 /// A diffusers scheduler after `set_timesteps(num_inference_steps)`.
 pub trait Scheduler: Send {
-    /// diffusers' `scheduler.timesteps` after `set_timesteps(n)` (PLMS: n+1 entries).
+    /// diffusers' `scheduler.timesteps` after `set_timesteps(n)` (PLMS: n+1 entries, Heun:
+    /// 2n−1), one model evaluation each.
     fn timesteps(&self) -> &[f64];
     /// Factor applied to the initial Gaussian latents.
     fn init_noise_sigma(&self) -> f64;
@@ -334,6 +341,7 @@ pub fn build(
             num_inference_steps,
         )?),
         SchedulerKind::Lms => Box::new(LmsDiscreteScheduler::new(config, num_inference_steps)?),
+        SchedulerKind::Heun => Box::new(HeunDiscreteScheduler::new(config, num_inference_steps)?),
     })
 }
 
@@ -349,7 +357,7 @@ fn check_steps(config: &SchedulerConfig, num_inference_steps: usize) -> Result<(
     Ok(())
 }
 
-/// The `x0` prediction of sigma-parameterised schedulers (Euler, LMS) from the UNet output:
+/// The `x0` prediction of sigma-parameterised schedulers (Euler, LMS, Heun) from the UNet output:
 /// epsilon `x - σ ε`, v-prediction `v · (-σ / sqrt(σ² + 1)) + x / (σ² + 1)`, sample `x0`.
 fn sigma_pred_original_sample(
     prediction_type: PredictionType,

@@ -178,9 +178,23 @@ fn step_math_matches_diffusers() {
             sigma_err < 1e-6 * case.init_noise_sigma,
             "{name} init_noise_sigma"
         );
-        if let (Some(want), SchedulerKind::Euler) = (&case.sigmas, kind) {
-            let euler = EulerDiscreteScheduler::new(&config, steps).expect(name);
-            let got: Vec<f32> = euler.sigmas().iter().map(|&s| s as f32).collect();
+        let sigmas = match kind {
+            SchedulerKind::Euler => Some(
+                EulerDiscreteScheduler::new(&config, steps)
+                    .expect(name)
+                    .sigmas()
+                    .to_vec(),
+            ),
+            SchedulerKind::Heun => Some(
+                HeunDiscreteScheduler::new(&config, steps)
+                    .expect(name)
+                    .sigmas()
+                    .to_vec(),
+            ),
+            _ => None,
+        };
+        if let (Some(want), Some(got)) = (&case.sigmas, sigmas) {
+            let got: Vec<f32> = got.iter().map(|&s| s as f32).collect();
             let want: Vec<f32> = want.iter().map(|&s| s as f32).collect();
             assert!(
                 max_rel_err(&got, &want) < 1e-6,
@@ -229,7 +243,7 @@ fn config_parsing() {
     assert!(SchedulerConfig::from_json(b"[1]").is_err());
     assert_eq!(
         "magic".parse::<SchedulerKind>().unwrap_err().to_string(),
-        "unknown scheduler \"magic\" (one of: ddim, pndm, euler, euler-a, dpmpp-2m, lms)"
+        "unknown scheduler \"magic\" (one of: ddim, pndm, euler, euler-a, dpmpp-2m, lms, heun)"
     );
     for kind in SchedulerKind::ALL {
         assert_eq!(SchedulerKind::from_cli_name(kind.cli_name()), Some(kind));

@@ -217,7 +217,7 @@ pub struct OptionFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guidance: Option<f64>,
-    /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
+    /// ddim, pndm, euler, euler-a, dpmpp-2m, lms or heun; default: the model's own.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,

@@ -33,7 +33,7 @@ pub struct Txt2ImgArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 7.5)]
     pub guidance: f64,
-    /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
+    /// ddim, pndm, euler, euler-a, dpmpp-2m, lms or heun; default: the model's own.
     #[arg(long, value_parser = SchedulerKind::from_str)]
     pub scheduler: Option<SchedulerKind>,
     /// Seed of the torch-compatible noise generator (initial noise unless --latents, and the
