@@ -48,6 +48,7 @@ fn params(exp: &Expected, device: &Device, scheduler: SchedulerKind) -> Txt2ImgP
         steps: 5,
         guidance: 7.5,
         scheduler: Some(scheduler),
+        karras_sigmas: false,
         seed: 0,
         latents: Some(exp.tensor("pipe.init_latents", device)),
         clip_skip: None,

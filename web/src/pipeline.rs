@@ -55,6 +55,8 @@ export interface Txt2ImgOptions {
   steps?: number;
   guidance?: number;
   scheduler?: SchedulerName;
+  /** Karras sigmas (diffusers' `use_karras_sigmas`) with "euler", "dpmpp-2m", "lms" or "heun". */
+  karrasSigmas?: boolean;
   seed?: number | bigint;
   /** Initial noise [1, 4, height/8, width/8], as diffusers' `latents=`. */
   latents?: Float32Array;
@@ -516,6 +518,7 @@ impl Inner {
             steps: o.whole("steps", 1)?.unwrap_or(50) as usize,
             guidance: o.number("guidance")?.unwrap_or(7.5),
             scheduler: scheduler(&o)?,
+            karras_sigmas: o.boolean("karrasSigmas")?.unwrap_or(false),
             seed: o.whole("seed", 0)?.unwrap_or(0),
             latents,
             clip_skip: o.whole("clipSkip", 0)?.map(|k| k as usize),

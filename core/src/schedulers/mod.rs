@@ -286,6 +286,18 @@ impl SchedulerKind {
     pub fn from_class_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.class_name() == s)
     }
+
+    /// Whether the diffusers class has `use_karras_sigmas` (DDIM's, PNDM's and Euler
+    /// ancestral's ignore the key).
+    pub fn has_karras_sigmas(&self) -> bool {
+        matches!(
+            self,
+            SchedulerKind::Euler
+                | SchedulerKind::DpmPp2m
+                | SchedulerKind::Lms
+                | SchedulerKind::Heun
+        )
+    }
 }
 
 /// Parses a command-line name; the error lists the names.
@@ -343,6 +355,38 @@ pub fn build(
         SchedulerKind::Lms => Box::new(LmsDiscreteScheduler::new(config, num_inference_steps)?),
         SchedulerKind::Heun => Box::new(HeunDiscreteScheduler::new(config, num_inference_steps)?),
     })
+}
+
+/// What a caller sets over the model's scheduler config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Karras sigmas whatever the config says (diffusers'
+    /// `from_config(config, use_karras_sigmas=True)`); an error for kinds without them
+    /// ([`SchedulerKind::has_karras_sigmas`]), where diffusers would ignore it.
+    pub karras_sigmas: bool,
+}
+
+/// [`build`] with `options` over `config`.
+pub fn build_with(
+    kind: SchedulerKind,
+    config: &SchedulerConfig,
+    num_inference_steps: usize,
+    options: BuildOptions,
+) -> Result<Box<dyn Scheduler>, String> {
+    if !options.karras_sigmas {
+        return build(kind, config, num_inference_steps);
+    }
+    if !kind.has_karras_sigmas() {
+        return Err(format!(
+            "no Karras sigmas in {} (diffusers ignores use_karras_sigmas there)",
+            kind.class_name()
+        ));
+    }
+    let config = SchedulerConfig {
+        use_karras_sigmas: true,
+        ..config.clone()
+    };
+    build(kind, &config, num_inference_steps)
 }
 
 /// Common validation of `num_inference_steps` and unsupported options.

@@ -275,3 +275,36 @@ fn unsupported_options_are_errors() {
     assert!(build(SchedulerKind::Ddim, &config("{}"), 0).is_err());
     assert!(build(SchedulerKind::Ddim, &config("{}"), 1001).is_err());
 }
+
+#[test]
+fn karras_sigmas_can_be_forced() {
+    let sd15 = SchedulerConfig::from_json(
+        br#"{"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}"#,
+    )
+    .unwrap();
+    let karras = SchedulerConfig {
+        use_karras_sigmas: true,
+        ..sd15.clone()
+    };
+    let forced = BuildOptions {
+        karras_sigmas: true,
+    };
+    for kind in SchedulerKind::ALL {
+        let built = build_with(kind, &sd15, 6, forced);
+        if kind.has_karras_sigmas() {
+            let want = build(kind, &karras, 6).unwrap();
+            let plain = build(kind, &sd15, 6).unwrap();
+            let got = built.unwrap();
+            assert_eq!(got.timesteps(), want.timesteps(), "{kind:?}");
+            assert_ne!(got.timesteps(), plain.timesteps(), "{kind:?}");
+        } else {
+            let e = built.err().expect("an error");
+            assert!(e.contains(kind.class_name()), "{kind:?}: {e}");
+        }
+        let unforced = build_with(kind, &sd15, 6, BuildOptions::default()).unwrap();
+        assert_eq!(
+            unforced.timesteps(),
+            build(kind, &sd15, 6).unwrap().timesteps()
+        );
+    }
+}
