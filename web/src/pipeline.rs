@@ -90,6 +90,7 @@ export interface GenerateOptions {
   steps?: number;
   guidance?: number;
   scheduler?: SchedulerName;
+  karrasSigmas?: boolean;
   /** Base seed; sample `index` uses `seed + index`, as the native runner. */
   seed?: number | bigint;
   index?: number;
