@@ -90,6 +90,48 @@ fn txt2img_with_given_latents_equals_diffusers() {
 }
 
 #[test]
+fn txt2img_heun_takes_karras_sigmas() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures().join("tiny-sd15");
+    let run = |karras: bool| {
+        let png = dir.path().join(format!("heun-{karras}.png"));
+        let latents = dir.path().join(format!("heun-{karras}.npy"));
+        let mut args = txt2img_args(model.to_str().unwrap(), png.to_str().unwrap());
+        args.extend([
+            "--scheduler",
+            "heun",
+            "--save-latents",
+            latents.to_str().unwrap(),
+        ]);
+        if karras {
+            args.push("--karras-sigmas");
+        }
+        let out = maskforge(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        npy::read_f32(&latents).unwrap().1
+    };
+    let (plain, karras) = (run(false), run(true));
+    assert!(plain.iter().chain(&karras).all(|v| v.is_finite()));
+    assert_ne!(plain, karras);
+}
+
+#[test]
+fn karras_sigmas_where_diffusers_has_none_are_a_clear_error() {
+    let model = fixtures().join("tiny-sd15");
+    let mut args = txt2img_args(model.to_str().unwrap(), "/tmp/never.png");
+    args.extend(["--scheduler", "euler-a", "--karras-sigmas"]);
+    let out = maskforge(&args);
+    assert_clear_error(
+        &out,
+        &["euler-a", "Karras", "EulerAncestralDiscreteScheduler"],
+    );
+}
+
+#[test]
 fn missing_model_folder_is_a_clear_error() {
     let out = maskforge(&txt2img_args("/nonexistent/model", "/tmp/x.png"));
     assert_clear_error(&out, &["/nonexistent/model"]);

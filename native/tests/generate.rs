@@ -428,6 +428,7 @@ fn settings_come_from_a_toml_file_and_flags_win() {
     assert_eq!(run["num_images"], 2);
     assert_eq!(run["regions"], serde_json::json!([1, 2]));
     assert_eq!(run["seed"], 5);
+    assert!(run.get("karras_sigmas").is_none(), "written only when set");
     std::fs::write(&toml, "num_images = 2\nbogus = 1\n").unwrap();
     let o = maskforge(&[
         "generate",
@@ -439,6 +440,42 @@ fn settings_come_from_a_toml_file_and_flags_win() {
         "y",
     ]);
     assert_clear_error(&o, &["run.toml", "bogus"]);
+}
+
+#[test]
+fn karras_sigmas_are_recorded_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let categories = write_categories(dir.path());
+    let toml = dir.path().join("run.toml");
+    std::fs::write(&toml, "karras-sigmas = true\n").unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec!["--config", toml.to_str().unwrap(), "--scheduler", "heun"];
+        args.extend_from_slice(extra);
+        let o = generate(&categories, &out, &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+        let manifest = std::fs::read_to_string(out.join("manifest.jsonl")).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(manifest.lines().next().unwrap()).unwrap();
+        (run, first)
+    };
+    let (run_json, record) = run("file", &[]);
+    assert_eq!(run_json["karras_sigmas"], true);
+    assert_eq!(run_json["scheduler"], "heun");
+    assert_eq!(record["scheduler"], "heun");
+    assert_eq!(record["settings"]["karras_sigmas"], true, "{record}");
+    // Without Karras sigmas the records do not name them; the flag alone sets them too.
+    std::fs::write(&toml, "").unwrap();
+    let (run_json, record) = run("plain", &[]);
+    assert!(run_json.get("karras_sigmas").is_none());
+    assert!(
+        record["settings"].get("karras_sigmas").is_none(),
+        "{record}"
+    );
+    let (run_json, _) = run("flag", &["--karras-sigmas"]);
+    assert_eq!(run_json["karras_sigmas"], true);
 }
 
 #[test]

@@ -62,6 +62,7 @@ fn async_image_read_equals_blocking_read() {
         steps: 2,
         guidance: 7.5,
         scheduler: None,
+        karras_sigmas: false,
         seed: 5,
         latents: None,
         clip_skip: None,

@@ -1,9 +1,10 @@
 //! Whole text-to-image runs against diffusers' `StableDiffusionPipeline` (CPU backend): every
-//! scheduler and timestep spacing, negative prompt, seeded noise, guidance 1, decoded image.
+//! scheduler and timestep spacing, Heun and Karras sigmas, negative prompt, seeded noise,
+//! guidance 1, decoded image.
 
 use burn::tensor::Device;
 use maskforge_core::pipelines::{StableDiffusion, Txt2ImgParams};
-use maskforge_core::schedulers::{self, SchedulerKind, TimestepSpacing};
+use maskforge_core::schedulers::{self, BuildOptions, SchedulerKind, TimestepSpacing};
 use maskforge_tests::{Expected, assert_close, check, load_pipeline};
 
 /// Final latents after 5 steps with guidance 7.5: float32 differences grow through the loop.
@@ -48,6 +49,7 @@ fn params(exp: &Expected, device: &Device, scheduler: SchedulerKind) -> Txt2ImgP
         steps: 5,
         guidance: 7.5,
         scheduler: Some(scheduler),
+        karras_sigmas: false,
         seed: 0,
         latents: Some(exp.tensor("pipe.init_latents", device)),
         clip_skip: None,
@@ -86,6 +88,53 @@ fn sd15_every_scheduler_matches_diffusers() {
 #[test]
 fn sd2v_every_scheduler_matches_diffusers() {
     every_scheduler_matches("tiny-sd2v", "sd2v");
+}
+
+/// The runs of `expected/karras_heun.safetensors` (`tests/fixtures/karras_heun_ref.py`): name,
+/// scheduler, Karras sigmas forced over the model's config.
+const KARRAS_HEUN_RUNS: [(&str, SchedulerKind, bool); 5] = [
+    ("heun", SchedulerKind::Heun, false),
+    ("heun-karras", SchedulerKind::Heun, true),
+    ("euler-karras", SchedulerKind::Euler, true),
+    ("dpmpp-2m-karras", SchedulerKind::DpmPp2m, true),
+    ("lms-karras", SchedulerKind::Lms, true),
+];
+
+/// Heun's `2n − 1` evaluations and Karras sigmas through the whole loop.
+fn heun_and_karras_match(pipeline: &str, expected: &str) {
+    let device = Device::flex();
+    let sd = load_pipeline(pipeline, &device);
+    let exp = Expected::load(expected);
+    let runs = Expected::load("karras_heun");
+    for (name, kind, karras_sigmas) in KARRAS_HEUN_RUNS {
+        let key = format!("{expected}.{name}");
+        let options = BuildOptions { karras_sigmas };
+        let scheduler = schedulers::build_with(kind, &sd.scheduler_config, 5, options).unwrap();
+        let ts: Vec<f32> = scheduler.timesteps().iter().map(|&t| t as f32).collect();
+        // Karras timesteps: numpy's float32 log differs by an ulp or two (schedulers/tests.rs).
+        assert_close(
+            &format!("{key} timesteps"),
+            &ts,
+            &runs.host(&format!("{key}.timesteps")).1,
+            1e-6,
+        );
+        let p = Txt2ImgParams {
+            karras_sigmas,
+            ..params(&exp, &device, kind)
+        };
+        let out = sd.txt2img(&p, |_, _| {}).unwrap();
+        check(&runs, &format!("{key}.latents"), out.latents, TOL);
+    }
+}
+
+#[test]
+fn sd15_heun_and_karras_sigmas_match_diffusers() {
+    heun_and_karras_match("tiny-sd15", "sd15");
+}
+
+#[test]
+fn sd2v_heun_and_karras_sigmas_match_diffusers() {
+    heun_and_karras_match("tiny-sd2v", "sd2v");
 }
 
 fn variants_match(pipeline: &str, expected: &str) {

@@ -101,6 +101,7 @@ fn wgpu_txt2img_matches_diffusers() {
             steps: 5,
             guidance: 7.5,
             scheduler: Some(SchedulerKind::Pndm),
+            karras_sigmas: false,
             seed: 0,
             latents: Some(exp.tensor("pipe.init_latents", &device)),
             clip_skip: None,

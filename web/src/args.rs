@@ -53,6 +53,12 @@ impl<'a> Obj<'a> {
             .transpose()
     }
 
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, String> {
+        self.get(key)
+            .map(|v| v.as_bool().ok_or_else(|| self.bad(key, "a boolean")))
+            .transpose()
+    }
+
     /// A whole number ≥ `min` (a JS number or BigInt).
     pub fn whole(&self, key: &str, min: u64) -> Result<Option<u64>, String> {
         let Some(v) = self.get(key) else {

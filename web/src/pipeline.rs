@@ -28,7 +28,7 @@ use crate::fetch::{Fetcher, clear_cache, js_message};
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &str = r#"
 export type DeviceKind = "auto" | "webgpu" | "cpu";
-export type SchedulerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "lms";
+export type SchedulerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "lms" | "heun";
 /** Progress of loading: a file downloaded, read from the cache or (fromFiles) from disk; then "init". */
 export interface LoadProgress {
   phase: "download" | "cache" | "read" | "init";
@@ -55,6 +55,8 @@ export interface Txt2ImgOptions {
   steps?: number;
   guidance?: number;
   scheduler?: SchedulerName;
+  /** Karras sigmas (diffusers' `use_karras_sigmas`) with "euler", "dpmpp-2m", "lms" or "heun". */
+  karrasSigmas?: boolean;
   seed?: number | bigint;
   /** Initial noise [1, 4, height/8, width/8], as diffusers' `latents=`. */
   latents?: Float32Array;
@@ -88,6 +90,7 @@ export interface GenerateOptions {
   steps?: number;
   guidance?: number;
   scheduler?: SchedulerName;
+  karrasSigmas?: boolean;
   /** Base seed; sample `index` uses `seed + index`, as the native runner. */
   seed?: number | bigint;
   index?: number;
@@ -516,6 +519,7 @@ impl Inner {
             steps: o.whole("steps", 1)?.unwrap_or(50) as usize,
             guidance: o.number("guidance")?.unwrap_or(7.5),
             scheduler: scheduler(&o)?,
+            karras_sigmas: o.boolean("karrasSigmas")?.unwrap_or(false),
             seed: o.whole("seed", 0)?.unwrap_or(0),
             latents,
             clip_skip: o.whole("clipSkip", 0)?.map(|k| k as usize),

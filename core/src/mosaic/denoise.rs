@@ -13,7 +13,7 @@ use crate::models::diffusion::unet::{CrossAttentionProbe, UNetHooks, UNetLocatio
 use crate::pipelines::StableDiffusion;
 use crate::readback::{self, Readback};
 use crate::rng::TorchRng;
-use crate::schedulers::{self, SchedulerKind};
+use crate::schedulers::{self, BuildOptions, SchedulerKind};
 
 /// Denoising and capture settings; defaults are MosaicFusion's.
 #[derive(Debug, Clone)]
@@ -22,11 +22,14 @@ pub struct MosaicParams {
     pub guidance: f64,
     /// `None`: the model's own scheduler (PNDM for SD 1.x, as in MosaicFusion).
     pub scheduler: Option<SchedulerKind>,
+    /// Karras sigmas whatever the model's config says (diffusers' `use_karras_sigmas=True`).
+    pub karras_sigmas: bool,
     /// Most UNet batch items per call (regions × guidance halves); regions of equal size share
     /// a call up to this.
     pub max_batch: usize,
     /// UNet evaluations `start_step..end_step` (0-based; `None` = `steps`) contribute
     /// attention. PNDM's 50 steps make 51 evaluations; the last is left out, as in the original.
+    /// Heun's `n` steps make `2n − 1`, of which `None` keeps the first `n`.
     pub start_step: usize,
     pub end_step: Option<usize>,
 }
@@ -37,6 +40,7 @@ impl Default for MosaicParams {
             steps: 50,
             guidance: 7.5,
             scheduler: None,
+            karras_sigmas: false,
             max_batch: 8,
             start_step: 0,
             end_step: None,
@@ -203,8 +207,12 @@ pub fn mosaic_on_device(
         layout.canvas_width / f,
     ];
     let kind = params.scheduler.unwrap_or(sd.default_scheduler);
-    let mut scheduler = schedulers::build(kind, &sd.scheduler_config, params.steps)
-        .map_err(|e| Error::Invalid(format!("scheduler {}: {e}", kind.cli_name())))?;
+    let options = BuildOptions {
+        karras_sigmas: params.karras_sigmas,
+    };
+    let mut scheduler =
+        schedulers::build_with(kind, &sd.scheduler_config, params.steps, options)
+            .map_err(|e| Error::Invalid(format!("scheduler {}: {e}", kind.cli_name())))?;
     let cfg = params.guidance > 1.0;
 
     // Rows [uncond, region 0, region 1, …]; the unconditional row is the empty prompt's, or

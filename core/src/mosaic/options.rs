@@ -34,6 +34,10 @@ pub struct MosaicOptions {
     /// `None`: the model's own scheduler.
     #[serde(with = "scheduler_name")]
     pub scheduler: Option<SchedulerKind>,
+    /// diffusers' `use_karras_sigmas=True` over the model's scheduler config. Written only when
+    /// set, so that settings from before the option read the same.
+    #[serde(alias = "karrasSigmas", skip_serializing_if = "std::ops::Not::not")]
+    pub karras_sigmas: bool,
     /// Frequencies of each image's main category (`r,c`; LVIS files); `None`: every category.
     #[serde(alias = "mainFrequency")]
     pub main_frequency: Option<String>,
@@ -72,6 +76,7 @@ impl Default for MosaicOptions {
             steps: denoise.steps,
             guidance: denoise.guidance,
             scheduler: None,
+            karras_sigmas: false,
             main_frequency: None,
             prompt_template: DEFAULT_TEMPLATE.into(),
             component_policy: "largest".into(),
@@ -146,6 +151,7 @@ impl MosaicOptions {
                 steps: self.steps,
                 guidance: self.guidance,
                 scheduler: self.scheduler,
+                karras_sigmas: self.karras_sigmas,
                 ..MosaicParams::default()
             },
             resolutions: self.attention_resolutions.clone(),
@@ -295,6 +301,18 @@ mod tests {
         assert_eq!(o.scheduler, Some(SchedulerKind::EulerAncestral));
         let config = o.config("m".into()).unwrap();
         assert_eq!(config.threshold, Threshold::Fixed { value: 0.3 });
+    }
+
+    #[test]
+    fn karras_sigmas_are_written_only_when_set() {
+        let json = serde_json::to_value(MosaicOptions::default()).unwrap();
+        assert!(json.get("karras_sigmas").is_none(), "{json}");
+        let o: MosaicOptions =
+            serde_json::from_str(r#"{"karrasSigmas": true, "scheduler": "heun"}"#).unwrap();
+        assert_eq!(serde_json::to_value(&o).unwrap()["karras_sigmas"], true);
+        let config = o.config("m".into()).unwrap();
+        assert!(config.denoise.karras_sigmas);
+        assert_eq!(config.denoise.scheduler, Some(SchedulerKind::Heun));
     }
 
     #[test]

@@ -238,16 +238,21 @@ pub fn finish_sample(
         .unwrap_or(*default_scheduler)
         .cli_name()
         .to_string();
+    let mut settings = json!({
+        "resolutions": config.resolutions,
+        "threshold": config.threshold,
+        "refine": config.refine,
+        "filter": config.filter,
+        "component_policy": config.policy,
+        "attention_steps": [config.denoise.start_step, config.denoise.end_step.unwrap_or(config.denoise.steps)],
+    });
+    // Only when set: records from before the option stay as they were.
+    if config.denoise.karras_sigmas {
+        settings["karras_sigmas"] = true.into();
+    }
     let details = MosaicDetails {
         guidance: config.denoise.guidance,
-        settings: json!({
-            "resolutions": config.resolutions,
-            "threshold": config.threshold,
-            "refine": config.refine,
-            "filter": config.filter,
-            "component_policy": config.policy,
-            "attention_steps": [config.denoise.start_step, config.denoise.end_step.unwrap_or(config.denoise.steps)],
-        }),
+        settings,
         canvas: [height, width],
         layout: serde_json::to_value(plan.draws).expect("draws serialise"),
         main_category_id: plan.main_category_id,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::models::diffusion::unet::UNetHooks;
 use crate::readback::Readback;
 use crate::rng::TorchRng;
-use crate::schedulers::{self, SchedulerKind};
+use crate::schedulers::{self, BuildOptions, SchedulerKind};
 
 /// The arguments of one text-to-image run.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +26,9 @@ pub struct Txt2ImgParams {
     pub guidance: f64,
     /// `None`: the model's own scheduler.
     pub scheduler: Option<SchedulerKind>,
+    /// Karras sigmas whatever the model's config says (diffusers' `use_karras_sigmas=True`);
+    /// an error with a scheduler without them (DDIM, PNDM, Euler ancestral).
+    pub karras_sigmas: bool,
     /// Seeds a torch-compatible generator: the same seed gives diffusers' noise for
     /// `generator=torch.Generator("cpu").manual_seed(seed)`.
     pub seed: u64,
@@ -71,7 +74,10 @@ impl StableDiffusion {
         let f = self.vae_config.scale_factor();
         let shape = [1, self.unet_config.in_channels, p.height / f, p.width / f];
         let kind = p.scheduler.unwrap_or(self.default_scheduler);
-        let mut scheduler = schedulers::build(kind, &self.scheduler_config, p.steps)
+        let options = BuildOptions {
+            karras_sigmas: p.karras_sigmas,
+        };
+        let mut scheduler = schedulers::build_with(kind, &self.scheduler_config, p.steps, options)
             .map_err(|e| Error::Invalid(format!("scheduler {}: {e}", kind.cli_name())))?;
 
         for control in &p.controls {

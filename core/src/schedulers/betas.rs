@@ -11,6 +11,8 @@ use super::{BetaSchedule, SchedulerConfig, TimestepSpacing};
 /// `rescale_zero_terminal_snr` when `rescale_betas_zero_snr` is set.
 fn betas(config: &SchedulerConfig) -> Result<Vec<f64>, String> {
     let n = config.num_train_timesteps;
+    let beta_start = config.beta_start.unwrap_or(0.0001);
+    let beta_end = config.beta_end.unwrap_or(0.02);
     if n < 2 {
         return Err(format!("num_train_timesteps must be at least 2, got {n}"));
     }
@@ -25,14 +27,12 @@ fn betas(config: &SchedulerConfig) -> Result<Vec<f64>, String> {
     } else {
         match config.beta_schedule {
             // torch.linspace(beta_start, beta_end, n, dtype=float32)
-            BetaSchedule::Linear => linspace_f32(config.beta_start, config.beta_end, n),
+            BetaSchedule::Linear => linspace_f32(beta_start, beta_end, n),
             // torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=float32) ** 2
-            BetaSchedule::ScaledLinear => {
-                linspace_f32(config.beta_start.sqrt(), config.beta_end.sqrt(), n)
-                    .into_iter()
-                    .map(|b| b * b)
-                    .collect()
-            }
+            BetaSchedule::ScaledLinear => linspace_f32(beta_start.sqrt(), beta_end.sqrt(), n)
+                .into_iter()
+                .map(|b| b * b)
+                .collect(),
             BetaSchedule::SquaredcosCapV2 => betas_for_alpha_bar(n),
         }
     };
@@ -188,6 +188,26 @@ pub(super) fn karras_sigmas(sigma_max: f64, sigma_min: f64, n: usize) -> Vec<f64
         .into_iter()
         .map(|ramp| (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)).powf(RHO))
         .collect()
+}
+
+/// `use_karras_sigmas` in the fractional-timestep schedulers (Euler, Heun, LMS): `n` Karras
+/// sigmas from `sigma_max` to `sigma_min` (by default the first and last of `sigmas`, the
+/// sigmas at the spaced timesteps) and their `float32` timesteps (`_sigma_to_t`).
+pub(super) fn karras_schedule(
+    sigmas: &[f64],
+    train_sigmas: &[f64],
+    sigma_max: Option<f64>,
+    sigma_min: Option<f64>,
+) -> (Vec<f64>, Vec<f64>) {
+    let sigma_max = sigma_max.unwrap_or(sigmas[0]);
+    let sigma_min = sigma_min.unwrap_or(sigmas[sigmas.len() - 1]);
+    let sigmas = karras_sigmas(sigma_max, sigma_min, sigmas.len());
+    let log_sigmas = log_sigmas(train_sigmas);
+    let timesteps = sigmas
+        .iter()
+        .map(|&s| f64::from(sigma_to_t(s, &log_sigmas) as f32))
+        .collect();
+    (sigmas, timesteps)
 }
 
 /// `np.log(train_sigmas)` (a `float32` array in diffusers).

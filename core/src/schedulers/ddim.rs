@@ -44,7 +44,10 @@ impl DdimScheduler {
             timesteps,
             step_ratio: (config.num_train_timesteps / num_inference_steps) as i64,
             prediction_type: config.prediction_type,
-            clip_sample: config.clip_sample.then_some(config.clip_sample_range),
+            clip_sample: config
+                .clip_sample
+                .unwrap_or(true)
+                .then_some(config.clip_sample_range),
             eta: 0.0,
         })
     }

@@ -123,7 +123,9 @@ impl DpmSolverMultistepScheduler {
         };
         let train = train_sigmas(&alphas_cumprod);
         let mut sigmas = if config.use_karras_sigmas {
-            let sigmas = karras_sigmas(train[train.len() - 1], train[0], n);
+            let sigma_max = config.sigma_max.unwrap_or(train[train.len() - 1]);
+            let sigma_min = config.sigma_min.unwrap_or(train[0]);
+            let sigmas = karras_sigmas(sigma_max, sigma_min, n);
             let log_sigmas = log_sigmas(&train);
             timesteps = sigmas
                 .iter()

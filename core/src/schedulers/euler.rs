@@ -4,8 +4,7 @@
 use burn::tensor::Tensor;
 
 use super::betas::{
-    alphas_cumprod, interp_sigmas, karras_sigmas, log_sigmas, sigma_to_t, spaced_timesteps,
-    train_sigmas,
+    alphas_cumprod, interp_sigmas, karras_schedule, spaced_timesteps, train_sigmas,
 };
 use super::{
     PredictionType, Scheduler, SchedulerConfig, TimestepSpacing, check_steps, scale_by_sigma,
@@ -59,14 +58,8 @@ impl EulerDiscreteScheduler {
         let train = train_sigmas(&alphas_cumprod);
         let mut sigmas = interp_sigmas(&timesteps, &train);
         if config.use_karras_sigmas {
-            let sigma_max = config.sigma_max.unwrap_or(sigmas[0]);
-            let sigma_min = config.sigma_min.unwrap_or(sigmas[sigmas.len() - 1]);
-            sigmas = karras_sigmas(sigma_max, sigma_min, num_inference_steps);
-            let log_sigmas = log_sigmas(&train);
-            timesteps = sigmas
-                .iter()
-                .map(|&s| f64::from(sigma_to_t(s, &log_sigmas) as f32))
-                .collect();
+            (sigmas, timesteps) =
+                karras_schedule(&sigmas, &train, config.sigma_max, config.sigma_min);
         }
         let sigma_last = match config.final_sigmas_type.as_str() {
             "zero" => 0.0,

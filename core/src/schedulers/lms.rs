@@ -3,8 +3,7 @@
 use burn::tensor::Tensor;
 
 use super::betas::{
-    alphas_cumprod, interp_sigmas, karras_sigmas, log_sigmas, sigma_to_t, spaced_timesteps,
-    train_sigmas,
+    alphas_cumprod, interp_sigmas, karras_schedule, spaced_timesteps, train_sigmas,
 };
 use super::{
     PredictionType, Scheduler, SchedulerConfig, TimestepSpacing, check_steps, scale_by_sigma,
@@ -29,7 +28,11 @@ pub struct LmsDiscreteScheduler {
 impl LmsDiscreteScheduler {
     pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self, String> {
         check_steps(config, num_inference_steps)?;
-        let alphas_cumprod = alphas_cumprod(config)?;
+        // LMSDiscreteScheduler has no `rescale_betas_zero_snr`.
+        let alphas_cumprod = alphas_cumprod(&SchedulerConfig {
+            rescale_betas_zero_snr: false,
+            ..config.clone()
+        })?;
         let spacing = config.spacing_or(TimestepSpacing::Linspace);
         let mut timesteps: Vec<f64> = spaced_timesteps(
             spacing,
@@ -44,12 +47,8 @@ impl LmsDiscreteScheduler {
         let train = train_sigmas(&alphas_cumprod);
         let mut sigmas = interp_sigmas(&timesteps, &train);
         if config.use_karras_sigmas {
-            sigmas = karras_sigmas(sigmas[0], sigmas[sigmas.len() - 1], num_inference_steps);
-            let log_sigmas = log_sigmas(&train);
-            timesteps = sigmas
-                .iter()
-                .map(|&s| f64::from(sigma_to_t(s, &log_sigmas) as f32))
-                .collect();
+            // LMS's `_convert_to_karras` ignores `sigma_min`/`sigma_max`.
+            (sigmas, timesteps) = karras_schedule(&sigmas, &train, None, None);
         }
         sigmas.push(0.0);
         let sigmas: Vec<f64> = sigmas.into_iter().map(|s| f64::from(s as f32)).collect();

@@ -11,6 +11,7 @@ mod ddim;
 mod dpm_multistep;
 mod euler;
 mod euler_ancestral;
+mod heun;
 mod lms;
 mod pndm;
 
@@ -24,6 +25,7 @@ pub use ddim::DdimScheduler;
 pub use dpm_multistep::DpmSolverMultistepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
+pub use heun::HeunDiscreteScheduler;
 pub use lms::LmsDiscreteScheduler;
 pub use pndm::PndmScheduler;
 
@@ -69,19 +71,22 @@ pub struct SchedulerConfig {
     #[serde(rename = "_class_name")]
     pub class_name: Option<String>,
     pub num_train_timesteps: usize,
-    pub beta_start: f64,
-    pub beta_end: f64,
+    /// `None`: the class default (0.00085 for Heun, 0.0001 otherwise).
+    pub beta_start: Option<f64>,
+    /// `None`: the class default (0.012 for Heun, 0.02 otherwise).
+    pub beta_end: Option<f64>,
     pub beta_schedule: BetaSchedule,
     pub trained_betas: Option<Vec<f64>>,
     pub prediction_type: PredictionType,
     /// `None`: the class default (`leading` for DDIM and PNDM, `linspace` otherwise).
     pub timestep_spacing: Option<TimestepSpacing>,
     pub steps_offset: usize,
+    /// DDIM, Euler, Euler ancestral, DPM-Solver++ (the other classes ignore it).
     pub rescale_betas_zero_snr: bool,
     /// `None`: the class default (`true` for DDIM, `false` for PNDM).
     pub set_alpha_to_one: Option<bool>,
-    /// DDIM only.
-    pub clip_sample: bool,
+    /// DDIM and Heun; `None`: the class default (`true` for DDIM, `false` for Heun).
+    pub clip_sample: Option<bool>,
     pub clip_sample_range: f64,
     /// Dynamic thresholding (DDIM, DPM-Solver): not supported, must be `false`.
     pub thresholding: bool,
@@ -95,7 +100,8 @@ pub struct SchedulerConfig {
     pub euler_at_final: bool,
     pub lambda_min_clipped: f64,
     pub variance_type: Option<String>,
-    // Euler / DPM-Solver: sigma schedule options.
+    // Sigma schedule options. `sigma_min`/`sigma_max` bound the Karras sigmas of Euler, Heun
+    // and DPM-Solver++ (diffusers reads them from any config that has them), not LMS's.
     pub final_sigmas_type: String,
     pub use_karras_sigmas: bool,
     pub use_exponential_sigmas: bool,
@@ -115,8 +121,8 @@ impl Default for SchedulerConfig {
         Self {
             class_name: None,
             num_train_timesteps: 1000,
-            beta_start: 0.0001,
-            beta_end: 0.02,
+            beta_start: None,
+            beta_end: None,
             beta_schedule: BetaSchedule::Linear,
             trained_betas: None,
             prediction_type: PredictionType::Epsilon,
@@ -124,7 +130,7 @@ impl Default for SchedulerConfig {
             steps_offset: 0,
             rescale_betas_zero_snr: false,
             set_alpha_to_one: None,
-            clip_sample: true,
+            clip_sample: None,
             clip_sample_range: 1.0,
             thresholding: false,
             skip_prk_steps: false,
@@ -233,19 +239,21 @@ pub enum SchedulerKind {
     EulerAncestral,
     DpmPp2m,
     Lms,
+    Heun,
 }
 
 impl SchedulerKind {
-    pub const ALL: [SchedulerKind; 6] = [
+    pub const ALL: [SchedulerKind; 7] = [
         SchedulerKind::Ddim,
         SchedulerKind::Pndm,
         SchedulerKind::Euler,
         SchedulerKind::EulerAncestral,
         SchedulerKind::DpmPp2m,
         SchedulerKind::Lms,
+        SchedulerKind::Heun,
     ];
 
-    /// Command-line name: `ddim pndm euler euler-a dpmpp-2m lms`.
+    /// Command-line name: `ddim pndm euler euler-a dpmpp-2m lms heun`.
     pub fn cli_name(&self) -> &'static str {
         match self {
             SchedulerKind::Ddim => "ddim",
@@ -254,6 +262,7 @@ impl SchedulerKind {
             SchedulerKind::EulerAncestral => "euler-a",
             SchedulerKind::DpmPp2m => "dpmpp-2m",
             SchedulerKind::Lms => "lms",
+            SchedulerKind::Heun => "heun",
         }
     }
 
@@ -270,11 +279,24 @@ impl SchedulerKind {
             SchedulerKind::EulerAncestral => "EulerAncestralDiscreteScheduler",
             SchedulerKind::DpmPp2m => "DPMSolverMultistepScheduler",
             SchedulerKind::Lms => "LMSDiscreteScheduler",
+            SchedulerKind::Heun => "HeunDiscreteScheduler",
         }
     }
 
     pub fn from_class_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.class_name() == s)
+    }
+
+    /// Whether the diffusers class has `use_karras_sigmas` (DDIM's, PNDM's and Euler
+    /// ancestral's ignore the key).
+    pub fn has_karras_sigmas(&self) -> bool {
+        matches!(
+            self,
+            SchedulerKind::Euler
+                | SchedulerKind::DpmPp2m
+                | SchedulerKind::Lms
+                | SchedulerKind::Heun
+        )
     }
 }
 
@@ -295,7 +317,8 @@ impl std::str::FromStr for SchedulerKind {
 
 /// A diffusers scheduler after `set_timesteps(num_inference_steps)`.
 pub trait Scheduler: Send {
-    /// diffusers' `scheduler.timesteps` after `set_timesteps(n)` (PLMS: n+1 entries).
+    /// diffusers' `scheduler.timesteps` after `set_timesteps(n)` (PLMS: n+1 entries, Heun:
+    /// 2n−1), one model evaluation each.
     fn timesteps(&self) -> &[f64];
     /// Factor applied to the initial Gaussian latents.
     fn init_noise_sigma(&self) -> f64;
@@ -330,7 +353,40 @@ pub fn build(
             num_inference_steps,
         )?),
         SchedulerKind::Lms => Box::new(LmsDiscreteScheduler::new(config, num_inference_steps)?),
+        SchedulerKind::Heun => Box::new(HeunDiscreteScheduler::new(config, num_inference_steps)?),
     })
+}
+
+/// What a caller sets over the model's scheduler config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Karras sigmas whatever the config says (diffusers'
+    /// `from_config(config, use_karras_sigmas=True)`); an error for kinds without them
+    /// ([`SchedulerKind::has_karras_sigmas`]), where diffusers would ignore it.
+    pub karras_sigmas: bool,
+}
+
+/// [`build`] with `options` over `config`.
+pub fn build_with(
+    kind: SchedulerKind,
+    config: &SchedulerConfig,
+    num_inference_steps: usize,
+    options: BuildOptions,
+) -> Result<Box<dyn Scheduler>, String> {
+    if !options.karras_sigmas {
+        return build(kind, config, num_inference_steps);
+    }
+    if !kind.has_karras_sigmas() {
+        return Err(format!(
+            "no Karras sigmas in {} (diffusers ignores use_karras_sigmas there)",
+            kind.class_name()
+        ));
+    }
+    let config = SchedulerConfig {
+        use_karras_sigmas: true,
+        ..config.clone()
+    };
+    build(kind, &config, num_inference_steps)
 }
 
 /// Common validation of `num_inference_steps` and unsupported options.
@@ -345,7 +401,7 @@ fn check_steps(config: &SchedulerConfig, num_inference_steps: usize) -> Result<(
     Ok(())
 }
 
-/// The `x0` prediction of sigma-parameterised schedulers (Euler, LMS) from the UNet output:
+/// The `x0` prediction of sigma-parameterised schedulers (Euler, LMS, Heun) from the UNet output:
 /// epsilon `x - σ ε`, v-prediction `v · (-σ / sqrt(σ² + 1)) + x / (σ² + 1)`, sample `x0`.
 fn sigma_pred_original_sample(
     prediction_type: PredictionType,

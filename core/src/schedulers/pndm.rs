@@ -36,7 +36,11 @@ impl PndmScheduler {
         if config.prediction_type == PredictionType::Sample {
             return Err("PNDMScheduler supports prediction_type epsilon or v_prediction".into());
         }
-        let alphas_cumprod = alphas_cumprod(config)?;
+        // PNDMScheduler has no `rescale_betas_zero_snr`.
+        let alphas_cumprod = alphas_cumprod(&SchedulerConfig {
+            rescale_betas_zero_snr: false,
+            ..config.clone()
+        })?;
         let final_alpha_cumprod = if config.set_alpha_to_one.unwrap_or(false) {
             1.0
         } else {

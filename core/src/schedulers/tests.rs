@@ -14,6 +14,12 @@ const SHAPE: [usize; 4] = [1, 2, 3, 3];
 /// ~1e-5 (relative) in third-order DPM-Solver++ steps, ~1e-6 elsewhere.
 const TOLERANCE: f32 = 2e-5;
 
+/// Karras timesteps (`_sigma_to_t` of the Karras sigmas) against diffusers'. They interpolate
+/// in `np.log` of the float32 training sigmas, which numpy's SIMD float32 `log` computes up to
+/// 2 ulps off the correctly rounded values used here; the sigmas themselves match. Other
+/// timesteps are exact.
+const KARRAS_TIMESTEP_TOLERANCE: f64 = 2e-4;
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
         "{}/../tests/fixtures/expected/{name}",
@@ -154,19 +160,41 @@ fn step_math_matches_diffusers() {
             ),
             None => build(kind, &config, steps).expect(name),
         };
-        assert_eq!(
-            scheduler.timesteps(),
-            case.timesteps.as_slice(),
-            "{name} timesteps"
+        let got = scheduler.timesteps();
+        assert_eq!(got.len(), case.timesteps.len(), "{name} timesteps {got:?}");
+        let timestep_err = got
+            .iter()
+            .zip(&case.timesteps)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            timestep_err
+                <= KARRAS_TIMESTEP_TOLERANCE * f64::from(u8::from(config.use_karras_sigmas)),
+            "{name} timesteps {got:?} {:?}",
+            case.timesteps
         );
         let sigma_err = (scheduler.init_noise_sigma() - case.init_noise_sigma).abs();
         assert!(
             sigma_err < 1e-6 * case.init_noise_sigma,
             "{name} init_noise_sigma"
         );
-        if let (Some(want), SchedulerKind::Euler) = (&case.sigmas, kind) {
-            let euler = EulerDiscreteScheduler::new(&config, steps).expect(name);
-            let got: Vec<f32> = euler.sigmas().iter().map(|&s| s as f32).collect();
+        let sigmas = match kind {
+            SchedulerKind::Euler => Some(
+                EulerDiscreteScheduler::new(&config, steps)
+                    .expect(name)
+                    .sigmas()
+                    .to_vec(),
+            ),
+            SchedulerKind::Heun => Some(
+                HeunDiscreteScheduler::new(&config, steps)
+                    .expect(name)
+                    .sigmas()
+                    .to_vec(),
+            ),
+            _ => None,
+        };
+        if let (Some(want), Some(got)) = (&case.sigmas, sigmas) {
+            let got: Vec<f32> = got.iter().map(|&s| s as f32).collect();
             let want: Vec<f32> = want.iter().map(|&s| s as f32).collect();
             assert!(
                 max_rel_err(&got, &want) < 1e-6,
@@ -190,7 +218,10 @@ fn step_math_matches_diffusers() {
             worst = worst.max(err);
             sample = tensor(&step.prev_sample, &device);
         }
-        eprintln!("{name}: {} steps, max rel err {worst:e}", case.steps.len());
+        eprintln!(
+            "{name}: {} steps, max rel err {worst:e}, timesteps max abs err {timestep_err:e}",
+            case.steps.len()
+        );
     }
 }
 
@@ -212,7 +243,7 @@ fn config_parsing() {
     assert!(SchedulerConfig::from_json(b"[1]").is_err());
     assert_eq!(
         "magic".parse::<SchedulerKind>().unwrap_err().to_string(),
-        "unknown scheduler \"magic\" (one of: ddim, pndm, euler, euler-a, dpmpp-2m, lms)"
+        "unknown scheduler \"magic\" (one of: ddim, pndm, euler, euler-a, dpmpp-2m, lms, heun)"
     );
     for kind in SchedulerKind::ALL {
         assert_eq!(SchedulerKind::from_cli_name(kind.cli_name()), Some(kind));
@@ -243,4 +274,37 @@ fn unsupported_options_are_errors() {
     }
     assert!(build(SchedulerKind::Ddim, &config("{}"), 0).is_err());
     assert!(build(SchedulerKind::Ddim, &config("{}"), 1001).is_err());
+}
+
+#[test]
+fn karras_sigmas_can_be_forced() {
+    let sd15 = SchedulerConfig::from_json(
+        br#"{"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}"#,
+    )
+    .unwrap();
+    let karras = SchedulerConfig {
+        use_karras_sigmas: true,
+        ..sd15.clone()
+    };
+    let forced = BuildOptions {
+        karras_sigmas: true,
+    };
+    for kind in SchedulerKind::ALL {
+        let built = build_with(kind, &sd15, 6, forced);
+        if kind.has_karras_sigmas() {
+            let want = build(kind, &karras, 6).unwrap();
+            let plain = build(kind, &sd15, 6).unwrap();
+            let got = built.unwrap();
+            assert_eq!(got.timesteps(), want.timesteps(), "{kind:?}");
+            assert_ne!(got.timesteps(), plain.timesteps(), "{kind:?}");
+        } else {
+            let e = built.err().expect("an error");
+            assert!(e.contains(kind.class_name()), "{kind:?}: {e}");
+        }
+        let unforced = build_with(kind, &sd15, 6, BuildOptions::default()).unwrap();
+        assert_eq!(
+            unforced.timesteps(),
+            build(kind, &sd15, 6).unwrap().timesteps()
+        );
+    }
 }

@@ -219,10 +219,14 @@ pub struct OptionFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guidance: Option<f64>,
-    /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
+    /// ddim, pndm, euler, euler-a, dpmpp-2m, lms or heun; default: the model's own.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
+    /// Karras sigmas (diffusers' use_karras_sigmas=True) with euler, dpmpp-2m, lms or heun.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub karras_sigmas: bool,
     /// Frequencies of the main category of each image, e.g. `r` or `r,c` (LVIS files);
     /// default: every category.
     #[arg(long)]

@@ -33,9 +33,12 @@ pub struct Txt2ImgArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 7.5)]
     pub guidance: f64,
-    /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
+    /// ddim, pndm, euler, euler-a, dpmpp-2m, lms or heun; default: the model's own.
     #[arg(long, value_parser = SchedulerKind::from_str)]
     pub scheduler: Option<SchedulerKind>,
+    /// Karras sigmas (diffusers' use_karras_sigmas=True) with euler, dpmpp-2m, lms or heun.
+    #[arg(long)]
+    pub karras_sigmas: bool,
     /// Seed of the torch-compatible noise generator (initial noise unless --latents, and the
     /// noise of ancestral schedulers).
     #[arg(long, default_value_t = 0)]
@@ -117,6 +120,7 @@ pub fn run(args: Txt2ImgArgs) -> Result<()> {
         steps: args.steps,
         guidance: args.guidance,
         scheduler: args.scheduler,
+        karras_sigmas: args.karras_sigmas,
         seed: args.seed,
         latents,
         clip_skip: args.clip_skip,

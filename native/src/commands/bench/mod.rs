@@ -282,6 +282,7 @@ fn bench_mosaic(
         steps,
         guidance: 7.5,
         scheduler: None,
+        karras_sigmas: false,
         seed: 0,
         latents: None,
         clip_skip: None,
