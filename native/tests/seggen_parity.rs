@@ -151,13 +151,30 @@ fn mask2img_on_colour_maps_equals_diffusers() {
 }
 
 #[test]
-fn text2mask_equals_diffusers_and_its_decoding() {
+fn mask2img_with_karras_sigmas_equals_diffusers() {
     let dir = tempfile::tempdir().unwrap();
-    let (color, labels) = (dir.path().join("c.png"), dir.path().join("l.png"));
-    ok(&[
+    let images = imgsyn(
+        dir.path(),
+        &fixture("tiny-sd15"),
+        &fixture("tiny-controlnet-sd15"),
+        "cpu",
+        &["--scheduler", "euler", "--karras-sigmas"],
+    );
+    let key = "cn15_karras.s0.image";
+    assert_close(key, &images[0], &rgb8_of(key), 1, 0.02);
+}
+
+/// Text2Mask through the CLI with `extra` flags against the reference `tag`.
+fn text2mask_matches(dir: &Path, tag: &str, extra: &[&str]) {
+    let model = fixture("tiny-sd15");
+    let (color, labels) = (
+        dir.join(format!("{tag}-c.png")),
+        dir.join(format!("{tag}-l.png")),
+    );
+    let mut args = vec![
         "text2mask",
         "--model",
-        &fixture("tiny-sd15"),
+        &model,
         "--palette",
         "ade20k",
         "--prompt",
@@ -178,11 +195,39 @@ fn text2mask_equals_diffusers_and_its_decoding() {
         "3",
         "--device",
         "cpu",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+    let want = values_u8(&format!("{tag}.rgb8"));
+    assert_close(
+        &format!("{tag} colour map"),
+        &png_rgb(&color),
+        &want,
+        1,
+        0.02,
+    );
+    let share = agreement(&png_luma(&labels), &values_u8(&format!("{tag}.labels")));
+    assert!(
+        share >= 0.995,
+        "{tag}: labels agree on {share:.4} of the pixels"
+    );
+}
+
+#[test]
+fn text2mask_with_heun_and_karras_sigmas_equals_diffusers() {
+    let dir = tempfile::tempdir().unwrap();
+    text2mask_matches(
+        dir.path(),
+        "t2m_heun",
+        &["--scheduler", "heun", "--karras-sigmas"],
+    );
+}
+
+#[test]
+fn text2mask_equals_diffusers_and_its_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    text2mask_matches(dir.path(), "t2m", &[]);
     let want_rgb = values_u8("t2m.rgb8");
-    assert_close("t2m colour map", &png_rgb(&color), &want_rgb, 1, 0.02);
-    let share = agreement(&png_luma(&labels), &values_u8("t2m.labels"));
-    assert!(share >= 0.995, "labels agree on {share:.4} of the pixels");
 
     // The reference's colour image decodes to exactly the reference's labels.
     let reference = dir.path().join("reference.png");

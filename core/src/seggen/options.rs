@@ -28,6 +28,9 @@ pub struct SynthesisOptions {
     /// `None`: each model's own scheduler.
     #[serde(serialize_with = "scheduler_name")]
     pub scheduler: Option<SchedulerKind>,
+    /// Karras sigmas (diffusers' `use_karras_sigmas=True`); recorded only when set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub karras_sigmas: bool,
     pub control_scale: f32,
     /// Decoding: pixels farther than this from every colour stay unlabelled.
     pub max_distance: Option<f64>,
@@ -43,6 +46,7 @@ impl Default for SynthesisOptions {
             mask_steps: TEXT2MASK_STEPS,
             guidance: GUIDANCE,
             scheduler: None,
+            karras_sigmas: false,
             control_scale: 1.0,
             max_distance: None,
         }
@@ -92,6 +96,7 @@ impl SynthesisOptions {
             steps,
             guidance: self.guidance,
             scheduler: self.scheduler,
+            karras_sigmas: self.karras_sigmas,
             seed,
             controls,
             ..Default::default()

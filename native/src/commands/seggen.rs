@@ -54,9 +54,12 @@ pub struct SynthesisFlags {
     pub steps: usize,
     #[arg(long, default_value_t = GUIDANCE)]
     pub guidance: f64,
-    /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: each model's own.
+    /// ddim, pndm, euler, euler-a, dpmpp-2m, lms or heun; default: each model's own.
     #[arg(long, value_parser = SchedulerKind::from_str)]
     pub scheduler: Option<SchedulerKind>,
+    /// Karras sigmas (euler, dpmpp-2m, heun, lms), as diffusers' `use_karras_sigmas=True`.
+    #[arg(long)]
+    pub karras_sigmas: bool,
     /// Base seed: the j-th sample of the i-th prompt line uses seed + i·N + j.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -140,6 +143,7 @@ impl SynthesisFlags {
             steps: self.steps,
             guidance: self.guidance,
             scheduler: self.scheduler,
+            karras_sigmas: self.karras_sigmas,
             control_scale: self.control_scale,
             ..Default::default()
         }

@@ -43,9 +43,12 @@ pub struct Text2MaskArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 7.5)]
     pub guidance: f64,
-    /// ddim, pndm, euler, euler-a, dpmpp-2m or lms; default: the model's own.
+    /// ddim, pndm, euler, euler-a, dpmpp-2m, lms or heun; default: the model's own.
     #[arg(long, value_parser = SchedulerKind::from_str)]
     pub scheduler: Option<SchedulerKind>,
+    /// Karras sigmas (euler, dpmpp-2m, heun, lms), as diffusers' `use_karras_sigmas=True`.
+    #[arg(long)]
+    pub karras_sigmas: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Pixels farther than this (RGB distance) from every colour are left unlabelled (0).
@@ -67,6 +70,7 @@ pub fn run(args: Text2MaskArgs) -> Result<()> {
         mask_steps: args.steps,
         guidance: args.guidance,
         scheduler: args.scheduler,
+        karras_sigmas: args.karras_sigmas,
         max_distance: args.max_distance,
         ..Default::default()
     };

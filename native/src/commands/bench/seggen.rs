@@ -49,12 +49,22 @@ pub fn bench_seggen(
         )) else {
             break;
         };
-        anyhow::ensure!(decoded? == host, "the kernel's labels differ from the host's");
+        anyhow::ensure!(
+            decoded? == host,
+            "the kernel's labels differ from the host's"
+        );
         decode_device_ms = Some(start.elapsed().as_secs_f64() * 1e3);
     }
 
     let imgsyn = match controlnet {
-        Some(net) => Some(bench_imgsyn(sd, net, palette, [height, width], steps, device)?),
+        Some(net) => Some(bench_imgsyn(
+            sd,
+            net,
+            palette,
+            [height, width],
+            steps,
+            device,
+        )?),
         None => None,
     };
     Ok(serde_json::json!({
@@ -122,7 +132,13 @@ fn bench_imgsyn(
     };
 
     let (control, _) = mask_control(net.clone(), &palette, &labels, 1.0, device)?;
-    let params = options.params(&prompts[0].caption, [height, width], steps, 0, vec![control]);
+    let params = options.params(
+        &prompts[0].caption,
+        [height, width],
+        steps,
+        0,
+        vec![control],
+    );
     let txt2img = || -> Result<()> {
         image_to_rgb8(sd.txt2img(&params, |_, _| {})?.image)?;
         Ok(())
@@ -154,7 +170,13 @@ fn bench_imgsyn(
             settings: serde_json::json!({}),
         };
         let run = DatasetRun::open(storage, &run_file)?;
-        generate_samples(&generator, &run, run_file.samples(Shard::WHOLE), &mut Inline, &progress)?;
+        generate_samples(
+            &generator,
+            &run,
+            run_file.samples(Shard::WHOLE),
+            &mut Inline,
+            &progress,
+        )?;
         Ok(())
     })?;
     Ok(serde_json::json!({
