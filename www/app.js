@@ -1,7 +1,8 @@
 // The MaskForge web app: load a model, generate a MosaicFusion dataset with progress and
-// cancel, show it with mask overlays, download it as a zip in the native runner's format.
+// cancel, show it with mask overlays, download it as a zip in the native runner's format;
+// text to image; SegGen's ImgSyn (images for an uploaded or drawn label map, as a zip).
 // trunk builds the `maskforge-web` crate (web/) into ./maskforge-web.js and initialises it.
-import { Pipeline, datasetZip } from "./maskforge-web.js";
+import { Pipeline, colorize, datasetZip, palette, seggenZip } from "./maskforge-web.js";
 import { decodeRle } from "./coco.js";
 
 const $ = (id) => document.getElementById(id);
@@ -25,8 +26,9 @@ for (const tab of document.querySelectorAll(".tab")) {
   });
 }
 
-const modelParam = new URLSearchParams(location.search).get("model");
-if (modelParam) $("model-url").value = modelParam;
+const params = new URLSearchParams(location.search);
+if (params.get("model")) $("model-url").value = params.get("model");
+if (params.get("controlnet")) $("controlnet-url").value = params.get("controlnet");
 
 function loadProgress(p) {
   const fraction = p.total ? p.loaded / p.total : 0;
@@ -44,11 +46,14 @@ async function load(fromFolder) {
     pipe = null;
     pipe = fromFolder
       ? await Pipeline.fromFiles($("model-folder").files, { device, onProgress: loadProgress })
-      : await Pipeline.load($("model-url").value, { device, onProgress: loadProgress });
+      : await Pipeline.load($("model-url").value, {
+        device, onProgress: loadProgress, controlnet: $("controlnet-url").value || undefined,
+      });
     setStatus($("model-status"), `Loaded on ${pipe.device} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     $("model-status").dataset.device = pipe.device;
     $("generate").disabled = false;
     $("t-run").disabled = false;
+    $("s-run").disabled = false;
   } catch (e) {
     setStatus($("model-status"), `Could not load the model: ${e.message ?? e}`, true);
   } finally {
@@ -182,14 +187,18 @@ $("cancel").addEventListener("click", () => {
   setStatus($("gen-status"), "Cancelling after this sample…");
 });
 
+/** Offers `bytes` as a download named `name`. */
+function download(bytes, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([bytes], { type: "application/zip" }));
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
 $("download").addEventListener("click", () => {
   try {
-    const zip = datasetZip(categoriesUsed, samples);
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(new Blob([zip], { type: "application/zip" }));
-    a.download = "maskforge-dataset.zip";
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    download(datasetZip(categoriesUsed, samples), "maskforge-dataset.zip");
   } catch (e) {
     setStatus($("gen-status"), e.message ?? String(e), true);
   }
@@ -222,5 +231,157 @@ $("t-run").addEventListener("click", async () => {
     status.dataset.state = "error";
   } finally {
     $("t-run").disabled = false;
+  }
+});
+
+// SegGen: the label map is an uploaded PNG or class ids drawn on the canvas; the core colours
+// it (`colorize`), and `pipe.imgsyn` draws one image per sample so that Cancel can stop a run.
+const seg = { png: null, ids: null, width: 0, height: 0, name: "drawn", entries: [] };
+let segSamples = [];
+let segPalette = null;
+let segCancelled = false;
+
+async function showMap() {
+  const labels = seg.png ?? { width: seg.width, height: seg.height, ids: seg.ids };
+  try {
+    const bitmap = await createImageBitmap(new Blob([colorize($("s-palette").value, labels)], { type: "image/png" }));
+    const canvas = $("s-canvas");
+    [canvas.width, canvas.height] = [bitmap.width, bitmap.height];
+    canvas.getContext("2d").drawImage(bitmap, 0, 0);
+    setStatus($("s-map-status"), seg.png
+      ? `${seg.name}: ${bitmap.width}×${bitmap.height} (New canvas to draw instead).`
+      : `Drawn map, ${bitmap.width}×${bitmap.height}.`);
+  } catch (e) {
+    setStatus($("s-map-status"), e.message ?? String(e), true);
+  }
+}
+
+/** The class picker: the palette's classes in their colours. */
+function fillClasses() {
+  seg.entries = palette($("s-palette").value);
+  $("s-class").replaceChildren(...seg.entries.map((c) => {
+    const option = new Option(`${c.id} ${c.name}`, c.id);
+    const [r, g, b] = c.color;
+    option.style.background = `rgb(${r},${g},${b})`;
+    option.style.color = r * 0.3 + g * 0.6 + b * 0.1 > 128 ? "black" : "white";
+    return option;
+  }));
+}
+
+function newCanvas() {
+  try {
+    [seg.height, seg.width] = size($("s-size").value, "Size");
+  } catch (e) {
+    setStatus($("s-map-status"), e.message, true);
+    return;
+  }
+  seg.ids = new Uint16Array(seg.width * seg.height);
+  seg.png = null;
+  seg.name = "drawn";
+  return showMap();
+}
+
+/** Paints a disc of the chosen class at the pointer: its ids, and its colour on the canvas. */
+function paint(e) {
+  if (!seg.ids || !(e.buttons & 1)) return;
+  const canvas = $("s-canvas"), box = canvas.getBoundingClientRect();
+  const cx = (e.clientX - box.left) * canvas.width / box.width;
+  const cy = (e.clientY - box.top) * canvas.height / box.height;
+  const r = Number($("s-brush").value) / 2, id = Number($("s-class").value);
+  const [red, green, blue] = seg.entries.find((c) => c.id === id).color;
+  const x0 = Math.max(0, Math.floor(cx - r)), x1 = Math.min(seg.width, Math.ceil(cx + r));
+  const y0 = Math.max(0, Math.floor(cy - r)), y1 = Math.min(seg.height, Math.ceil(cy + r));
+  if (x1 <= x0 || y1 <= y0) return;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.getImageData(x0, y0, x1 - x0, y1 - y0);
+  for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) {
+    if ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 > r * r) continue;
+    seg.ids[y * seg.width + x] = id;
+    image.data.set([red, green, blue, 255], 4 * ((y - y0) * (x1 - x0) + x - x0));
+  }
+  ctx.putImageData(image, x0, y0);
+}
+
+$("s-palette").addEventListener("change", () => { fillClasses(); showMap(); });
+$("s-new").addEventListener("click", newCanvas);
+$("s-canvas").addEventListener("pointerdown", paint);
+$("s-canvas").addEventListener("pointermove", paint);
+$("s-labels-file").addEventListener("change", async () => {
+  const file = $("s-labels-file").files[0];
+  if (!file) return;
+  seg.png = new Uint8Array(await file.arrayBuffer());
+  seg.ids = null;
+  seg.name = file.name;
+  await showMap();
+});
+fillClasses();
+newCanvas();
+
+$("s-run").addEventListener("click", async () => {
+  const status = $("s-status");
+  const count = Number($("s-count").value);
+  const options = {
+    labels: seg.png ?? { width: seg.width, height: seg.height, ids: seg.ids.slice() },
+    palette: $("s-palette").value,
+    prompt: $("s-prompt").value,
+    negativePrompt: $("s-negative").value || undefined,
+    steps: Number($("s-steps").value),
+    guidance: Number($("s-guidance").value),
+    controlScale: Number($("s-scale").value),
+    seed: Number($("s-seed").value),
+    sourceMask: seg.name,
+  };
+  segSamples = [];
+  segPalette = options.palette;
+  segCancelled = false;
+  $("s-gallery").replaceChildren();
+  for (const id of ["s-run", "load", "s-download"]) $(id).disabled = true;
+  $("s-cancel").disabled = false;
+  status.dataset.state = "running";
+  const t0 = performance.now();
+  try {
+    for (let k = 0; k < count && !segCancelled; k++) {
+      setStatus(status, `Image ${k + 1} of ${count}…`);
+      $("s-progress").value = k / count;
+      await nextFrame();
+      const [s] = (await pipe.imgsyn({
+        ...options, index: k,
+        onStep: (i, n) => { $("s-progress").value = (k + i / n) / count; },
+      })).samples;
+      segSamples.push(s);
+      const card = document.createElement("div");
+      card.className = "sample";
+      const img = new Image();
+      img.src = URL.createObjectURL(new Blob([s.png], { type: "image/png" }));
+      const caption = document.createElement("div");
+      caption.textContent = `#${k + 1}: seed ${s.record.seed}`;
+      card.append(img, caption);
+      $("s-gallery").append(card);
+    }
+    $("s-progress").value = segSamples.length / count;
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    setStatus(status, `${segCancelled ? "Cancelled after" : "Done:"} ${segSamples.length} images in ${secs} s.`);
+    status.dataset.state = segCancelled ? "cancelled" : "done";
+  } catch (e) {
+    setStatus(status, `Generation failed: ${e.message ?? e}`, true);
+    status.dataset.state = "error";
+  } finally {
+    $("s-run").disabled = false;
+    $("load").disabled = false;
+    $("s-cancel").disabled = true;
+    $("s-download").disabled = segSamples.length === 0;
+  }
+});
+
+$("s-cancel").addEventListener("click", () => {
+  segCancelled = true;
+  setStatus($("s-status"), "Cancelling after this image…");
+});
+
+$("s-download").addEventListener("click", () => {
+  try {
+    download(seggenZip(segPalette, segSamples), "maskforge-seggen.zip");
+  } catch (e) {
+    setStatus($("s-status"), e.message ?? String(e), true);
   }
 });

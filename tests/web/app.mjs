@@ -1,7 +1,8 @@
 // End-to-end test of the www/ app (www/dist, built by trunk): load the tiny model on the CPU,
 // generate a dataset, download the zip, validate it as the native datasets are validated and
 // compare it with the native runner's output for the same settings (reference/dataset);
-// then cancel a run and use the txt2img tab.
+// then cancel a run, use the txt2img tab, and make SegGen datasets (reference/seggen) from an
+// uploaded and a drawn label map.
 import { readFile, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -145,6 +146,70 @@ try {
     await page.click("#generate");
     await page.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 120_000 });
     assert.equal(await page.getAttribute("#gen-status", "data-state"), "done", await page.textContent("#gen-status"));
+  });
+
+  const seggen = join(here, "reference", "seggen");
+  async function runSegGen(settings) {
+    for (const [id, value] of Object.entries(settings)) await page.fill(`#${id}`, String(value));
+    await page.click("#s-run");
+    await page.waitForSelector("#s-status[data-state=done], #s-status[data-state=error]", { timeout: 120_000 });
+    assert.equal(await page.getAttribute("#s-status", "data-state"), "done", await page.textContent("#s-status"));
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#s-download")]);
+    assert.equal(download.suggestedFilename(), "maskforge-seggen.zip");
+    return unzip(await readFile(await download.path()));
+  }
+
+  await check("app: the SegGen tab makes the native CLI's ImgSyn dataset for an uploaded label map", async () => {
+    await page.fill("#model-url", model);
+    await page.fill("#controlnet-url", `${server.url}/tests/fixtures/tiny-controlnet-sd15`);
+    await page.evaluate(() => document.getElementById("model-status").removeAttribute("data-device"));
+    await page.click("#load");
+    await page.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 });
+    assert.match(await page.textContent("#model-status"), /^Loaded on /);
+    await page.click('.tab[data-tab="seggen"]');
+    await page.setInputFiles("#s-labels-file", join(seggen, "labels", "street.png"));
+    await page.waitForFunction(() => document.getElementById("s-map-status").textContent.startsWith("street.png: 64×64"));
+    // The first line of reference/seggen/prompts.jsonl, --per-mask 2 --steps 3 --seed 5.
+    const files = await runSegGen({ "s-prompt": "a street with a tree and a person", "s-count": 2, "s-steps": 3, "s-seed": 5 });
+    assert.equal(await page.locator("#s-gallery .sample img").count(), 2);
+    const ref = join(seggen, "imgsyn");
+    const native = (await readFile(join(ref, "manifest.jsonl"), "utf8")).trimEnd().split("\n").slice(0, 2).map((l) => JSON.parse(l));
+    const manifest = files["manifest.jsonl"].toString().trimEnd().split("\n").map((l) => JSON.parse(l));
+    // `model` and `controlnet` name where they came from: URLs here, paths natively.
+    const settings = (r) => ({ ...r, model: undefined, controlnet: undefined });
+    assert.deepEqual(manifest.map(settings), native.map(settings));
+    assert.equal(manifest[0].model, model);
+    for (const r of native) {
+      assert.deepEqual(decodePng(files[r.labels]), decodePng(await readFile(join(ref, r.labels))), r.labels);
+      const d = pixelDiff(decodePng(files[r.image]), decodePng(await readFile(join(ref, r.image))));
+      assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `${r.image}: max ${d.max}, mean ${d.mean}`);
+    }
+    assert.equal(JSON.parse(files["palette.json"]).length, 150);
+  });
+
+  await check("app: a label map drawn on the canvas gives a sample of the drawn classes", async () => {
+    await page.fill("#s-size", "64x64");
+    await page.click("#s-new");
+    await page.waitForFunction(() => document.getElementById("s-map-status").textContent.startsWith("Drawn map, 64×64"));
+    const box = await page.locator("#s-canvas").boundingBox();
+    const stroke = async (cls, brush, from, to) => {
+      await page.selectOption("#s-class", String(cls));
+      await page.fill("#s-brush", String(brush));
+      await page.mouse.move(box.x + from[0] * box.width, box.y + from[1] * box.height);
+      await page.mouse.down();
+      await page.mouse.move(box.x + to[0] * box.width, box.y + to[1] * box.height, { steps: 8 });
+      await page.mouse.up();
+    };
+    await stroke(3, 200, [0.5, 0.5], [0.5, 0.5]); // sky everywhere
+    await stroke(13, 10, [0.3, 0.5], [0.7, 0.5]); // a person across the middle
+    const files = await runSegGen({ "s-count": 1, "s-steps": 2 });
+    const [record] = files["manifest.jsonl"].toString().trimEnd().split("\n").map((l) => JSON.parse(l));
+    assert.equal(record.source_mask, "drawn");
+    const labels = decodePng(files[record.labels]).pixels;
+    const counts = {};
+    for (const v of labels) counts[v] = (counts[v] ?? 0) + 1;
+    assert.deepEqual(Object.keys(counts), ["3", "13"], JSON.stringify(counts));
+    assert.ok(counts[13] > 200, JSON.stringify(counts));
   });
 
   await check("app: a bad model URL is shown as a clear error", async () => {

@@ -1,7 +1,8 @@
 // Browser end-to-end test of the `maskforge` npm package (web/pkg, built by web/build.sh):
 // headless Chromium loads the tiny fixture model from a localhost server and runs txt2img with
 // the committed initial latents on the CPU and on WebGPU (SwiftShader); the PNG must match the
-// native CLI's (reference/txt2img_96x128.png, see reference/README.md) within TOLERANCE.
+// native CLI's (reference/txt2img_96x128.png, see reference/README.md) within TOLERANCE. Other
+// folders, ControlNet, SegGen (text2mask, imgsyn) and bad input are checked on the CPU.
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -14,9 +15,11 @@ import { decodePng, pixelDiff } from "./png.mjs";
 import { TOLERANCE } from "./tolerance.mjs";
 import { readNpyF32 } from "./npy.mjs";
 import { decodeRle } from "../../www/coco.js";
+import { unzip } from "./dataset.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
+const seggen = join(here, "reference", "seggen");
 const REF = { prompt: "a photo of a single cat", height: 96, width: 128, steps: 4, guidance: 7.5, seed: 7 };
 const devices = (process.env.MASKFORGE_DEVICES ?? "cpu,webgpu").split(",");
 
@@ -127,6 +130,52 @@ try {
       assert.ok(inter / union >= 0.95 && d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean);
     });
 
+    await check(`${device}: text2mask draws the native CLI's colour map and reads the same labels`, async () => {
+      const r = await page.evaluate(async () => {
+        const steps = [];
+        const t0 = performance.now();
+        const out = await pipe.text2mask({ prompt: "a street with a tree and a person", palette: "ade20k",
+          height: 64, width: 64, steps: 3, seed: 4, onStep: (i, n) => steps.push([i, n]) });
+        const ms = performance.now() - t0;
+        return { ...out, color: Array.from(out.color), labels: Array.from(out.labels), steps, ms, palette: maskforge.palette("ade20k") };
+      });
+      const color = decodePng(Buffer.from(r.color)), labels = decodePng(Buffer.from(r.labels));
+      const nativeLabels = decodePng(await readFile(join(seggen, "text2mask_labels.png")));
+      const d = pixelDiff(color, decodePng(await readFile(join(seggen, "text2mask_color.png"))));
+      let same = 0;
+      for (let p = 0; p < labels.pixels.length; p++) same += labels.pixels[p] === nativeLabels.pixels[p];
+      const agree = same / labels.pixels.length;
+      console.log(`     ${device}: text2mask colour max |Δ| ${d.max}, mean |Δ| ${d.mean.toFixed(4)}; labels agree on ${(100 * agree).toFixed(2)} %; ` +
+        `${r.instances} instances of ${r.classes.length} classes (${Math.round(r.ms)} ms)`);
+      assert.deepEqual([r.width, r.height, labels.width, labels.height, labels.channels], [64, 64, 64, 64, 1]);
+      // PNDM's 3 steps run 4 UNet steps (its Runge-Kutta warm-up), as natively.
+      assert.deepEqual(r.steps, [[1, 4], [2, 4], [3, 4], [4, 4]]);
+      assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `colour: max ${d.max}, mean ${d.mean}`);
+      assert.deepEqual(r.classes, [...new Set(labels.pixels)].filter((c) => c > 0).sort((a, b) => a - b), "classes are the labels present");
+      // Every pixel nearest to a class colour or black (ties to the lowest id) has that label;
+      // those nearest to the edge colour go to a neighbouring instance.
+      const candidates = [[0, [0, 0, 0]], ...r.palette.map((e) => [e.id, e.color]), [-1, [120, 255, 70]]];
+      let edges = 0;
+      for (let p = 0; p < labels.pixels.length; p++) {
+        const c = color.pixels.subarray(3 * p, 3 * p + 3);
+        let best = [Infinity, 0];
+        for (const [id, [r0, g0, b0]] of candidates) {
+          const d2 = (c[0] - r0) ** 2 + (c[1] - g0) ** 2 + (c[2] - b0) ** 2;
+          if (d2 < best[0]) best = [d2, id];
+        }
+        if (best[1] === -1) edges++;
+        else assert.equal(labels.pixels[p], best[1], `pixel ${p}: colour ${c}`);
+      }
+      console.log(`     ${device}: text2mask ${edges} edge pixels`);
+      // The same colours read the same: the native CLI printed 1936 instances of 114 classes.
+      if (d.max === 0) {
+        assert.deepEqual(labels.pixels, nativeLabels.pixels, "labels of an identical colour map");
+        assert.deepEqual([r.instances, r.classes.length], [1936, 114]);
+      } else {
+        assert.ok(agree >= 0.99, `labels agree on ${agree}`);
+      }
+    });
+
     await check(`${device}: a second load reads the weights from the Cache Storage API`, async () => {
       const before = server.requests.length;
       const phases = await page.evaluate(async ({ model, device }) => {
@@ -174,6 +223,53 @@ try {
              control: "tests/fixtures/control-palette.png" },
       files: ["diffusion_pytorch_model.safetensors"], reference: "txt2img_controlnet_seed5_64.png",
     }));
+  await check("cpu: imgsyn draws the native CLI's images for a label map; seggenZip writes its dataset", async () => {
+    const page = await harnessPage(browser, server.url);
+    const label = Array.from(await readFile(join(seggen, "labels", "street.png")));
+    const r = await page.evaluate(async ({ model, controlnet, label }) => {
+      const pipe = await maskforge.Pipeline.load(model, { device: "cpu", controlnet });
+      // The two lines of reference/seggen/prompts.jsonl with --per-mask 2: line 1 is index 2.
+      const common = { labels: new Uint8Array(label), palette: "ade20k", count: 2, seed: 5, steps: 3,
+        sourceMask: "street.png", modelName: "tests/fixtures/tiny-sd15", controlnetName: "tests/fixtures/tiny-controlnet-sd15" };
+      const steps = [];
+      const t0 = performance.now();
+      const a = await pipe.imgsyn({ ...common, prompt: "a street with a tree and a person", onStep: (i, n) => steps.push([i, n]) });
+      const ms = performance.now() - t0;
+      const b = await pipe.imgsyn({ ...common, prompt: "a quiet road at dusk", index: 2 });
+      const zip = maskforge.seggenZip("ade20k", [...b.samples, ...a.samples]);
+      const color = maskforge.colorize("ade20k", new Uint8Array(label));
+      return { zip: Array.from(zip), color: Array.from(color), steps, ms, size: [a.width, a.height, a.samples.length],
+               first: { ...a.samples[0], png: undefined, labels: undefined } };
+    }, { model, controlnet: `${server.url}/tests/fixtures/tiny-controlnet-sd15`, label });
+    assert.deepEqual(r.size, [64, 64, 2]);
+    assert.deepEqual([r.steps.length, r.steps[4], r.steps.at(-1)], [8, [5, 8], [8, 8]], "steps over both images");
+    assert.deepEqual(JSON.parse(r.first.recordJson), r.first.record);
+    const files = unzip(r.zip);
+    const ref = join(seggen, "imgsyn");
+    const stems = [1, 2, 3, 4].map((k) => String(k).padStart(12, "0"));
+    assert.deepEqual(Object.keys(files).sort(), ["manifest.jsonl", "palette.json",
+      ...stems.map((s) => `annotations/${s}.png`), ...stems.map((s) => `images/${s}.png`)].sort());
+    assert.equal(files["manifest.jsonl"].toString(), await readFile(join(ref, "manifest.jsonl"), "utf8"), "manifest.jsonl");
+    const palette = JSON.parse(files["palette.json"]);
+    assert.deepEqual(palette, JSON.parse(await readFile(join(ref, "run.json"), "utf8")).categories, "palette.json: run.json's categories");
+    let worst = 0;
+    for (const s of stems) {
+      const labels = decodePng(files[`annotations/${s}.png`]);
+      assert.deepEqual(labels, decodePng(await readFile(join(ref, "annotations", `${s}.png`))), `annotations/${s}.png`);
+      const d = pixelDiff(decodePng(files[`images/${s}.png`]), decodePng(await readFile(join(ref, "images", `${s}.png`))));
+      assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `images/${s}.png: max ${d.max}, mean ${d.mean}`);
+      worst = Math.max(worst, d.max);
+    }
+    console.log(`     imgsyn: images max |Δ| ${worst} (2 images of 3 steps in ${Math.round(r.ms)} ms)`);
+    // The conditioning image: every pixel in its class's colour.
+    const color = decodePng(Buffer.from(r.color)), ids = decodePng(await readFile(join(seggen, "labels", "street.png")));
+    const byId = new Map(palette.map((e) => [e.id, e.color]));
+    for (let p = 0; p < ids.pixels.length; p++) {
+      assert.deepEqual(Array.from(color.pixels.subarray(3 * p, 3 * p + 3)), byId.get(ids.pixels[p]), `pixel ${p}`);
+    }
+    await page.close();
+  });
+
   await check("cpu: Pipeline.fromFiles reads only the files the model needs from a picked folder", async () => {
     const dir = await mkdtemp(join(tmpdir(), "maskforge-folder-"));
     try {
@@ -238,6 +334,42 @@ try {
     assert.match(e?.message ?? "", /unknown scheduler "magic"/);
     e = await rejection(`await pipe.txt2img({ prompt: "x", height: 64, width: 64, steps: 1, controlImage: new Uint8Array(4) })`);
     assert.match(e?.message ?? "", /`controlImage` needs a ControlNet/);
+  });
+  await check("errors: SegGen rejects bad palettes, label maps and a pipeline without a ControlNet", async () => {
+    const tiny = `(n, id) => ({ width: 8, height: 8, ids: new Uint8Array(n).fill(id) })`;
+    let e = await rejection(`await pipe.text2mask({ prompt: "x", palette: "ade", height: 64, width: 64, steps: 1 })`);
+    assert.match(e?.message ?? "", /^text2mask: unknown palette "ade": use "ade20k", "coco-panoptic" or an array/);
+    e = await rejection(`await pipe.text2mask({ prompt: "x", palette: [{ id: 0, name: "a", color: [1, 2, 3] }], steps: 1 })`);
+    assert.match(e?.message ?? "", /^text2mask: custom palette: entry 0 \(id 0, "a"\): id 0 is reserved/);
+    e = await rejection(`await pipe.imgsyn({ prompt: "x", palette: "ade20k", labels: (${tiny})(64, 1) })`);
+    assert.match(e?.message ?? "", /^imgsyn: needs a ControlNet conditioned on colour maps \(Pipeline\.load's `controlnet`/);
+    await page.evaluate(async ({ model, controlnet }) => {
+      window.cn = await maskforge.Pipeline.load(model, { device: "cpu", controlnet });
+    }, { model, controlnet: `${server.url}/tests/fixtures/tiny-controlnet-sd15` });
+    e = await rejection(`await cn.imgsyn({ prompt: "x", palette: "ade20k", steps: 1, labels: (${tiny})(64, 200) })`);
+    assert.match(e?.message ?? "", /^imgsyn: label map labels: label id 200 \(64 pixels\) is not in palette ade20k$/);
+    e = await rejection(`await cn.imgsyn({ prompt: "x", palette: "ade20k", steps: 1, labels: (${tiny})(60, 1) })`);
+    assert.match(e?.message ?? "", /^imgsyn: labels: label map of 8x8 needs 64 ids, got 60$/);
+    e = await rejection(`await cn.imgsyn({ prompt: "x", palette: "ade20k", steps: 1, labels: { width: 12, height: 12, ids: new Uint8Array(144) } })`);
+    assert.match(e?.message ?? "", /^imgsyn: label map labels: .*multiples of 8/);
+    e = await rejection(`await cn.imgsyn({ prompt: "x", palette: "ade20k", labels: new Uint8Array([1, 2, 3]) })`);
+    assert.match(e?.message ?? "", /^imgsyn: labels: not a readable image/);
+    e = await rejection(`await cn.imgsyn({ palette: "ade20k", labels: (${tiny})(64, 1) })`);
+    assert.match(e?.message ?? "", /`prompt` is required/);
+    e = await rejection(`maskforge.colorize("coco-panoptic", (${tiny})(64, 12))`);
+    assert.match(e?.message ?? "", /^colorize: label id 12 \(64 pixels\) is not in palette coco-panoptic$/);
+    const s = await page.evaluate(async () => {
+      const r = await cn.imgsyn({ prompt: "x", palette: "ade20k", steps: 1, labels: { width: 64, height: 64, ids: new Array(4096).fill(3) } });
+      return r.samples;
+    });
+    e = await rejection(`maskforge.seggenZip("coco-panoptic", arg)`, s);
+    assert.match(e?.message ?? "", /^seggenZip: sample 0 was drawn with palette ade20k, not coco-panoptic$/);
+    e = await rejection(`maskforge.seggenZip("ade20k", [arg[0], arg[0]])`, s);
+    assert.match(e?.message ?? "", /^seggenZip: two samples have index 0/);
+    const entries = await page.evaluate(() => [maskforge.palette("ade20k"), maskforge.palette("coco-panoptic")]);
+    assert.deepEqual([entries[0].length, entries[1].length], [150, 133]);
+    assert.deepEqual(entries[0][6], { id: 7, name: "road", color: [140, 140, 140] });
+    assert.equal(entries[1].find((c) => c.name === "snow").isthing, 0);
   });
   if (devices.includes("webgpu")) await check("auto: picks WebGPU when the browser has it", async () => {
     const d = await page.evaluate(async (model) => (await maskforge.Pipeline.load(model, { device: "auto" })).device, model);

@@ -1,4 +1,4 @@
-// Decodes 8-bit RGB/RGBA PNGs (what MaskForge writes) to pixels, for exact comparisons.
+// Decodes 8-bit grayscale/RGB/RGBA PNGs (what MaskForge writes) to pixels, for exact comparisons.
 import { inflateSync } from "node:zlib";
 
 export function decodePng(buf) {
@@ -16,8 +16,8 @@ export function decodePng(buf) {
     } else if (kind === "IDAT") idat.push(data);
     off += 12 + len;
   }
-  if (depth !== 8 || (type !== 2 && type !== 6)) throw new Error(`unsupported PNG (depth ${depth}, type ${type})`);
-  const bpp = type === 2 ? 3 : 4, stride = width * bpp;
+  if (depth !== 8 || ![0, 2, 6].includes(type)) throw new Error(`unsupported PNG (depth ${depth}, type ${type})`);
+  const bpp = { 0: 1, 2: 3, 6: 4 }[type], stride = width * bpp;
   const raw = inflateSync(Buffer.concat(idat));
   const out = new Uint8Array(height * stride);
   for (let y = 0; y < height; y++) {

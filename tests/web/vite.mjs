@@ -25,7 +25,7 @@ try {
   execFileSync("npm", ["install", "--no-audit", "--no-fund", "--silent", `./${tarball}`], { cwd: project, stdio: ["ignore", "ignore", "inherit"] });
   // The API exactly as documented type-checks against the package's .d.ts.
   await writeFile(join(project, "check.ts"), `
-import init, { Pipeline, datasetZip, type GenerateResult } from "maskforge";
+import init, { Pipeline, colorize, datasetZip, palette, seggenZip, type GenerateResult, type PaletteEntry } from "maskforge";
 export async function main(baseUrl: string, latents: Float32Array): Promise<void> {
   await init();
   const pipe = await Pipeline.load(baseUrl, { device: "auto", onProgress: (p) => console.log(p.phase, p.loaded) });
@@ -37,7 +37,20 @@ export async function main(baseUrl: string, latents: Float32Array): Promise<void
     regions: [1, 2, 4], regionSize: [64, 64], overlap: [16, 16], steps: 2, guidance: 7.5, seed: 0 });
   const counts: string = s.annotations.annotations[0].segmentation.counts;
   const zip: Uint8Array = datasetZip([{ id: 1, name: "cat" }], [s]);
-  console.log(device, png.length, s.png.length, counts, zip.length);
+  const mask = await pipe.text2mask({ prompt: "a street", palette: "ade20k", height: 64, width: 64, steps: 2,
+    guidance: 7.5, seed: 1, negativePrompt: "", scheduler: "euler", maxDistance: 40 });
+  const classes: number[] = mask.classes;
+  const mine: PaletteEntry[] = [{ id: 1, name: "road", color: [128, 64, 128] }];
+  const cn = await Pipeline.load(baseUrl, { controlnet: baseUrl + "/controlnet" });
+  const syn = await cn.imgsyn({ labels: mask.labels, palette: "ade20k", prompt: "a street", count: 2, seed: 0,
+    index: 0, steps: 2, guidance: 7.5, controlScale: 1, sourceMask: "street.png",
+    onStep: (i: number, n: number) => console.log(i, n) });
+  await cn.imgsyn({ labels: { width: 64, height: 64, ids: new Uint8Array(4096).fill(1) }, palette: mine, prompt: "a road" });
+  const seggen: Uint8Array = seggenZip("ade20k", syn.samples);
+  const color: Uint8Array = colorize(mine, { width: 1, height: 1, ids: [1] });
+  const road: [number, number, number] = palette("ade20k")[6].color;
+  console.log(device, png.length, s.png.length, counts, zip.length, classes, mask.instances, seggen.length,
+    syn.samples[0].record, color.length, road);
 }
 `);
   execFileSync(join(here, "node_modules", ".bin", "tsc"), ["--noEmit", "--strict", "--target", "es2022",

@@ -98,6 +98,17 @@ pub fn call1(f: &Option<Function>, arg: &JsValue) {
     }
 }
 
+/// Calls a progress callback `f(step, total)`, ignoring what it returns or throws.
+pub fn call2(f: &Option<Function>, step: usize, total: usize) {
+    if let Some(f) = f {
+        let _ = f.call2(
+            &JsValue::UNDEFINED,
+            &(step as u32).into(),
+            &(total as u32).into(),
+        );
+    }
+}
+
 /// A plain object from `(key, value)` pairs.
 pub fn object(fields: &[(&str, JsValue)]) -> JsValue {
     let o = js_sys::Object::new();

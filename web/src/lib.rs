@@ -1,6 +1,6 @@
 //! MaskForge in the browser: the `maskforge` npm package. Loads a diffusers folder over HTTP
-//! (kept in the Cache Storage API), runs text-to-image and MosaicFusion samples on WebGPU or
-//! burn's CPU backend, and packs datasets in the native runner's format.
+//! (kept in the Cache Storage API), runs text-to-image, MosaicFusion and SegGen samples on
+//! WebGPU or burn's CPU backend, and packs datasets in the native runner's format.
 //!
 //! Everything is compiled for `wasm32` only; natively the crate is empty.
 
@@ -14,5 +14,7 @@ mod device;
 mod fetch;
 #[cfg(target_arch = "wasm32")]
 mod pipeline;
+#[cfg(target_arch = "wasm32")]
+mod seggen;
 #[cfg(target_arch = "wasm32")]
 mod zip;

@@ -22,7 +22,7 @@ use maskforge_core::weights::{ComponentFiles, FileSource, MemorySource, WeightFi
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::args::{Obj, call1, object};
+use crate::args::{Obj, call1, call2, object};
 use crate::fetch::{Fetcher, clear_cache, js_message};
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -140,21 +140,22 @@ export interface GenerateResult {
 }
 "#;
 
-struct Inner {
-    sd: StableDiffusion,
-    /// The ControlNet of `LoadOptions.controlnet`, conditioning every `txt2img`.
-    controlnet: Option<Arc<ControlNet>>,
+pub(crate) struct Inner {
+    pub(crate) sd: StableDiffusion,
+    /// The ControlNet of `LoadOptions.controlnet` and its URL, conditioning every `txt2img`.
+    pub(crate) controlnet: Option<(Arc<ControlNet>, String)>,
     device: &'static str,
-    model: String,
+    /// The model's URL (or folder name).
+    pub(crate) model: String,
 }
 
 /// A loaded Stable Diffusion pipeline (1.x/2.x or SDXL).
 #[wasm_bindgen]
 pub struct Pipeline {
-    inner: Rc<Inner>,
+    pub(crate) inner: Rc<Inner>,
 }
 
-fn err(message: impl std::fmt::Display) -> JsError {
+pub(crate) fn err(message: impl std::fmt::Display) -> JsError {
     JsError::new(&message.to_string())
 }
 
@@ -185,18 +186,11 @@ impl Pipeline {
                 fetch_files(&origin, &PipelineFiles::controlnet(fp16_first), &mut source)
                     .await
                     .map_err(err)?;
-                Some(source)
+                Some((source, url))
             }
             None => None,
         };
-        Self::build(
-            &source,
-            controlnet.as_ref(),
-            device,
-            name,
-            base_url,
-            &on_progress,
-        )
+        Self::build(&source, controlnet, device, name, base_url, &on_progress)
     }
 
     /// Loads a diffusers folder chosen by the user (`<input type=file webkitdirectory>`): the
@@ -297,7 +291,7 @@ impl Pipeline {
 impl Pipeline {
     fn build(
         source: &MemorySource,
-        controlnet: Option<&MemorySource>,
+        controlnet: Option<(MemorySource, String)>,
         device: Device,
         name: &'static str,
         model: String,
@@ -306,10 +300,10 @@ impl Pipeline {
         call1(on_progress, &progress("init", "", 0, None));
         let sd = StableDiffusion::load(source, &device, DType::F32).map_err(err)?;
         let controlnet = controlnet
-            .map(|source| -> maskforge_core::Result<_> {
-                let net = ControlNet::load(source, &device, DType::F32)?;
+            .map(|(source, url)| -> maskforge_core::Result<_> {
+                let net = ControlNet::load(&source, &device, DType::F32)?;
                 sd.check_controlnet(&net)?;
-                Ok(Arc::new(net))
+                Ok((Arc::new(net), url))
             })
             .transpose()
             .map_err(err)?;
@@ -461,13 +455,13 @@ async fn fetch_weights(
     Err(files.not_found(f.url(&files.dir), false).to_string())
 }
 
-fn scheduler(o: &Obj) -> Result<Option<SchedulerKind>, String> {
+pub(crate) fn scheduler(o: &Obj) -> Result<Option<SchedulerKind>, String> {
     o.string("scheduler")?
         .map(|s| s.parse().map_err(|e: maskforge_core::Error| e.to_string()))
         .transpose()
 }
 
-fn json_to_js(text: &str) -> Result<JsValue, String> {
+pub(crate) fn json_to_js(text: &str) -> Result<JsValue, String> {
     js_sys::JSON::parse(text).map_err(|e| js_message(&e))
 }
 
@@ -528,11 +522,7 @@ impl Inner {
         let on_step = o.function("onStep")?;
         let out = self
             .sd
-            .txt2img(&params, |i, n| {
-                if let Some(f) = &on_step {
-                    let _ = f.call2(&JsValue::UNDEFINED, &(i as u32).into(), &(n as u32).into());
-                }
-            })
+            .txt2img(&params, |i, n| call2(&on_step, i, n))
             .map_err(|e| e.to_string())?;
         let rgb = image_to_rgb8_async(out.image)
             .await
@@ -563,7 +553,7 @@ impl Inner {
                 "txt2img: `controlImage` needs a ControlNet (Pipeline.load's `controlnet`)".into(),
             ),
             (Some(_), None) => Err("txt2img: `controlImage` is required with a ControlNet".into()),
-            (Some(net), Some(bytes)) => {
+            (Some((net, _)), Some(bytes)) => {
                 let image =
                     decode_control_image(&bytes, "controlImage", height, width, &self.sd.device)
                         .map_err(|e| format!("txt2img: {e}"))?;
@@ -597,11 +587,7 @@ impl Inner {
         let mosaic = MosaicFusion::new(&self.sd, config, &categories, &pool, seed);
         let plan = mosaic.plan_index(index).map_err(|e| e.to_string())?;
         let denoised = mosaic
-            .denoise(&plan, Readback::Async, |i, n| {
-                if let Some(f) = &on_step {
-                    let _ = f.call2(&JsValue::UNDEFINED, &(i as u32).into(), &(n as u32).into());
-                }
-            })
+            .denoise(&plan, Readback::Async, |i, n| call2(&on_step, i, n))
             .await
             .map_err(|e| e.to_string())?;
         let sample = mosaic.finish(&plan, denoised).map_err(|e| e.to_string())?;

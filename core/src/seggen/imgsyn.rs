@@ -11,7 +11,8 @@ use super::record::SegGenDetails;
 use super::sample::SegGenSample;
 use super::{LabelMap, Palette};
 use crate::dataset::{HostWork, SampleGenerator, SampleId};
-use crate::pipelines::{ControlNet, StableDiffusion, image_to_rgb8};
+use crate::pipelines::{ControlNet, StableDiffusion, read_rgb8};
+use crate::readback::{Readback, now};
 use crate::{Error, Result};
 
 /// Reads a label map by the name the prompt file gives it (the shell's file access).
@@ -44,19 +45,16 @@ impl ImgSyn<'_> {
     pub fn num_images(&self) -> u64 {
         self.prompts.len() as u64 * self.per_mask
     }
-}
 
-impl SampleGenerator for ImgSyn<'_> {
-    type Details = SegGenDetails;
-    type Plan = ImgSynPlan;
-    const DESCRIPTION: &'static str = "MaskForge ImgSyn (SegGen)";
-
-    fn plan(&self, sample: SampleId) -> Result<ImgSynPlan> {
+    /// Plans `sample` of `prompt` with its label map `labels`: checks the map's size against
+    /// the options and the model. (`plan` reads the map the prompt file names.)
+    pub fn plan_labels(
+        &self,
+        sample: SampleId,
+        prompt: ImgSynPrompt,
+        labels: LabelMap,
+    ) -> Result<ImgSynPlan> {
         let line = (sample.index / self.per_mask.max(1)) as usize;
-        let prompt = self.prompts.get(line).cloned().ok_or_else(|| {
-            Error::Invalid(format!("sample {} is past the prompt file", sample.index))
-        })?;
-        let labels = (self.labels)(&prompt.labels)?;
         let size = [labels.height, labels.width];
         let wanted = match (self.options.height, self.options.width) {
             (Some(h), Some(w)) => [h, w],
@@ -83,11 +81,13 @@ impl SampleGenerator for ImgSyn<'_> {
         })
     }
 
-    fn run(
+    /// Draws the image of `plan`, read back as `how` says; `on_step(i, n)` after each step.
+    pub async fn draw(
         &self,
         plan: ImgSynPlan,
-        on_step: &mut dyn FnMut(usize, usize),
-    ) -> Result<HostWork<SegGenDetails>> {
+        how: Readback,
+        on_step: impl FnMut(usize, usize),
+    ) -> Result<SegGenSample> {
         let o = self.options;
         let size = [plan.labels.height, plan.labels.width];
         let (control, _) = mask_control(
@@ -105,31 +105,51 @@ impl SampleGenerator for ImgSyn<'_> {
             plan.sample.seed,
             vec![control],
         );
-        let out = self.sd.txt2img(&params, &mut *on_step)?;
-        let rgb = image_to_rgb8(out.image)?;
-        let sample = SegGenSample {
+        let out = self.sd.txt2img(&params, on_step)?;
+        let rgb = read_rgb8(out.image, how).await?;
+        let mut details = SegGenDetails::new(
+            "imgsyn",
+            &plan.prompt.caption,
+            o,
+            &self.controlnet_name,
+            &self.palette.name,
+            size,
+        );
+        details.source_mask = Some(plan.prompt.labels);
+        Ok(SegGenSample {
             sample: plan.sample,
             model: self.model.clone(),
             scheduler: o.scheduler_of(self.sd),
             steps: o.steps,
-            details: SegGenDetails::new(
-                "imgsyn",
-                &plan.prompt.caption,
-                o,
-                &self.controlnet_name,
-                &self.palette.name,
-                size,
-            ),
+            details,
             rgb,
             labels: plan.labels,
             drawn: None,
-        };
-        let source = plan.prompt.labels;
+        })
+    }
+}
+
+impl SampleGenerator for ImgSyn<'_> {
+    type Details = SegGenDetails;
+    type Plan = ImgSynPlan;
+    const DESCRIPTION: &'static str = "MaskForge ImgSyn (SegGen)";
+
+    fn plan(&self, sample: SampleId) -> Result<ImgSynPlan> {
+        let line = (sample.index / self.per_mask.max(1)) as usize;
+        let prompt = self.prompts.get(line).cloned().ok_or_else(|| {
+            Error::Invalid(format!("sample {} is past the prompt file", sample.index))
+        })?;
+        let labels = (self.labels)(&prompt.labels)?;
+        self.plan_labels(sample, prompt, labels)
+    }
+
+    fn run(
+        &self,
+        plan: ImgSynPlan,
+        on_step: &mut dyn FnMut(usize, usize),
+    ) -> Result<HostWork<SegGenDetails>> {
+        let sample = now(self.draw(plan, Readback::Blocking, on_step))?;
         let palette = self.palette.clone();
-        Ok(Box::new(move || {
-            let mut out = sample.into_output(&palette)?;
-            out.record.details.source_mask = Some(source);
-            Ok(out)
-        }))
+        Ok(Box::new(move || sample.into_output(&palette)))
     }
 }
