@@ -5,6 +5,7 @@ pub mod arch;
 #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 pub mod cpu;
 pub mod dataset;
+pub mod diffusioninst;
 pub mod error;
 pub mod imaging;
 pub mod masks;

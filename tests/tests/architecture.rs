@@ -1,6 +1,7 @@
 //! The code map's invariants (README, Architecture), checked on the sources: the dataset layer
 //! knows no system, weights know no model type, models know no pipeline, MosaicFusion adds
-//! no methods to the pipeline, and the shapes world knows no model.
+//! no methods to the pipeline, the shapes world knows no model, and DiffusionInst knows no
+//! text-to-image pipeline or other system.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,7 @@ fn layers_know_only_what_they_may() {
             "crate::seggen",
             "crate::shapes",
             "crate::pipelines",
+            "crate::diffusioninst",
         ],
     );
     assert_absent("weights", &["crate::models", "crate::pipelines"]);
@@ -58,6 +60,15 @@ fn layers_know_only_what_they_may() {
         &["crate::mosaic", "crate::seggen", "crate::dataset"],
     );
     assert_absent("mosaic", &["impl StableDiffusion"]);
+    assert_absent(
+        "diffusioninst",
+        &[
+            "crate::mosaic",
+            "crate::seggen",
+            "crate::pipelines",
+            "crate::models::diffusion",
+        ],
+    );
     assert_absent(
         "shapes",
         &[
