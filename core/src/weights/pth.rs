@@ -120,19 +120,20 @@ impl PthFile {
         let top = p.dict(&p.value).ok_or_else(|| {
             Error::bad_file(
                 &self.name,
-                format!("the checkpoint is a {}, not a dict", &p.value.kind()),
+                format!("the checkpoint is a {}, not a dict", p.value.kind()),
             )
         })?;
-        let lookup = |d: &[(Value, Value)], k: &str| {
-            d.iter()
-                .rev()
-                .find(|(key, v)| matches!(key, Value::Str(s) if &**s == k) && p.dict(v).is_some())
-                .map(|(_, v)| v.clone())
+        // The (last) dict stored under `model`, else under `state_dict`.
+        let lookup = |k: &str| {
+            top.iter().rev().find_map(|(key, v)| match key {
+                Value::Str(s) if &**s == k => p.dict(v),
+                _ => None,
+            })
         };
         let mut dict = top;
         for entry in ["model", "state_dict"] {
-            if let Some(v) = lookup(top, entry) {
-                dict = p.dict(&v).expect("a dict");
+            if let Some(d) = lookup(entry) {
+                dict = d;
                 self.entry = Some(entry);
                 break;
             }
