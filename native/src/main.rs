@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use maskforge_native::commands::{
-    bench, generate, merge, palette, seggen, shapes, text2mask, txt2img,
+    bench, convert, generate, merge, palette, seggen, shapes, text2mask, txt2img,
 };
 
 #[derive(Parser)]
@@ -39,6 +39,9 @@ enum Command {
     Imgsyn(seggen::ImgSynArgs),
     /// SegGen MaskSyn: new masks from captions (Text2Mask), and their images (Mask2Img).
     Masksyn(seggen::MaskSynArgs),
+    /// Convert a PyTorch checkpoint (`.pth`, `.pt`, `.bin`; read without running pickle code)
+    /// or a safetensors file to safetensors, keeping dtypes.
+    Convert(convert::ConvertArgs),
     /// Render the shapes world: scenes of 1–4 coloured shapes on low-colour backgrounds with
     /// their exact instance masks (annotations.json), label maps, colour maps and captions.
     Shapes(shapes::ShapesArgs),
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Imgsyn(args) => seggen::imgsyn(args),
         Command::Masksyn(args) => seggen::masksyn(args),
         Command::Shapes(args) => shapes::run(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -52,36 +52,42 @@ impl SafetensorsFile {
             return Ok(None);
         };
         let raw = &(*self.bytes).as_ref()[self.data_start + start..self.data_start + end];
-        let data: Vec<f32> = match dtype {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
-                .collect(),
-            other => {
-                return Err(Error::UnsupportedDType {
-                    file: self.name.clone(),
-                    key: key.to_string(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
+        let data = to_f32(*dtype, raw, &self.name, key)?;
         Ok(Some(HostTensor {
             shape: shape.clone(),
             data,
         }))
     }
+}
+
+/// Little-endian values of a floating-point `dtype` as f32; other dtypes are an error naming
+/// `file` and `key`.
+pub(super) fn to_f32(dtype: Dtype, raw: &[u8], file: &str, key: &str) -> Result<Vec<f32>> {
+    Ok(match dtype {
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
+            .collect(),
+        other => {
+            return Err(Error::UnsupportedDType {
+                file: file.to_string(),
+                key: key.to_string(),
+                dtype: format!("{other:?}"),
+            });
+        }
+    })
 }
 
 /// The weights of one model component, possibly sharded over several files.

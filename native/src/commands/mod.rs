@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod convert;
 pub mod generate;
 pub mod merge;
 pub mod palette;
