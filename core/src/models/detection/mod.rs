@@ -20,5 +20,5 @@ pub use bottleneck_block::{BottleneckBlock, BottleneckConfig};
 pub use conv::ConvNorm;
 pub use fpn::{Fpn, FpnInput};
 pub use frozen_batch_norm::FrozenBatchNorm2d;
-pub use resnet::{Block, ResNet};
+pub use resnet::{ResNet, Stage};
 pub use stem::BasicStem;

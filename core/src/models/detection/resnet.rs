@@ -10,20 +10,20 @@ use crate::diffusioninst::ResNetConfig;
 use crate::error::Result;
 use crate::weights::VarBuilder;
 
-/// One residual block of either kind.
+/// One stage's residual blocks (`res{k}.{i}`), all of one kind.
 #[derive(Module, Debug)]
-pub enum Block {
-    Basic(BasicBlock),
-    Bottleneck(BottleneckBlock),
+pub enum Stage {
+    Basic(Vec<BasicBlock>),
+    Bottleneck(Vec<BottleneckBlock>),
 }
 
-impl Block {
+impl Stage {
     /// # Shapes
     /// `[B, C_in, H, W]` → `[B, C_out, ⌈H/s⌉, ⌈W/s⌉]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match self {
-            Block::Basic(b) => b.forward(x),
-            Block::Bottleneck(b) => b.forward(x),
+            Stage::Basic(blocks) => blocks.iter().fold(x, |x, b| b.forward(x)),
+            Stage::Bottleneck(blocks) => blocks.iter().fold(x, |x, b| b.forward(x)),
         }
     }
 }
@@ -36,7 +36,7 @@ impl Block {
 pub struct ResNet {
     pub stem: BasicStem,
     /// `res2`, `res3`, … in order.
-    pub stages: Vec<Vec<Block>>,
+    pub stages: Vec<Stage>,
     #[module(skip)]
     out_features: Vec<String>,
 }
@@ -61,30 +61,35 @@ impl ResNet {
             let c_out = c.res2_out_channels << idx;
             let bottleneck = (c.num_groups * c.width_per_group) << idx;
             let svb = vb.pp(format!("res{stage}"));
-            let mut stage_blocks = Vec::new();
-            for i in 0..blocks[idx] {
-                let stride = if i == 0 { first_stride } else { 1 };
-                let bvb = svb.pp(i);
-                stage_blocks.push(if c.bottleneck() {
-                    Block::Bottleneck(BottleneckBlock::load(
-                        &bvb,
-                        BottleneckConfig {
-                            in_channels: c_in,
-                            out_channels: c_out,
-                            bottleneck_channels: bottleneck,
-                            stride,
-                            groups: c.num_groups,
-                            stride_in_1x1: c.stride_in_1x1,
-                            dilation,
-                            norm: c.norm,
-                        },
-                    )?)
-                } else {
-                    Block::Basic(BasicBlock::load(&bvb, c_in, c_out, stride, c.norm)?)
-                });
-                c_in = c_out;
-            }
-            stages.push(stage_blocks);
+            let stride = |i: usize| if i == 0 { first_stride } else { 1 };
+            let c_first = c_in;
+            let c_in_of = |i: usize| if i == 0 { c_first } else { c_out };
+            stages.push(if c.bottleneck() {
+                Stage::Bottleneck(
+                    (0..blocks[idx])
+                        .map(|i| {
+                            let config = BottleneckConfig {
+                                in_channels: c_in_of(i),
+                                out_channels: c_out,
+                                bottleneck_channels: bottleneck,
+                                stride: stride(i),
+                                groups: c.num_groups,
+                                stride_in_1x1: c.stride_in_1x1,
+                                dilation,
+                                norm: c.norm,
+                            };
+                            BottleneckBlock::load(&svb.pp(i), config)
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            } else {
+                Stage::Basic(
+                    (0..blocks[idx])
+                        .map(|i| BasicBlock::load(&svb.pp(i), c_in_of(i), c_out, stride(i), c.norm))
+                        .collect::<Result<_>>()?,
+                )
+            });
+            c_in = c_out;
         }
         Ok(Self {
             stem,
@@ -120,10 +125,8 @@ impl ResNet {
             }
         };
         keep("stem".into(), &x);
-        for (idx, blocks) in self.stages.iter().enumerate() {
-            for block in blocks {
-                x = block.forward(x);
-            }
+        for (idx, stage) in self.stages.iter().enumerate() {
+            x = stage.forward(x);
             keep(format!("res{}", idx + 2), &x);
         }
         out

@@ -13,7 +13,8 @@ use crate::diffusioninst::{BackboneConfig, DiffusionInstConfig};
 use crate::weights::{Bytes, SafetensorsFile, SafetensorsWeights, VarBuilder};
 
 /// Max error relative to the tensor's scale (`max |want|`, at least 1) for every feature: f32
-/// convolutions summed in another order than PyTorch's.
+/// convolutions summed in another order than PyTorch's. Measured: at most 1.3e-6 (R18 p2; max
+/// abs 5.3e-5 on values up to 42); the stem is exact.
 const FEATURE_TOL: f32 = 1e-5;
 
 fn fixture(path: &str) -> Vec<u8> {
