@@ -102,15 +102,66 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Conv2d> {
+    conv2d_with(
+        vb,
+        c_in,
+        c_out,
+        kernel,
+        Conv2dOptions {
+            stride,
+            padding,
+            ..Conv2dOptions::default()
+        },
+    )
+}
+
+/// The arguments of `nn.Conv2d` beyond channels and kernel size (PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    pub stride: usize,
+    /// Symmetric, on every side.
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    pub bias: bool,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Self {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+            bias: true,
+        }
+    }
+}
+
+/// `nn.Conv2d(c_in, c_out, kernel, stride, padding, dilation, groups, bias)`: the weight is
+/// `[c_out, c_in / groups, kernel, kernel]`.
+pub fn conv2d_with(
+    vb: &VarBuilder,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    o: Conv2dOptions,
+) -> Result<Conv2d> {
+    let bias = if o.bias {
+        Some(Param::from_tensor(vb.get("bias", [c_out])?))
+    } else {
+        None
+    };
+    let p = o.padding;
     Ok(Conv2d {
         conv: burn::nn::conv::Conv2d {
-            weight: Param::from_tensor(vb.get("weight", [c_out, c_in, kernel, kernel])?),
-            bias: Some(Param::from_tensor(vb.get("bias", [c_out])?)),
-            stride: [stride, stride],
+            weight: Param::from_tensor(vb.get("weight", [c_out, c_in / o.groups, kernel, kernel])?),
+            bias,
+            stride: [o.stride, o.stride],
             kernel_size: [kernel, kernel],
-            dilation: [1, 1],
-            groups: 1,
-            padding: PaddingConfig2d::Explicit(padding, padding, padding, padding),
+            dilation: [o.dilation, o.dilation],
+            groups: o.groups,
+            padding: PaddingConfig2d::Explicit(p, p, p, p),
         },
         prepared: PreparedWeights::default(),
     })

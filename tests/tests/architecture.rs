@@ -56,6 +56,15 @@ fn layers_know_only_what_they_may() {
         &["crate::pipelines", "crate::mosaic", "crate::dataset"],
     );
     assert_absent(
+        "models/detection",
+        &[
+            "crate::pipelines",
+            "crate::mosaic",
+            "crate::seggen",
+            "crate::models::diffusion",
+        ],
+    );
+    assert_absent(
         "pipelines",
         &["crate::mosaic", "crate::seggen", "crate::dataset"],
     );

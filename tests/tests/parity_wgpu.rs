@@ -8,11 +8,13 @@
 //! final latents 5.3e-5 (on values up to ~10). The bound, 1e-3 of the tensor's scale, leaves
 //! room for other drivers while a wrong kernel (errors of order 1e-1) still fails.
 
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use maskforge_core::dataset::parse_categories;
+use maskforge_core::diffusioninst::DiffusionInstConfig;
+use maskforge_core::models::detection::Backbone;
 use maskforge_core::mosaic::MosaicFusion;
 use maskforge_core::mosaic::aggregate_device::aggregate_on_device;
 use maskforge_core::mosaic::attention_mask::choose;
@@ -21,8 +23,11 @@ use maskforge_core::mosaic::sample::{GenerateConfig, Refine, RegionAttention};
 use maskforge_core::pipelines::Txt2ImgParams;
 use maskforge_core::readback::{self, Readback};
 use maskforge_core::schedulers::SchedulerKind;
+use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, VarBuilder};
+use maskforge_native::source::map_file;
 use maskforge_tests::{
-    BOXES, Expected, assert_attention_close, check, load_pipeline, mosaic_reference_plan,
+    BOXES, Expected, assert_attention_close, assert_close, check, fixture, load_pipeline,
+    mosaic_reference_plan, values,
 };
 
 const TOL: f32 = 1e-3;
@@ -367,6 +372,46 @@ fn wgpu_colour_map_decoding_equals_the_host() {
             .expect("wgpu runs the kernel")
             .unwrap();
             assert_eq!(&got, want, "{o:?}");
+        }
+    });
+}
+
+/// DiffusionInst's tiny ResNet-50 + FPN backbone (`tests/fixtures/diffinst_backbone_ref.py`):
+/// res2…res5 and p2…p6 against PyTorch, and a batch of two equal to the batch of one twice.
+#[test]
+fn wgpu_diffinst_backbone_matches_pytorch() {
+    on_wgpu("DiffusionInst backbone", |device| {
+        let read = |name: &str| std::fs::read(fixture(&format!("diffusioninst/{name}"))).unwrap();
+        let (config, _) =
+            DiffusionInstConfig::from_yaml("tiny-r50.yaml", &read("tiny-r50.yaml"), &|p| {
+                Ok(read(p))
+            })
+            .unwrap();
+        let path = fixture("diffusioninst/tiny-r50-backbone.safetensors");
+        let file =
+            SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+        let weights = Arc::new(SafetensorsWeights::new(vec![file]).unwrap());
+        let vb = VarBuilder::from_weights(weights, &device, DType::F32).pp("backbone");
+        let backbone = Backbone::load(&vb, &config).unwrap();
+        let exp = Expected::load("diffinst_backbone");
+        let x: Tensor<4> = exp.tensor("batch_a", &device);
+        let bottom_up = backbone.bottom_up.forward(x.clone());
+        for (name, t) in bottom_up {
+            check(&exp, &format!("r50.{name}"), t, TOL);
+        }
+        let pyramid = backbone.forward(x.clone());
+        for (name, t) in backbone.fpn.out_features().iter().zip(&pyramid) {
+            check(&exp, &format!("r50.{name}"), t.clone(), TOL);
+        }
+        let twice = backbone.forward(Tensor::cat(vec![x.clone(), x], 0));
+        for (one, two) in pyramid.into_iter().zip(twice) {
+            let one = values(one);
+            assert_close(
+                "batch of two",
+                &values(two),
+                &[one.clone(), one].concat(),
+                1e-6,
+            );
         }
     });
 }

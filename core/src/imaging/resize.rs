@@ -8,6 +8,8 @@ const PRECISION_BITS: u32 = 32 - 8 - 2;
 /// A Pillow resampling filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
+    /// `Image.BILINEAR` (triangle), support 1: detectron2's `ResizeTransform`.
+    Bilinear,
     /// `Image.BICUBIC` (`a = -0.5`), support 2.
     Bicubic,
     /// `Image.LANCZOS` (3 lobes), support 3: diffusers' default for control images.
@@ -17,6 +19,7 @@ pub enum Filter {
 impl Filter {
     fn support(self) -> f64 {
         match self {
+            Filter::Bilinear => 1.0,
             Filter::Bicubic => 2.0,
             Filter::Lanczos => 3.0,
         }
@@ -24,6 +27,7 @@ impl Filter {
 
     fn weight(self, x: f64) -> f64 {
         match self {
+            Filter::Bilinear => (1.0 - x.abs()).max(0.0),
             Filter::Bicubic => {
                 let a = -0.5;
                 let x = x.abs();

@@ -3,6 +3,7 @@
 //! (`to_out.0`, `ff.net.2`, `downsamplers.0`) is the field `name_i`.
 //!
 //! - [`diffusion`]: Stable Diffusion's UNet, ControlNet and VAE (diffusers).
-//! - detection (to come): detectron2's ResNet/FPN backbone and the DiffusionInst heads.
+//! - [`detection`]: detectron2's ResNet/FPN backbone for DiffusionInst (its heads to come).
 
+pub mod detection;
 pub mod diffusion;

@@ -1,0 +1,24 @@
+//! detectron2's detection layers as DiffusionInst uses them: the ResNet + FPN backbone of
+//! `build_resnet_fpn_backbone`, module tree and keys as detectron2's state dict
+//! (`backbone.bottom_up.res2.0.conv1.norm.running_var`, `backbone.fpn_lateral2.weight`).
+
+mod backbone;
+mod basic_block;
+mod bottleneck_block;
+mod conv;
+mod fpn;
+mod frozen_batch_norm;
+mod resnet;
+mod stem;
+
+#[cfg(test)]
+mod tests;
+
+pub use backbone::Backbone;
+pub use basic_block::BasicBlock;
+pub use bottleneck_block::{BottleneckBlock, BottleneckConfig};
+pub use conv::ConvNorm;
+pub use fpn::{Fpn, FpnInput};
+pub use frozen_batch_norm::FrozenBatchNorm2d;
+pub use resnet::{ResNet, Stage};
+pub use stem::BasicStem;
