@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use maskforge_native::commands::{
-    bench, convert, generate, merge, palette, seggen, shapes, text2mask, txt2img,
+    bench, convert, eval, generate, merge, palette, seggen, shapes, text2mask, txt2img,
 };
 
 #[derive(Parser)]
@@ -45,6 +45,9 @@ enum Command {
     /// Render the shapes world: scenes of 1–4 coloured shapes on low-colour backgrounds with
     /// their exact instance masks (annotations.json), label maps, colour maps and captions.
     Shapes(shapes::ShapesArgs),
+    /// Evaluate COCO results against a COCO or LVIS ground truth (pycocotools' and lvis-api's
+    /// numbers, with hotcoco): the 12 COCO stats, or LVIS's 13 with APr/APc/APf.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Command::Masksyn(args) => seggen::masksyn(args),
         Command::Shapes(args) => shapes::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

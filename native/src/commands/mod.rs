@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod convert;
+pub mod eval;
 pub mod generate;
 pub mod merge;
 pub mod palette;
