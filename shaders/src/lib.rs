@@ -1,7 +1,9 @@
 //! GPU kernels MaskForge adds to burn's, written in CubeCL and launched on burn's wgpu tensors:
 //! [`resample`] is the separable bicubic pass of MosaicFusion's attention aggregation
 //! (`maskforge_core::mosaic::aggregate_device`); [`nearest_color`] is SegGen's colour-map
-//! decoding (`maskforge_core::seggen::decode_device`).
+//! decoding (`maskforge_core::seggen::decode_device`); [`roi_align`] is torchvision's ROIAlign for
+//! DiffusionInst's box pooler (`maskforge_core::models::detection::roi_align`).
 
 pub mod nearest_color;
 pub mod resample;
+pub mod roi_align;

@@ -14,7 +14,8 @@ use std::time::Duration;
 use burn::tensor::{DType, Device, Tensor};
 use maskforge_core::dataset::parse_categories;
 use maskforge_core::diffusioninst::DiffusionInstConfig;
-use maskforge_core::models::detection::Backbone;
+use maskforge_core::models::detection::roi_align::{RoiAlignParams, roi_align};
+use maskforge_core::models::detection::{Backbone, RoiPooler};
 use maskforge_core::mosaic::MosaicFusion;
 use maskforge_core::mosaic::aggregate_device::aggregate_on_device;
 use maskforge_core::mosaic::attention_mask::choose;
@@ -413,5 +414,52 @@ fn wgpu_diffinst_backbone_matches_pytorch() {
                 1e-6,
             );
         }
+    });
+}
+
+/// ROIAlign's kernel (`shaders/src/roi_align.rs`) and the pooler against torchvision and
+/// detectron2's `ROIPooler` (`tests/fixtures/roi_align_ref.py`). The kernel repeats
+/// torchvision's f32 operations: measured bit-equal on lavapipe; the bound leaves room for
+/// drivers that contract them into FMAs.
+#[test]
+fn wgpu_roi_align_matches_torchvision() {
+    on_wgpu("ROIAlign", |device| {
+        let exp = Expected::load("roi_align");
+        let rows = |key: &str| -> Vec<[f32; 5]> {
+            (exp.host(key).1.chunks_exact(5))
+                .map(|b| b.try_into().unwrap())
+                .collect()
+        };
+        let boxes = rows("align.boxes");
+        for aligned in [false, true] {
+            for sampling_ratio in [2, 0] {
+                let params = RoiAlignParams {
+                    output_size: 7,
+                    spatial_scale: 0.5,
+                    sampling_ratio,
+                    aligned,
+                };
+                let pooled = roi_align(exp.tensor("align.features", &device), &boxes, params);
+                let key = format!("align.out.{}.{sampling_ratio}", aligned as u8);
+                check(&exp, &key, pooled, 1e-5);
+            }
+        }
+        let pooler = RoiPooler {
+            min_level: 2,
+            max_level: 5,
+            output_size: 7,
+            sampling_ratio: 2,
+            aligned: true,
+        };
+        let maps: Vec<Tensor<4>> = ["p2", "p3", "p4", "p5"]
+            .iter()
+            .map(|p| exp.tensor(&format!("pool.{p}"), &device))
+            .collect();
+        check(
+            &exp,
+            "pool.out",
+            pooler.forward(&maps, &rows("pool.boxes")),
+            1e-5,
+        );
     });
 }

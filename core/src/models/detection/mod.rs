@@ -1,6 +1,7 @@
 //! detectron2's detection layers as DiffusionInst uses them: the ResNet + FPN backbone of
 //! `build_resnet_fpn_backbone`, module tree and keys as detectron2's state dict
-//! (`backbone.bottom_up.res2.0.conv1.norm.running_var`, `backbone.fpn_lateral2.weight`).
+//! (`backbone.bottom_up.res2.0.conv1.norm.running_var`, `backbone.fpn_lateral2.weight`), and
+//! the head's box pooler (`ROIPooler` with torchvision's ROIAlign).
 
 mod backbone;
 mod basic_block;
@@ -8,9 +9,13 @@ mod bottleneck_block;
 mod conv;
 mod fpn;
 mod frozen_batch_norm;
+mod pooler;
 mod resnet;
+pub mod roi_align;
 mod stem;
 
+#[cfg(test)]
+mod roi_tests;
 #[cfg(test)]
 mod tests;
 
@@ -20,5 +25,6 @@ pub use bottleneck_block::{BottleneckBlock, BottleneckConfig};
 pub use conv::ConvNorm;
 pub use fpn::{Fpn, FpnInput};
 pub use frozen_batch_norm::FrozenBatchNorm2d;
+pub use pooler::RoiPooler;
 pub use resnet::{ResNet, Stage};
 pub use stem::BasicStem;
