@@ -249,7 +249,8 @@ fn masksyn_dataset_reads_back() {
         .map(|c| (c["id"].as_u64().unwrap(), c["isthing"] == 1))
         .collect();
     assert_eq!(things.len(), 133);
-    let mut thing_segments = 0;
+    // Per image id, the pixels (row-major) of each thing segment, with its category.
+    let mut thing_masks: Vec<(u64, u64, Vec<bool>)> = Vec::new();
     for (k, r) in records.iter().enumerate() {
         assert_eq!(r["seed"], 7 + k as u64);
         assert_eq!(r["text2mask_steps"], 2);
@@ -289,14 +290,43 @@ fn masksyn_dataset_reads_back() {
             }
             assert_eq!(seg["area"], area);
             assert_eq!(seg["bbox"], serde_json::json!([x1, y1, x2 - x1, y2 - y1]));
-            thing_segments += things[&class] as usize;
+            if things[&class] {
+                let mask = png
+                    .pixels()
+                    .map(|p| p.0[0] as u32 + 256 * p.0[1] as u32 + 65536 * p.0[2] as u32 == id)
+                    .collect();
+                thing_masks.push((r["id"].as_u64().unwrap(), class, mask));
+            }
         }
     }
+    // Every instance's RLE decodes to exactly one thing segment of its image.
     let anns = instances["annotations"].as_array().unwrap();
-    assert_eq!(anns.len(), thing_segments, "one instance per thing segment");
+    assert_eq!(
+        anns.len(),
+        thing_masks.len(),
+        "one instance per thing segment"
+    );
     for a in anns {
         assert_eq!(a["segmentation"]["size"], serde_json::json!([48, 64]));
-        assert!(a["area"].as_f64().unwrap() > 0.0);
+        let counts = a["segmentation"]["counts"].as_str().unwrap();
+        let rle = hotcoco::mask::rle_from_string(counts, 48, 64).unwrap();
+        let column_major = hotcoco::mask::decode(&rle);
+        let mask: Vec<bool> = (0..48 * 64)
+            .map(|i| column_major[(i % 64) * 48 + i / 64] != 0)
+            .collect();
+        assert_eq!(
+            a["area"].as_f64().unwrap() as usize,
+            mask.iter().filter(|&&m| m).count()
+        );
+        let matches = thing_masks
+            .iter()
+            .filter(|(image, class, m)| {
+                *image == a["image_id"].as_u64().unwrap()
+                    && *class == a["category_id"].as_u64().unwrap()
+                    && *m == mask
+            })
+            .count();
+        assert_eq!(matches, 1, "annotation {} is one thing segment", a["id"]);
     }
 }
 
