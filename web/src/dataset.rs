@@ -47,15 +47,5 @@ fn build(categories: &JsValue, samples: &[JsValue]) -> Result<Vec<u8>, String> {
     }
     write_outputs(&storage, &categories, &records, MosaicFusion::DESCRIPTION)
         .map_err(|e| e.to_string())?;
-    let mut files = storage.into_files();
-    let mut entries: Vec<(String, Vec<u8>)> = [ANNOTATIONS_FILE, MANIFEST_FILE]
-        .iter()
-        .filter_map(|name| files.remove(*name).map(|bytes| (name.to_string(), bytes)))
-        .collect();
-    entries.extend(files);
-    let entries: Vec<(String, &[u8])> = entries
-        .iter()
-        .map(|(n, b)| (n.clone(), b.as_slice()))
-        .collect();
-    crate::zip::write(&entries)
+    crate::zip::from_storage(storage, &[ANNOTATIONS_FILE, MANIFEST_FILE])
 }

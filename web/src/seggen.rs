@@ -439,15 +439,5 @@ fn build_zip(palette: JsValue, samples: &[JsValue]) -> Result<Vec<u8>, String> {
     storage
         .write(PALETTE_FILE, &classes)
         .map_err(|e| e.to_string())?;
-    let mut files = storage.into_files();
-    let mut entries: Vec<(String, Vec<u8>)> = [MANIFEST_FILE, PALETTE_FILE]
-        .iter()
-        .filter_map(|name| files.remove(*name).map(|bytes| (name.to_string(), bytes)))
-        .collect();
-    entries.extend(files);
-    let entries: Vec<(String, &[u8])> = entries
-        .iter()
-        .map(|(n, b)| (n.clone(), b.as_slice()))
-        .collect();
-    crate::zip::write(&entries)
+    crate::zip::from_storage(storage, &[MANIFEST_FILE, PALETTE_FILE])
 }

@@ -53,3 +53,22 @@ pub fn write(entries: &[(String, &[u8])]) -> Result<Vec<u8>, String> {
     out.extend_from_slice(&0u16.to_le_bytes());
     Ok(out)
 }
+
+/// The files of `storage` as a zip, the files named in `first` leading (in that order), then
+/// the rest by path.
+pub fn from_storage(
+    storage: maskforge_core::dataset::MemoryStorage,
+    first: &[&str],
+) -> Result<Vec<u8>, String> {
+    let mut files = storage.into_files();
+    let mut entries: Vec<(String, Vec<u8>)> = first
+        .iter()
+        .filter_map(|name| files.remove(*name).map(|bytes| (name.to_string(), bytes)))
+        .collect();
+    entries.extend(files);
+    let entries: Vec<(String, &[u8])> = entries
+        .iter()
+        .map(|(n, b)| (n.clone(), b.as_slice()))
+        .collect();
+    write(&entries)
+}
