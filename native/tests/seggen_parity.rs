@@ -165,7 +165,7 @@ fn mask2img_with_karras_sigmas_equals_diffusers() {
 }
 
 /// Text2Mask through the CLI with `extra` flags against the reference `tag`.
-fn text2mask_matches(dir: &Path, tag: &str, extra: &[&str]) {
+fn text2mask_matches(dir: &Path, tag: &str, device: &str, extra: &[&str]) {
     let model = fixture("tiny-sd15");
     let (color, labels) = (
         dir.join(format!("{tag}-c.png")),
@@ -194,21 +194,27 @@ fn text2mask_matches(dir: &Path, tag: &str, extra: &[&str]) {
         "--seed",
         "3",
         "--device",
-        "cpu",
+        device,
     ];
     args.extend_from_slice(extra);
     ok(&args);
+    // wgpu sums in other orders: a pixel off by one more may decode to a neighbouring colour.
+    let (max, mean, min_share) = if device == "wgpu" {
+        (2, 0.05, 0.98)
+    } else {
+        (1, 0.02, 0.995)
+    };
     let want = values_u8(&format!("{tag}.rgb8"));
     assert_close(
         &format!("{tag} colour map"),
         &png_rgb(&color),
         &want,
-        1,
-        0.02,
+        max,
+        mean,
     );
     let share = agreement(&png_luma(&labels), &values_u8(&format!("{tag}.labels")));
     assert!(
-        share >= 0.995,
+        share >= min_share,
         "{tag}: labels agree on {share:.4} of the pixels"
     );
 }
@@ -219,6 +225,7 @@ fn text2mask_with_heun_and_karras_sigmas_equals_diffusers() {
     text2mask_matches(
         dir.path(),
         "t2m_heun",
+        "cpu",
         &["--scheduler", "heun", "--karras-sigmas"],
     );
 }
@@ -226,7 +233,7 @@ fn text2mask_with_heun_and_karras_sigmas_equals_diffusers() {
 #[test]
 fn text2mask_equals_diffusers_and_its_decoding() {
     let dir = tempfile::tempdir().unwrap();
-    text2mask_matches(dir.path(), "t2m", &[]);
+    text2mask_matches(dir.path(), "t2m", "cpu", &[]);
     let want_rgb = values_u8("t2m.rgb8");
 
     // The reference's colour image decodes to exactly the reference's labels.
@@ -309,4 +316,11 @@ fn masksyn_end_to_end_equals_the_reference() {
 #[test]
 fn mask2img_on_wgpu_equals_diffusers() {
     mask2img_matches("wgpu", false, 2, 0.05);
+}
+
+/// Text2Mask on wgpu: the drawing within the wgpu tolerance, the labels as the reference's.
+#[test]
+fn text2mask_on_wgpu_equals_diffusers() {
+    let dir = tempfile::tempdir().unwrap();
+    text2mask_matches(dir.path(), "t2m", "wgpu", &[]);
 }
