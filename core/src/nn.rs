@@ -300,3 +300,43 @@ impl LayerNorm {
         burn::tensor::module::layer_norm(x, weight, Some(bias), self.eps)
     }
 }
+
+/// `nn.MultiheadAttention(d, heads)` (batch second in PyTorch, batch first here): the packed
+/// input projection `in_proj_weight` `[3d, d]` / `in_proj_bias` `[3d]` (q, k, v stacked) and
+/// `out_proj`.
+#[derive(Module, Debug)]
+pub struct MultiheadAttention {
+    in_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+}
+
+impl MultiheadAttention {
+    /// Reads `in_proj_weight`, `in_proj_bias` and `out_proj.*` for `d` channels.
+    pub fn load(vb: &VarBuilder, d: usize, heads: usize) -> Result<Self> {
+        let weight = vb.get_transposed("in_proj_weight", [3 * d, d])?;
+        let bias = vb.get("in_proj_bias", [3 * d])?;
+        Ok(Self {
+            in_proj: Linear {
+                linear: burn::nn::Linear {
+                    weight: Param::from_tensor(weight),
+                    bias: Some(Param::from_tensor(bias)),
+                },
+            },
+            out_proj: linear(&vb.pp("out_proj"), d, d, true)?,
+            heads,
+        })
+    }
+
+    /// Self-attention among the `N` tokens of each batch item.
+    ///
+    /// # Shapes
+    /// `[B, N, d]` → `[B, N, d]`
+    pub fn forward_self(&self, x: Tensor<3>) -> Tensor<3> {
+        let d = x.dims()[2];
+        let qkv = self.in_proj.forward(x);
+        let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(2, i * d, d));
+        self.out_proj
+            .forward(attention(q, k, v, self.heads, false, false))
+    }
+}

@@ -135,6 +135,27 @@ impl TorchRng {
         data
     }
 
+    /// `torch.randn((n,), dtype=torch.float64, generator=g)`: below 16 values the same
+    /// scalar draws as [`randn`](Self::randn); from 16 on, `normal_fill<double>`: 53-bit
+    /// uniforms and Box–Muller in f64 with libm's `log`, `cos` and `sin`.
+    pub fn randn_f64(&mut self, n: usize) -> Vec<f64> {
+        if n < 16 {
+            return (0..n).map(|_| self.normal_f64()).collect();
+        }
+        let mut data: Vec<f64> = (0..n).map(|_| self.uniform_f64()).collect();
+        for block in data.chunks_exact_mut(16) {
+            box_muller_16_f64(block);
+        }
+        if n % 16 != 0 {
+            let tail = &mut data[n - 16..];
+            for v in tail.iter_mut() {
+                *v = self.uniform_f64();
+            }
+            box_muller_16_f64(tail);
+        }
+        data
+    }
+
     /// `torch.randn(shape, generator=g)` as a tensor on `device` (default float dtype).
     pub fn randn_tensor(&mut self, shape: [usize; 4], device: &Device) -> Tensor<4> {
         let values = self.randn(shape.iter().product());
@@ -150,6 +171,16 @@ impl TorchRng {
             TensorData::new(values, shape),
             (&like.device(), like.dtype()),
         )
+    }
+}
+
+/// `normal_fill_16<double>`: Box–Muller on 16 uniforms, pairs `(j, j + 8)`.
+fn box_muller_16_f64(data: &mut [f64]) {
+    for j in 0..8 {
+        let radius = (-2.0 * (1.0 - data[j]).ln()).sqrt();
+        let theta = 2.0 * std::f64::consts::PI * data[j + 8];
+        data[j] = radius * theta.cos();
+        data[j + 8] = radius * theta.sin();
     }
 }
 

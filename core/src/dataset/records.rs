@@ -55,27 +55,55 @@ impl AnnotationRecord {
                 mask.len()
             )));
         }
-        let mut column_major = vec![0u8; mask.len()];
-        for y in 0..height {
-            for x in 0..width {
-                column_major[x * height + y] = mask[y * width + x] as u8;
-            }
-        }
-        let rle = hotcoco::mask::encode(&column_major, h, w)
-            .map_err(|e| Error::Invalid(format!("RLE encoding: {e}")))?;
+        let (counts, area, bbox) = encode_rle(mask, height, width)?;
         Ok(Self {
             id: 0,
             image_id,
             category_id,
             segmentation: RleRecord {
                 size: [h, w],
-                counts: hotcoco::mask::rle_to_string(&rle),
+                counts,
             },
-            area: hotcoco::mask::area(&rle) as f64,
-            bbox: hotcoco::mask::to_bbox(&rle),
+            area,
+            bbox,
             iscrowd: 0,
         })
     }
+}
+
+impl RleRecord {
+    /// Encodes a row-major `height × width` mask.
+    pub fn from_mask(mask: &[bool], height: usize, width: usize) -> Result<Self> {
+        if mask.len() != height * width {
+            return Err(Error::Invalid(format!(
+                "mask has {} pixels, expected {height}x{width}",
+                mask.len()
+            )));
+        }
+        let (counts, _, _) = encode_rle(mask, height, width)?;
+        Ok(Self {
+            size: [height as u32, width as u32],
+            counts,
+        })
+    }
+}
+
+/// A row-major mask's compressed RLE string (COCO's order is column-major), area and
+/// `[x, y, w, h]` bounding box.
+fn encode_rle(mask: &[bool], height: usize, width: usize) -> Result<(String, f64, [f64; 4])> {
+    let mut column_major = vec![0u8; mask.len()];
+    for y in 0..height {
+        for x in 0..width {
+            column_major[x * height + y] = mask[y * width + x] as u8;
+        }
+    }
+    let rle = hotcoco::mask::encode(&column_major, height as u32, width as u32)
+        .map_err(|e| Error::Invalid(format!("RLE encoding: {e}")))?;
+    Ok((
+        hotcoco::mask::rle_to_string(&rle),
+        hotcoco::mask::area(&rle) as f64,
+        hotcoco::mask::to_bbox(&rle),
+    ))
 }
 
 /// The file name of image `id`: 12 digits, as COCO and LVIS.

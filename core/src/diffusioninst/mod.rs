@@ -1,17 +1,29 @@
 //! DiffusionInst: instance segmentation by denoising boxes, and DiffusionDet, its box-only
 //! parent, run from their original detectron2 configs and checkpoints.
 //!
-//! So far this folder holds the configuration ([`config`]): the original YAML files read as
-//! detectron2 reads them, typed, with every default inference uses, and the test-time input
-//! path ([`preprocess`]). The backbone is `models::detection::Backbone`; the dynamic head, the
-//! box sampler and the mask head come next; none of it is a diffusion UNet or uses the
-//! text-to-image pipeline.
+//! The data path: [`preprocess`] (resize, normalise, pad) → `models::detection::Backbone`
+//! (ResNet + FPN) → [`head`] (timestep embedding, refinement stages, mask features) driven by
+//! [`sampler`] (DDIM over boxes, [`schedule`]) → [`mask_head`] (per-instance kernels) →
+//! [`postprocess`] (back to the image's pixels). [`detector`] ties them together; [`config`]
+//! reads the original YAML files as detectron2 does. None of it is a diffusion UNet or uses
+//! the text-to-image pipeline.
 
+pub mod boxes;
 pub mod config;
+pub mod detector;
+pub mod head;
+pub mod mask_head;
+pub mod postprocess;
 pub mod preprocess;
+pub mod sampler;
+pub mod schedule;
 
 pub use config::{
     Activation, Architecture, BackboneConfig, ConfigWarning, DiffusionInstConfig,
     DynamicHeadConfig, FpnConfig, FuseType, ImageFormat, InputConfig, Norm, PoolerConfig,
     PoolerType, ResNetConfig, SwinConfig, SwinSize,
 };
+pub use detector::{DetectOptions, DiffusionInst, ImageFeatures};
+#[cfg(test)]
+mod tests;
+pub use postprocess::Detection;

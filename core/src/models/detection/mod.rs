@@ -17,7 +17,7 @@ mod stem;
 #[cfg(test)]
 mod roi_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use backbone::Backbone;
 pub use basic_block::BasicBlock;

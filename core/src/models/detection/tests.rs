@@ -17,7 +17,7 @@ use crate::weights::{Bytes, SafetensorsFile, SafetensorsWeights, VarBuilder, che
 /// abs 5.3e-5 on values up to 42); the stem is exact.
 const FEATURE_TOL: f32 = 1e-5;
 
-fn fixture(path: &str) -> Vec<u8> {
+pub(crate) fn fixture(path: &str) -> Vec<u8> {
     let path = format!("{}/../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (see tests/fixtures/README.md)"))
 }
@@ -58,7 +58,17 @@ pub(crate) struct Expected(Vec<u8>);
 
 impl Expected {
     pub(crate) fn load() -> Self {
-        Self(fixture("expected/diffinst_backbone.safetensors"))
+        Self::open("diffinst_backbone")
+    }
+
+    /// `tests/fixtures/expected/{name}.safetensors`.
+    pub(crate) fn open(name: &str) -> Self {
+        Self(fixture(&format!("expected/{name}.safetensors")))
+    }
+
+    /// The raw little-endian bytes and shape of `key`.
+    pub(crate) fn raw(&self, key: &str) -> (Vec<usize>, Vec<u8>) {
+        self.u8(key)
     }
 
     pub(crate) fn f32(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
