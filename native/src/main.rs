@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use maskforge_native::commands::{
-    bench, convert, eval, generate, merge, palette, seggen, shapes, text2mask, txt2img,
+    bench, convert, detect, eval, generate, merge, palette, seggen, shapes, text2mask, txt2img,
 };
 
 #[derive(Parser)]
@@ -48,6 +48,9 @@ enum Command {
     /// Evaluate COCO results against a COCO or LVIS ground truth (pycocotools' and lvis-api's
     /// numbers, with hotcoco): the 12 COCO stats, or LVIS's 13 with APr/APc/APf.
     Eval(eval::EvalArgs),
+    /// DiffusionInst / DiffusionDet instance segmentation from the original detectron2 config
+    /// and checkpoint: COCO results JSON (boxes, scores, RLE masks) for images or folders.
+    Detect(detect::DetectArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Shapes(args) => shapes::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Detect(args) => detect::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

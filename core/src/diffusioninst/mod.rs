@@ -15,6 +15,7 @@ pub mod head;
 pub mod mask_head;
 pub mod postprocess;
 pub mod preprocess;
+pub mod results;
 pub mod sampler;
 pub mod schedule;
 

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod convert;
+pub mod detect;
+mod detect_vis;
 pub mod eval;
 pub mod generate;
 pub mod merge;
