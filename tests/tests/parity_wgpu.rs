@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use burn::tensor::{DType, Device, Tensor};
 use maskforge_core::dataset::parse_categories;
-use maskforge_core::diffusioninst::DiffusionInstConfig;
+use maskforge_core::diffusioninst::preprocess::RgbImage;
+use maskforge_core::diffusioninst::{DetectOptions, DiffusionInst, DiffusionInstConfig};
 use maskforge_core::models::detection::roi_align::{RoiAlignParams, roi_align};
 use maskforge_core::models::detection::{Backbone, RoiPooler};
 use maskforge_core::mosaic::MosaicFusion;
@@ -24,7 +25,9 @@ use maskforge_core::mosaic::sample::{GenerateConfig, Refine, RegionAttention};
 use maskforge_core::pipelines::Txt2ImgParams;
 use maskforge_core::readback::{self, Readback};
 use maskforge_core::schedulers::SchedulerKind;
-use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, VarBuilder};
+use maskforge_core::weights::{
+    SafetensorsFile, SafetensorsWeights, VarBuilder, checkpoint_weights,
+};
 use maskforge_native::source::map_file;
 use maskforge_tests::{
     BOXES, Expected, assert_attention_close, assert_close, check, fixture, load_pipeline,
@@ -461,5 +464,121 @@ fn wgpu_roi_align_matches_torchvision() {
             pooler.forward(&maps, &rows("pool.boxes")),
             1e-5,
         );
+    });
+}
+
+/// Fixture image `which` of `expected/diffinst_backbone.safetensors` (8-bit RGB).
+fn diffinst_image(which: &str) -> (usize, usize, Vec<u8>) {
+    let bytes = std::fs::read(fixture("expected/diffinst_backbone.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(&format!("image_{which}")).unwrap();
+    (t.shape()[0], t.shape()[1], t.data().to_vec())
+}
+
+/// The whole DiffusionInst (`tests/fixtures/diffinst_ref.py`, `tiny-r50.pth`) on wgpu: mask
+/// features and both head stages of one call, then the 1- and 4-step seeded detections, against
+/// the PyTorch reference.
+#[test]
+fn wgpu_diffinst_matches_pytorch() {
+    on_wgpu("DiffusionInst", |device| {
+        let read = |name: &str| std::fs::read(fixture(&format!("diffusioninst/{name}"))).unwrap();
+        let (config, _) =
+            DiffusionInstConfig::from_yaml("tiny-r50.yaml", &read("tiny-r50.yaml"), &|p| {
+                Ok(read(p))
+            })
+            .unwrap();
+        let path = fixture("diffusioninst/tiny-r50.pth");
+        let weights =
+            checkpoint_weights(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+        let vb = VarBuilder::from_weights(weights, &device, DType::F32);
+        let model = DiffusionInst::load(&vb, &config).unwrap();
+        let exp = Expected::load("diffinst");
+        let (height, width, pixels) = diffinst_image("a");
+        let image = RgbImage {
+            pixels: &pixels,
+            height,
+            width,
+        };
+
+        let features = model.features(&image).unwrap();
+        check(
+            &exp,
+            "a.mask_feat",
+            features.mask_feat.clone().unwrap(),
+            TOL,
+        );
+        let (_, boxes_in) = exp.host("a.boxes_in");
+        let boxes: Vec<[f32; 4]> = boxes_in
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect();
+        let stages = readback::now(model.head.forward(
+            &features.pyramid,
+            boxes,
+            999,
+            Readback::Blocking,
+        ))
+        .unwrap();
+        for (k, stage) in stages.into_iter().enumerate() {
+            check(&exp, &format!("a.stage{k}.obj"), stage.output.obj, TOL);
+            check(
+                &exp,
+                &format!("a.stage{k}.logits"),
+                stage.output.logits,
+                TOL,
+            );
+            let kernels = stage.output.kernels.unwrap();
+            check(&exp, &format!("a.stage{k}.kernels"), kernels, TOL);
+            let got: Vec<f32> = stage.boxes.into_iter().flatten().collect();
+            assert_close(
+                &format!("a.stage{k}.boxes"),
+                &got,
+                &exp.host(&format!("a.stage{k}.boxes")).1,
+                TOL,
+            );
+        }
+
+        for (run, steps) in [("a.s1", 1), ("a.s4", 4)] {
+            let options = DetectOptions {
+                steps: Some(steps),
+                ..DetectOptions::default()
+            };
+            let found = readback::now(model.detect(&[image], &options, Readback::Blocking))
+                .unwrap()
+                .remove(0);
+            let bytes = std::fs::read(fixture("expected/diffinst.safetensors")).unwrap();
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let labels: Vec<i64> = (st.tensor(&format!("{run}.labels")).unwrap().data())
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let got: Vec<i64> = found.iter().map(|d| d.label as i64).collect();
+            assert_eq!(got, labels, "{run}: classes");
+            let got: Vec<f32> = found.iter().flat_map(|d| d.bbox).collect();
+            assert_close(
+                &format!("{run}.boxes"),
+                &got,
+                &exp.host(&format!("{run}.boxes")).1,
+                TOL,
+            );
+            let got: Vec<f32> = found.iter().map(|d| d.score).collect();
+            assert_close(
+                &format!("{run}.scores"),
+                &got,
+                &exp.host(&format!("{run}.scores")).1,
+                TOL,
+            );
+            let want = st.tensor(&format!("{run}.masks")).unwrap().data().to_vec();
+            let got: Vec<u8> = found
+                .iter()
+                .flat_map(|d| d.mask.as_ref().unwrap().iter().map(|&m| m as u8))
+                .collect();
+            let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+            eprintln!("{run}: {differ} of {} mask pixels differ", want.len());
+            assert!(
+                differ * 1000 <= want.len(),
+                "{run}: {differ} mask pixels differ"
+            );
+        }
     });
 }
