@@ -1,5 +1,6 @@
 //! The native side of MaskForge: files, devices and the `maskforge` subcommands.
 
+pub mod agreement;
 pub mod alloc;
 pub mod commands;
 pub mod control;

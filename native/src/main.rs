@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use maskforge_native::commands::{
-    bench, convert, detect, eval, generate, merge, palette, seggen, shapes, text2mask, txt2img,
+    bench, convert, detect, eval, generate, merge, palette, score, seggen, shapes, text2mask,
+    txt2img,
 };
 
 #[derive(Parser)]
@@ -19,10 +20,14 @@ enum Command {
     /// (keys are flag names, e.g. `num_images = 100`); flags on the command line win.
     Generate(generate::GenerateArgs),
     /// Assemble the annotation files and manifest.jsonl of a sharded `generate`, `imgsyn` or
-    /// `masksyn` output folder.
+    /// `masksyn` output folder. When `maskforge score` was run on it, the detector's agreement
+    /// is added to each annotation.
     Collect {
         /// The folder the shards wrote to.
         out: std::path::PathBuf,
+        /// Drop annotations whose detector agreement (`maskforge score`) is below this.
+        #[arg(long)]
+        min_agreement: Option<f64>,
     },
     /// Generate one image from a prompt.
     Txt2img(txt2img::Txt2ImgArgs),
@@ -51,6 +56,10 @@ enum Command {
     /// DiffusionInst / DiffusionDet instance segmentation from the original detectron2 config
     /// and checkpoint: COCO results JSON (boxes, scores, RLE masks) for images or folders.
     Detect(detect::DetectArgs),
+    /// Score a generated dataset with DiffusionInst: per annotation, the best mask IoU with any
+    /// detection (`agreement`) and with one of its category; sharded and resumable. `collect
+    /// --min-agreement F` then drops weak annotations.
+    Score(score::ScoreArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,7 +73,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Generate(args) => generate::run(args),
-        Command::Collect { out } => generate::collect_command(&out),
+        Command::Collect { out, min_agreement } => generate::collect_command(&out, min_agreement),
         Command::Txt2img(args) => txt2img::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Merge(args) => merge::run(args),
@@ -76,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::Convert(args) => convert::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Score(args) => score::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -189,6 +189,24 @@ impl AddFile {
         })
     }
 
+    /// Drops the annotations whose detector `agreement` (written by `maskforge collect` after
+    /// `maskforge score`) is below `min`; an annotation without one is an error. Returns how
+    /// many were dropped.
+    pub fn keep_agreeing(&mut self, min: f64) -> Result<usize> {
+        let before = self.annotations.len();
+        for (i, (_, _, ann)) in self.annotations.iter().enumerate() {
+            if !ann.get("agreement").is_some_and(Value::is_number) {
+                bail!(
+                    "{}: annotations[{i}] has no `agreement`; run `maskforge score` and                      `maskforge collect` on its dataset first",
+                    self.name
+                );
+            }
+        }
+        self.annotations
+            .retain(|(_, _, ann)| ann["agreement"].as_f64().is_some_and(|a| a >= min));
+        Ok(before - self.annotations.len())
+    }
+
     /// The name used in error messages (the path, for [`AddFile::read`]).
     pub fn name(&self) -> &str {
         &self.name
@@ -197,8 +215,14 @@ impl AddFile {
 
 /// Merges `adds` into the base dataset at `base`, writing `out` atomically (a temporary file
 /// in the same folder, then a rename): `out` is never left half-written. Refuses to overwrite
-/// an input file.
-pub fn merge_files(base: &Path, adds: &[PathBuf], out: &Path) -> Result<MergeSummary> {
+/// an input file. With `min_agreement`, added annotations below it are left out (see
+/// [`AddFile::keep_agreeing`]).
+pub fn merge_files(
+    base: &Path,
+    adds: &[PathBuf],
+    out: &Path,
+    min_agreement: Option<f64>,
+) -> Result<MergeSummary> {
     if adds.is_empty() {
         bail!("nothing to merge: give at least one file to add");
     }
@@ -215,10 +239,15 @@ pub fn merge_files(base: &Path, adds: &[PathBuf], out: &Path) -> Result<MergeSum
     let open_base = || File::open(base).with_context(|| format!("{base_name}: cannot open"));
     // Fail early, before the added files are read, when the base cannot be opened.
     drop(open_base()?);
-    let adds = adds
+    let mut adds = adds
         .iter()
         .map(|p| AddFile::read(p))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(min) = min_agreement {
+        for add in &mut adds {
+            add.keep_agreeing(min)?;
+        }
+    }
     let out_name = out.display().to_string();
     let mut summary = None;
     crate::write_atomically(out, |tmp| {

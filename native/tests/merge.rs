@@ -279,7 +279,7 @@ fn merges_two_files_into_an_lvis_like_base() {
 #[test]
 fn merged_file_is_a_valid_coco_dataset_for_hotcoco() {
     let f = files();
-    merge::merge_files(&f.base, &[f.a.clone(), f.b.clone()], &f.out).unwrap();
+    merge::merge_files(&f.base, &[f.a.clone(), f.b.clone()], &f.out, None).unwrap();
     let coco = hotcoco::COCO::new(&f.out).unwrap();
     assert_eq!(coco.get_img_ids(&[], &[]).len(), 5);
     assert_eq!(coco.get_ann_ids(&[], &[], None, None).len(), 8);
@@ -298,7 +298,7 @@ fn base_without_images_annotations_or_categories_gets_them_appended() {
     let f = files();
     std::fs::write(&f.base, r#"{"info": {"v": 1}}"#).unwrap();
     // Without base categories, every category comes from the added files.
-    let summary = merge::merge_files(&f.base, &[f.a.clone(), f.b.clone()], &f.out).unwrap();
+    let summary = merge::merge_files(&f.base, &[f.a.clone(), f.b.clone()], &f.out, None).unwrap();
     assert_eq!(summary.images_added, 3);
     assert_eq!(summary.first_image_id, 1);
     assert_eq!(summary.categories_added, 3);

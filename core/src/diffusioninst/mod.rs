@@ -8,6 +8,7 @@
 //! reads the original YAML files as detectron2 does. None of it is a diffusion UNet or uses
 //! the text-to-image pipeline.
 
+pub mod agreement;
 pub mod boxes;
 pub mod config;
 pub mod detector;

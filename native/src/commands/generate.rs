@@ -406,18 +406,25 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 /// `maskforge collect OUT`: assembles the annotation files and `manifest.jsonl` from the
 /// sample records of (possibly sharded) runs into OUT: a MosaicFusion run, or a SegGen one
 /// (its `run.json` names the method).
-pub fn collect_command(out: &Path) -> Result<()> {
+pub fn collect_command(out: &Path, min_agreement: Option<f64>) -> Result<()> {
     let storage = DirStorage::open(out);
     let run = read_run_file(&storage)?;
     if let Some(method) = run.settings.get("method").and_then(|m| m.as_str()) {
-        return super::seggen::collect_command(out, method);
+        super::seggen::collect_command(out, method)?;
+    } else {
+        let records: Vec<MosaicRecord> = collect(&storage, MosaicFusion::DESCRIPTION)?;
+        eprintln!(
+            "{}: {} samples, {} kept",
+            out.display(),
+            records.len(),
+            records.iter().filter(|r| r.kept).count()
+        );
     }
-    let records: Vec<MosaicRecord> = collect(&storage, MosaicFusion::DESCRIPTION)?;
-    eprintln!(
-        "{}: {} samples, {} kept",
-        out.display(),
-        records.len(),
-        records.iter().filter(|r| r.kept).count()
-    );
+    if let Some((kept, dropped)) = crate::agreement::apply(out, min_agreement)? {
+        eprintln!(
+            "{}: detector agreement added; {kept} annotations kept, {dropped} dropped",
+            out.display()
+        );
+    }
     Ok(())
 }

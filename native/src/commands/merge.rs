@@ -19,11 +19,15 @@ pub struct MergeArgs {
     /// The merged dataset, written atomically; must not be an input.
     #[arg(long)]
     pub out: PathBuf,
+    /// Leave out added annotations whose detector agreement (`maskforge score`, then
+    /// `collect`) is below this.
+    #[arg(long)]
+    pub min_agreement: Option<f64>,
 }
 
 /// Runs `merge`: prints a one-line summary.
 pub fn run(args: MergeArgs) -> Result<()> {
-    let summary = crate::merge::merge_files(&args.base, &args.adds, &args.out)?;
+    let summary = crate::merge::merge_files(&args.base, &args.adds, &args.out, args.min_agreement)?;
     println!("{}: {summary}", args.out.display());
     Ok(())
 }

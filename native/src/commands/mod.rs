@@ -8,6 +8,7 @@ pub mod eval;
 pub mod generate;
 pub mod merge;
 pub mod palette;
+pub mod score;
 pub mod seggen;
 pub mod shapes;
 pub mod text2mask;
