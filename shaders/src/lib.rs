@@ -2,8 +2,11 @@
 //! [`resample`] is the separable bicubic pass of MosaicFusion's attention aggregation
 //! (`maskforge_core::mosaic::aggregate_device`); [`nearest_color`] is SegGen's colour-map
 //! decoding (`maskforge_core::seggen::decode_device`); [`roi_align`] is torchvision's ROIAlign for
-//! DiffusionInst's box pooler (`maskforge_core::models::detection::roi_align`).
+//! DiffusionInst's box pooler (`maskforge_core::models::detection::roi_align`);
+//! [`dynamic_mask_head`] is DiffusionInst's per-instance mask head
+//! (`maskforge_core::diffusioninst::mask_head`).
 
+pub mod dynamic_mask_head;
 pub mod nearest_color;
 pub mod resample;
 pub mod roi_align;

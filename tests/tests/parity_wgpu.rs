@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use burn::tensor::{DType, Device, Tensor};
 use maskforge_core::dataset::parse_categories;
+use maskforge_core::diffusioninst::mask_head::instance_masks;
 use maskforge_core::diffusioninst::preprocess::RgbImage;
+use maskforge_core::diffusioninst::sampler::{SamplerOptions, sample};
 use maskforge_core::diffusioninst::{DetectOptions, DiffusionInst, DiffusionInstConfig};
 use maskforge_core::models::detection::roi_align::{RoiAlignParams, roi_align};
 use maskforge_core::models::detection::{Backbone, RoiPooler};
@@ -537,6 +539,30 @@ fn wgpu_diffinst_matches_pytorch() {
                 TOL,
             );
         }
+
+        // The mask-head kernel on the reference's own detections of run `a.s1`.
+        let sampler = SamplerOptions {
+            steps: 1,
+            num_proposals: 20,
+            snr_scale: 2.0,
+            seed: 0,
+            initial_noise: None,
+            ensemble_last_step: false,
+            nms_iou: Some(0.5),
+        };
+        let sizes = [features.geometry.resized];
+        let sampled = readback::now(sample(
+            &model.head,
+            std::slice::from_ref(&features.pyramid),
+            &sizes,
+            &sampler,
+            Readback::Blocking,
+        ))
+        .unwrap();
+        let mask_feat = features.mask_feat.clone().unwrap();
+        let [_, c, h, w] = mask_feat.dims();
+        let probs = instance_masks(mask_feat.reshape([c, h, w]), &sampled[0].candidates.kernels);
+        check(&exp, "a.s1.mask_prob", probs, TOL);
 
         for (run, steps) in [("a.s1", 1), ("a.s4", 4)] {
             let options = DetectOptions {
