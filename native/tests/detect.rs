@@ -342,6 +342,13 @@ fn bad_inputs_are_clear_errors() {
         "--device",
         "cpu",
     ]);
-    assert_clear_error(&r, &["tiny-r18-backbone.safetensors"]);
+    assert_clear_error(
+        &r,
+        &[
+            "tiny-r18-backbone.safetensors",
+            "missing keys",
+            "backbone.bottom_up",
+        ],
+    );
     assert!(!Path::new(out).exists(), "no results file after errors");
 }

@@ -4,7 +4,9 @@
 //! alone; the head runs on the whole batch at once.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use std::sync::Arc;
+
+use burn::tensor::{DType, Device, Tensor};
 
 use super::DiffusionInstConfig;
 use super::head::DynamicHead;
@@ -15,7 +17,7 @@ use super::sampler::{SamplerOptions, sample};
 use crate::error::{Error, Result};
 use crate::models::detection::Backbone;
 use crate::readback::Readback;
-use crate::weights::VarBuilder;
+use crate::weights::{KeyReport, VarBuilder, Weights};
 
 /// A DiffusionInst or DiffusionDet checkpoint: `backbone.*` and `head.*`.
 #[derive(Module, Debug)]
@@ -94,13 +96,46 @@ impl DiffusionInst {
     /// the checkpoint has the mask branch (a DiffusionDet checkpoint, or a DiffusionInst one
     /// without it, gives boxes only).
     pub fn load(vb: &VarBuilder, config: &DiffusionInstConfig) -> Result<Self> {
-        let masks = vb.contains("head.mask_head.4.weight");
+        Self::build(vb, config, vb.contains("head.mask_head.4.weight"))
+    }
+
+    fn build(vb: &VarBuilder, config: &DiffusionInstConfig, masks: bool) -> Result<Self> {
         Ok(Self {
             backbone: Backbone::load(&vb.pp("backbone"), config)?,
             head: DynamicHead::load(&vb.pp("head"), config, masks)?,
             config: config.clone(),
             device: vb.device().clone(),
         })
+    }
+
+    /// [`load`](Self::load) from `weights` with every key checked first: a checkpoint lacking
+    /// keys the config implies is an error listing them grouped by module (`backbone.bottom_up
+    /// .res5: 30 of 30 missing (…)`), not key by key. Returns the model and, when the checkpoint
+    /// holds keys the model does not read (beyond the schedule buffers and batch-norm
+    /// counters), their report, for a warning.
+    pub fn load_checked(
+        weights: Arc<dyn Weights>,
+        device: &Device,
+        config: &DiffusionInstConfig,
+    ) -> Result<(Self, Option<KeyReport>)> {
+        let vb = VarBuilder::from_weights(weights.clone(), device, DType::F32);
+        let Some(present) = weights.keys() else {
+            return Ok((Self::load(&vb, config)?, None));
+        };
+        let masks = vb.contains("head.mask_head.4.weight");
+        let (probe, keys) = VarBuilder::probe();
+        Self::build(&probe, config, masks)?;
+        let expected = keys.lock().expect("probe keys").clone();
+        let report = KeyReport::new(
+            expected.iter().map(String::as_str),
+            present
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !is_unused_key(k)),
+        );
+        report.check(&weights.origin())?;
+        let model = Self::build(&vb, config, masks)?;
+        Ok((model, (!report.unexpected().is_empty()).then_some(report)))
     }
 
     /// The config the model was built from.

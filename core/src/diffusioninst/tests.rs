@@ -356,3 +356,42 @@ fn cosine_schedule_equals_the_checkpoint_buffer() {
         assert!((a - b).abs() <= 1e-15, "t = {t}: {a} vs {b}");
     }
 }
+
+/// A checkpoint for another model fails with its missing keys grouped by module; keys the
+/// model does not read are reported, not refused; the fixture is clean.
+#[test]
+fn checkpoint_keys_are_checked_by_module() {
+    let device = Device::flex();
+    let config = config("tiny-r50.yaml");
+    let name = "diffusioninst/tiny-r18-backbone.safetensors";
+    let r18 = checkpoint_weights(name, Arc::new(fixture(name)) as Bytes).unwrap();
+    let err = DiffusionInst::load_checked(r18, &device, &config)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tiny-r18-backbone.safetensors"), "{err}");
+    assert!(
+        err.contains("missing keys") && err.contains("head"),
+        "{err}"
+    );
+    assert!(err.lines().count() < 25, "{err}");
+
+    struct Extra(Arc<dyn Weights>);
+    impl Weights for Extra {
+        fn read(&self, key: &str) -> crate::error::Result<Option<HostTensor>> {
+            self.0.read(key)
+        }
+        fn origin(&self) -> String {
+            self.0.origin()
+        }
+        fn keys(&self) -> Option<Vec<String>> {
+            let mut keys = self.0.keys()?;
+            keys.push("head.extra.weight".to_string());
+            Some(keys)
+        }
+    }
+    let (_, report) =
+        DiffusionInst::load_checked(Arc::new(Extra(checkpoint())), &device, &config).unwrap();
+    assert_eq!(report.unwrap().unexpected(), ["head.extra.weight"]);
+    let (_, clean) = DiffusionInst::load_checked(checkpoint(), &device, &config).unwrap();
+    assert!(clean.is_none(), "{}", clean.unwrap());
+}

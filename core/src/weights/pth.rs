@@ -281,6 +281,10 @@ impl Weights for PthFile {
     fn origin(&self) -> String {
         self.name.clone()
     }
+
+    fn keys(&self) -> Option<Vec<String>> {
+        Some(PthFile::keys(self).map(str::to_string).collect())
+    }
 }
 
 type Storages = HashMap<String, (Range<usize>, u32)>;

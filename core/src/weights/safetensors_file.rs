@@ -137,4 +137,8 @@ impl Weights for SafetensorsWeights {
                 .join(", "),
         }
     }
+
+    fn keys(&self) -> Option<Vec<String>> {
+        Some(SafetensorsWeights::keys(self).map(str::to_string).collect())
+    }
 }

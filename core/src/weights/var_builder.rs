@@ -1,6 +1,7 @@
 //! [`VarBuilder`]: hands modules their weights by diffusers' parameter paths, checking shapes.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 
@@ -21,6 +22,11 @@ pub trait Weights: Send + Sync {
     fn read(&self, key: &str) -> Result<Option<HostTensor>>;
     /// The file(s) behind these weights, for messages.
     fn origin(&self) -> String;
+    /// Every key stored, where the format lists them (for a
+    /// [`KeyReport`](super::KeyReport)); `None` otherwise.
+    fn keys(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 #[derive(Clone)]
@@ -28,6 +34,8 @@ enum Source {
     Weights(Arc<dyn Weights>),
     /// Normal(0, 0.02) values of whatever shape is asked for: real architectures without a download.
     Random,
+    /// Zeros of whatever shape is asked for, each key recorded: the keys a model reads.
+    Probe(Arc<Mutex<BTreeSet<String>>>),
 }
 
 /// Builds module parameters from a [`Weights`] set, addressed by `.`-joined paths that mirror the
@@ -61,6 +69,19 @@ impl VarBuilder {
         }
     }
 
+    /// Zero parameters on the CPU, recording every key asked for: building a model from it
+    /// lists the keys the model reads (for a [`KeyReport`](super::KeyReport)).
+    pub fn probe() -> (Self, Arc<Mutex<BTreeSet<String>>>) {
+        let keys = Arc::new(Mutex::new(BTreeSet::new()));
+        let vb = Self {
+            source: Source::Probe(keys.clone()),
+            prefix: String::new(),
+            device: Device::flex(),
+            dtype: DType::F32,
+        };
+        (vb, keys)
+    }
+
     /// The builder for the sub-module `name` (`vb.pp("encoder").pp(3)`).
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
         Self {
@@ -91,7 +112,7 @@ impl VarBuilder {
     /// Whether the weights hold `name` (random builders hold everything).
     pub fn contains(&self, name: &str) -> bool {
         match &self.source {
-            Source::Random => true,
+            Source::Random | Source::Probe(_) => true,
             Source::Weights(w) => matches!(w.read(&self.path(name)), Ok(Some(_))),
         }
     }
@@ -106,6 +127,10 @@ impl VarBuilder {
                 Distribution::Normal(0.0, 0.02),
                 (&self.device, self.dtype),
             )),
+            Source::Probe(keys) => {
+                keys.lock().expect("probe keys").insert(key);
+                Ok(Tensor::zeros(shape, (&self.device, self.dtype)))
+            }
             Source::Weights(weights) => {
                 let host = weights.read(&key)?.ok_or_else(|| Error::MissingTensor {
                     file: weights.origin(),

@@ -12,7 +12,7 @@ use maskforge_core::diffusioninst::preprocess::RgbImage;
 use maskforge_core::diffusioninst::results::{ResultRecord, coco_results, default_category_ids};
 use maskforge_core::diffusioninst::{DetectOptions, DiffusionInst, DiffusionInstConfig};
 use maskforge_core::readback::{Readback, now};
-use maskforge_core::weights::{VarBuilder, checkpoint_weights};
+use maskforge_core::weights::checkpoint_weights;
 
 use super::detect_vis::draw;
 use crate::device::{self, DTypeArg, DeviceArg};
@@ -85,16 +85,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         bail!("DiffusionInst runs in f32; use --dtype f32");
     }
     let config = read_config(&args.config)?;
-    let bytes = map_file(&args.model)?;
-    let weights = checkpoint_weights(args.model.display().to_string(), bytes)?;
-    let vb = VarBuilder::from_weights(weights, &selected.device, DType::F32);
-    let model = DiffusionInst::load(&vb, &config).with_context(|| {
-        format!(
-            "{}: does not fit {}",
-            args.model.display(),
-            args.config.display()
-        )
-    })?;
+    let model = load_detector(&args.model, &args.config, &config, &selected.device)?;
 
     let paths = image_paths(&args.images)?;
     let (category_ids, image_ids) = match &args.annotations {
@@ -184,6 +175,32 @@ pub fn run(args: DetectArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Loads a DiffusionInst checkpoint for `config` with its keys checked (a grouped report of
+/// missing keys is the error; unused keys are warned about).
+pub fn load_detector(
+    model: &Path,
+    config_path: &Path,
+    config: &DiffusionInstConfig,
+    device: &burn::tensor::Device,
+) -> Result<DiffusionInst> {
+    let weights = checkpoint_weights(model.display().to_string(), map_file(model)?)?;
+    let (detector, unused) =
+        DiffusionInst::load_checked(weights, device, config).with_context(|| {
+            format!(
+                "{}: does not fit {}",
+                model.display(),
+                config_path.display()
+            )
+        })?;
+    if let Some(report) = unused {
+        tracing::warn!(
+            "{}: keys the model does not read:\n{report}",
+            model.display()
+        );
+    }
+    Ok(detector)
 }
 
 /// Reads a detectron2 YAML config, resolving `_BASE_` files from disk; unknown keys are

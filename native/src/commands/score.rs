@@ -7,20 +7,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::DType;
 use clap::Args;
 use maskforge_core::dataset::{RleRecord, Shard};
+use maskforge_core::diffusioninst::DetectOptions;
 use maskforge_core::diffusioninst::agreement::{COCO_NAMES, agreement, normalise_name};
 use maskforge_core::diffusioninst::preprocess::RgbImage;
-use maskforge_core::diffusioninst::{DetectOptions, DiffusionInst};
 use maskforge_core::readback::{Readback, now};
-use maskforge_core::weights::{VarBuilder, checkpoint_weights};
 use serde::Deserialize;
 
-use super::detect::read_config;
+use super::detect::{load_detector, read_config};
 use crate::agreement::{SCORES_DIR, ScoreRecord, read_record, record_path};
 use crate::device::{self, DTypeArg, DeviceArg};
-use crate::source::map_file;
 use crate::write_bytes_atomically;
 
 /// Arguments of `maskforge score`.
@@ -105,15 +102,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
 
     let selected = device::select(args.device, DTypeArg::F32)?;
     let config = read_config(&args.config)?;
-    let weights = checkpoint_weights(args.model.display().to_string(), map_file(&args.model)?)?;
-    let vb = VarBuilder::from_weights(weights, &selected.device, DType::F32);
-    let model = DiffusionInst::load(&vb, &config).with_context(|| {
-        format!(
-            "{}: does not fit {}",
-            args.model.display(),
-            args.config.display()
-        )
-    })?;
+    let model = load_detector(&args.model, &args.config, &config, &selected.device)?;
     if !model.has_masks() {
         bail!(
             "{}: a box-only checkpoint cannot score masks",
