@@ -13,17 +13,11 @@ import assert from "node:assert/strict";
 import { serve } from "./serve.mjs";
 import { launch, harnessPage } from "./browser.mjs";
 import { decodeRle } from "../../www/coco.js";
+import { COCO_CATEGORY_IDS } from "./diffinst.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
 const devices = (process.env.MASKFORGE_DEVICES ?? "cpu,webgpu").split(",");
-// detectron2's contiguous COCO classes → COCO category ids (core/src/diffusioninst/results.rs).
-const COCO_CATEGORY_IDS = [
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
-  31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
-  56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
-  85, 86, 87, 88, 89, 90,
-];
 const BOX_TOL = 1e-2;
 const SCORE_TOL = 1e-3;
 const MASK_DIFF = 0.005;
