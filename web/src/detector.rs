@@ -150,9 +150,12 @@ impl Detector {
     pub fn detect(
         &self,
         #[wasm_bindgen(unchecked_param_type = "ImageInput")] image: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "DetectOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "DetectOptions")] options: Option<
+            js_sys::Object,
+        >,
     ) -> Promise {
         let inner = self.inner.clone();
+        let options = options.map(JsValue::from).unwrap_or_default();
         future_to_promise(async move {
             detect(&inner, image, options)
                 .await
