@@ -1,8 +1,9 @@
 // The MaskForge web app: load a model, generate a MosaicFusion dataset with progress and
 // cancel, show it with mask overlays, download it as a zip in the native runner's format;
-// text to image; SegGen's ImgSyn (images for an uploaded or drawn label map, as a zip).
+// text to image; SegGen's ImgSyn (images for an uploaded or drawn label map, as a zip);
+// DiffusionInst detection (boxes, masks and category ids over an uploaded image).
 // trunk builds the `maskforge-web` crate (web/) into ./maskforge-web.js and initialises it.
-import { Pipeline, colorize, datasetZip, palette, seggenZip } from "./maskforge-web.js";
+import { Detector, Pipeline, colorize, datasetZip, palette, seggenZip } from "./maskforge-web.js";
 import { decodeRle } from "./coco.js";
 
 const $ = (id) => document.getElementById(id);
@@ -29,6 +30,7 @@ for (const tab of document.querySelectorAll(".tab")) {
 const params = new URLSearchParams(location.search);
 if (params.get("model")) $("model-url").value = params.get("model");
 if (params.get("controlnet")) $("controlnet-url").value = params.get("controlnet");
+if (params.get("detector")) $("d-url").value = params.get("detector");
 
 function loadProgress(p) {
   const fraction = p.total ? p.loaded / p.total : 0;
@@ -384,4 +386,135 @@ $("s-download").addEventListener("click", () => {
   } catch (e) {
     setStatus($("s-status"), e.message ?? String(e), true);
   }
+});
+
+// Detect: a DiffusionInst folder (config.yaml, model.safetensors or model.pth) loaded on the
+// device chosen above; `detector.detect` takes the uploaded file as it is and gives COCO
+// results, drawn over the image (masks, boxes, category ids) and listed.
+let detector = null;
+let detectResults = [];
+// Category names of an 80-class COCO model: COCO panoptic's things have COCO's ids and names.
+const COCO_NAMES = new Map(palette("coco-panoptic").filter((c) => c.isthing).map((c) => [c.id, c.name]));
+
+$("d-load").addEventListener("click", async () => {
+  const status = $("d-model-status");
+  $("d-load").disabled = true;
+  $("d-run").disabled = true;
+  delete status.dataset.device;
+  const t0 = performance.now();
+  try {
+    detector?.free();
+    detector = null;
+    detector = await Detector.load($("d-url").value, {
+      device: $("device").value,
+      onProgress: (p) => {
+        $("d-load-progress").value = p.phase === "init" ? 1 : p.total ? p.loaded / p.total : 0;
+        setStatus(status, p.phase === "init" ? "Building the model…" : `${p.phase === "cache" ? "From the cache:" : "Downloading"} ${p.file}`);
+      },
+    });
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    setStatus(status, `Loaded ${detector.architecture} (${detector.categoryIds.length} classes${detector.hasMasks ? ", masks" : ""}) on ${detector.device} in ${secs} s.`);
+    status.dataset.device = detector.device;
+    $("d-steps").placeholder = `config: ${detector.defaultSteps}`;
+    $("d-run").disabled = false;
+  } catch (e) {
+    setStatus(status, `Could not load the detector: ${e.message ?? e}`, true);
+  } finally {
+    $("d-load").disabled = false;
+  }
+});
+
+/** Draws `image` scaled up to at least 320 pixels wide, with each result's mask, box and category. */
+function drawDetections(bitmap, results, names) {
+  const [w, h] = [bitmap.width, bitmap.height];
+  const base = new OffscreenCanvas(w, h).getContext("2d");
+  base.drawImage(bitmap, 0, 0);
+  const image = base.getImageData(0, 0, w, h);
+  results.forEach((r, i) => {
+    if (!r.segmentation) return;
+    const mask = decodeRle(r.segmentation);
+    const [red, green, blue] = COLORS[i % COLORS.length];
+    for (let p = 0; p < mask.length; p++) {
+      if (!mask[p]) continue;
+      image.data[4 * p] = (image.data[4 * p] + red) >> 1;
+      image.data[4 * p + 1] = (image.data[4 * p + 1] + green) >> 1;
+      image.data[4 * p + 2] = (image.data[4 * p + 2] + blue) >> 1;
+    }
+  });
+  base.putImageData(image, 0, 0);
+  const scale = Math.max(1, Math.ceil(320 / w));
+  const canvas = $("d-canvas");
+  [canvas.width, canvas.height] = [w * scale, h * scale];
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(base.canvas, 0, 0, w * scale, h * scale);
+  ctx.font = "12px sans-serif";
+  ctx.lineWidth = 2;
+  results.forEach((r, i) => {
+    const [x, y, bw, bh] = r.bbox.map((v) => v * scale);
+    const [red, green, blue] = COLORS[i % COLORS.length];
+    ctx.strokeStyle = `rgb(${red},${green},${blue})`;
+    ctx.strokeRect(x, y, bw, bh);
+    const label = names.get(r.category_id) ? `${r.category_id} ${names.get(r.category_id)}` : String(r.category_id);
+    const tw = ctx.measureText(label).width + 4;
+    ctx.fillStyle = `rgba(${red},${green},${blue},0.8)`;
+    ctx.fillRect(x, y, tw, 14);
+    ctx.fillStyle = "white";
+    ctx.fillText(label, x + 2, y + 11);
+  });
+}
+
+$("d-run").addEventListener("click", async () => {
+  const status = $("d-status");
+  const file = $("d-image-file").files[0];
+  if (!file) {
+    setStatus(status, "Choose an image first.", true);
+    status.dataset.state = "error";
+    return;
+  }
+  $("d-run").disabled = true;
+  $("d-load").disabled = true;
+  $("d-download").disabled = true;
+  detectResults = [];
+  status.dataset.state = "running";
+  setStatus(status, "Detecting…");
+  await nextFrame();
+  const t0 = performance.now();
+  try {
+    const steps = $("d-steps").value ? Number($("d-steps").value) : undefined;
+    detectResults = await detector.detect(file, {
+      steps, seed: Number($("d-seed").value), scoreThreshold: Number($("d-threshold").value),
+    });
+    const names = detector.categoryIds.length === 80 ? COCO_NAMES : new Map();
+    drawDetections(await createImageBitmap(file), detectResults, names);
+    $("d-results").replaceChildren(...detectResults.map((r, i) => {
+      const li = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = `rgb(${COLORS[i % COLORS.length].join(",")})`;
+      const [x, y, w, h] = r.bbox.map((v) => v.toFixed(1));
+      const name = names.get(r.category_id);
+      li.dataset.categoryId = r.category_id;
+      li.append(swatch, `category ${r.category_id}${name ? ` (${name})` : ""}, score ${r.score.toFixed(3)}, box [${x}, ${y}, ${w}, ${h}]`);
+      return li;
+    }));
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    setStatus(status, `${detectResults.length} detections in ${file.name} in ${secs} s.`);
+    status.dataset.state = "done";
+  } catch (e) {
+    setStatus(status, `Detection failed: ${e.message ?? e}`, true);
+    status.dataset.state = "error";
+  } finally {
+    $("d-run").disabled = false;
+    $("d-load").disabled = false;
+    $("d-download").disabled = detectResults.length === 0;
+  }
+});
+
+$("d-download").addEventListener("click", () => {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([JSON.stringify(detectResults)], { type: "application/json" }));
+  a.download = "results.json";
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 });

@@ -1,8 +1,9 @@
 // End-to-end test of the www/ app (www/dist, built by trunk): load the tiny model on the CPU,
 // generate a dataset, download the zip, validate it as the native datasets are validated and
 // compare it with the native runner's output for the same settings (reference/dataset);
-// then cancel a run, use the txt2img tab, and make SegGen datasets (reference/seggen) from an
-// uploaded and a drawn label map.
+// then cancel a run, use the txt2img tab, make SegGen datasets (reference/seggen) from an
+// uploaded and a drawn label map, and detect instances in an uploaded image with the tiny
+// DiffusionInst (reference/diffinst).
 import { readFile, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +15,7 @@ import { decodePng, pixelDiff } from "./png.mjs";
 import { unzip, validateDataset } from "./dataset.mjs";
 import { decodeRle } from "../../www/coco.js";
 import { TOLERANCE } from "./tolerance.mjs";
+import { COCO_CATEGORY_IDS } from "./diffinst.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
@@ -210,6 +212,51 @@ try {
     for (const v of labels) counts[v] = (counts[v] ?? 0) + 1;
     assert.deepEqual(Object.keys(counts), ["3", "13"], JSON.stringify(counts));
     assert.ok(counts[13] > 200, JSON.stringify(counts));
+  });
+
+  await check("app: the Detect tab loads a DiffusionInst, detects in an uploaded image and draws the results", async () => {
+    await page.click('.tab[data-tab="detect"]');
+    assert.equal(await page.isVisible("#tab-detect"), true);
+    await page.fill("#d-url", `${server.url}/tests/fixtures/diffusioninst/tiny-r50-web`);
+    await page.click("#d-load");
+    await page.waitForSelector("#d-model-status[data-device], #d-model-status.error", { timeout: 120_000 });
+    assert.match(await page.textContent("#d-model-status"), new RegExp(`^Loaded DiffusionInst \\(80 classes, masks\\) on ${device} `));
+    await page.setInputFiles("#d-image-file", join(here, "reference", "diffinst", "image_a.png"));
+    await page.fill("#d-steps", "1");
+    await page.fill("#d-seed", "0");
+    await page.click("#d-run");
+    await page.waitForSelector("#d-status[data-state=done], #d-status[data-state=error]", { timeout: 120_000 });
+    assert.equal(await page.getAttribute("#d-status", "data-state"), "done", await page.textContent("#d-status"));
+    // The PyTorch reference's 1-step, seed-0 run on image A: its classes as COCO ids, in order.
+    const reference = JSON.parse(await readFile(join(here, "reference", "diffinst", "expected.json"), "utf8"))["a.s1"];
+    const ids = await page.$$eval("#d-results li", (items) => items.map((li) => Number(li.dataset.categoryId)));
+    assert.deepEqual(ids, reference.labels.map((l) => COCO_CATEGORY_IDS[l]));
+    assert.match(await page.textContent("#d-results li"), /^category \d+ \(.+\), score \d\.\d{3}, box \[/);
+    assert.match(await page.textContent("#d-status"), /^18 detections in image_a\.png/);
+    // The canvas shows the image scaled up (77 → 385 pixels wide), with the overlays drawn.
+    const drawn = await page.evaluate(() => {
+      const c = document.getElementById("d-canvas");
+      return { width: c.width, height: c.height };
+    });
+    assert.deepEqual(drawn, { width: 77 * 5, height: 48 * 5 });
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#d-download")]);
+    assert.equal(download.suggestedFilename(), "results.json");
+    const results = JSON.parse(await readFile(await download.path(), "utf8"));
+    assert.deepEqual(results.map((r) => r.category_id), ids);
+    for (const [k, r] of results.entries()) {
+      const [x1, y1, x2, y2] = reference.boxes[k];
+      const [x, y, w, h] = r.bbox;
+      assert.ok(Math.max(Math.abs(x - x1), Math.abs(y - y1), Math.abs(x + w - x2), Math.abs(y + h - y2)) <= 1e-2, `box ${k}`);
+      assert.equal(decodeRle(r.segmentation).length, 48 * 77);
+    }
+  });
+
+  await check("app: a bad detector URL is shown as a clear error", async () => {
+    await page.fill("#d-url", `${server.url}/no/such/detector`);
+    await page.click("#d-load");
+    await page.waitForSelector("#d-model-status.error", { timeout: 30_000 });
+    assert.match(await page.textContent("#d-model-status"), /no\/such\/detector\/config\.yaml: not found \(HTTP 404\)/);
+    assert.equal(await page.isDisabled("#d-run"), true);
   });
 
   await check("app: a bad model URL is shown as a clear error", async () => {

@@ -25,7 +25,8 @@ try {
   execFileSync("npm", ["install", "--no-audit", "--no-fund", "--silent", `./${tarball}`], { cwd: project, stdio: ["ignore", "ignore", "inherit"] });
   // The API exactly as documented type-checks against the package's .d.ts.
   await writeFile(join(project, "check.ts"), `
-import init, { Pipeline, colorize, datasetZip, palette, seggenZip, type GenerateResult, type PaletteEntry } from "maskforge";
+import init, { Detector, Pipeline, colorize, datasetZip, palette, seggenZip, type DetectionResult, type GenerateResult,
+  type PaletteEntry } from "maskforge";
 export async function main(baseUrl: string, latents: Float32Array): Promise<void> {
   await init();
   const pipe = await Pipeline.load(baseUrl, { device: "auto", onProgress: (p) => console.log(p.phase, p.loaded) });
@@ -49,8 +50,17 @@ export async function main(baseUrl: string, latents: Float32Array): Promise<void
   const seggen: Uint8Array = seggenZip("ade20k", syn.samples);
   const color: Uint8Array = colorize(mine, { width: 1, height: 1, ids: [1] });
   const road: [number, number, number] = palette("ade20k")[6].color;
+  const det = await Detector.load(baseUrl, { device: "cpu", config: "config.yaml", model: "model.pth",
+    onProgress: (p) => console.log(p.file) });
+  const found: DetectionResult[] = await det.detect(png, { steps: 1, seed: 0, scoreThreshold: 0.3, nms: 0.5, imageId: 3 });
+  const bbox: [number, number, number, number] = found[0].bbox;
+  const rle: string | undefined = found[0].segmentation?.counts;
+  await det.detect(new Blob([new Uint8Array(png)]), { seed: 1n });
+  await det.detect({ width: 1, height: 1, data: new Uint8ClampedArray(4) });
+  const ids: number[] = det.categoryIds;
+  const where: "webgpu" | "cpu" = det.device;
   console.log(device, png.length, s.png.length, counts, zip.length, classes, mask.instances, seggen.length,
-    syn.samples[0].record, color.length, road);
+    syn.samples[0].record, color.length, road, bbox, rle, ids, where, det.hasMasks, det.architecture, det.defaultSteps);
 }
 `);
   execFileSync(join(here, "node_modules", ".bin", "tsc"), ["--noEmit", "--strict", "--target", "es2022",

@@ -69,7 +69,13 @@ impl Fetcher {
 
     /// The file at `path`, `Ok(None)` when the server answers 404.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
-        let url = self.url(path);
+        self.get_at(path, self.url(path)).await
+    }
+
+    /// The file at `url` (absolute, or relative to the page), reported to the progress
+    /// callback as `file`; `Ok(None)` when the server answers 404.
+    pub async fn get_at(&self, file: &str, url: String) -> Result<Option<Vec<u8>>, String> {
+        let path = file;
         if let Some(cache) = &self.cache
             && let Ok(hit) = JsFuture::from(cache.match_with_str(&url)).await
             && let Ok(response) = hit.dyn_into::<Response>()
