@@ -16,9 +16,11 @@ use maskforge_core::dataset::parse_categories;
 use maskforge_core::diffusioninst::mask_head::instance_masks;
 use maskforge_core::diffusioninst::preprocess::RgbImage;
 use maskforge_core::diffusioninst::sampler::{SamplerOptions, sample};
-use maskforge_core::diffusioninst::{DetectOptions, DiffusionInst, DiffusionInstConfig};
+use maskforge_core::diffusioninst::{
+    BackboneConfig, DetectOptions, DiffusionInst, DiffusionInstConfig,
+};
 use maskforge_core::models::detection::roi_align::{RoiAlignParams, roi_align};
-use maskforge_core::models::detection::{Backbone, RoiPooler};
+use maskforge_core::models::detection::{Backbone, BottomUp, RoiPooler};
 use maskforge_core::mosaic::MosaicFusion;
 use maskforge_core::mosaic::aggregate_device::aggregate_on_device;
 use maskforge_core::mosaic::attention_mask::choose;
@@ -418,6 +420,48 @@ fn wgpu_diffinst_backbone_matches_pytorch() {
                 &[one.clone(), one].concat(),
                 1e-6,
             );
+        }
+    });
+}
+
+/// DiffusionInst's tiny Swin + FPN backbone (`tests/fixtures/diffinst_swin_ref.py`; shifted
+/// windows with their mask, every stage padded to the window): the patch embedding,
+/// swin0…swin3 and p2…p6 against PyTorch.
+#[test]
+fn wgpu_diffinst_swin_backbone_matches_pytorch() {
+    on_wgpu("DiffusionInst Swin backbone", |device| {
+        let read = |name: &str| std::fs::read(fixture(&format!("diffusioninst/{name}"))).unwrap();
+        let (mut config, _) =
+            DiffusionInstConfig::from_yaml("tiny-swin.yaml", &read("tiny-swin.yaml"), &|p| {
+                Ok(read(p))
+            })
+            .unwrap();
+        // The fixture's Swin is smaller than any `SWIN.SIZE` (see tiny-swin.yaml).
+        let BackboneConfig::Swin(swin) = &mut config.backbone else {
+            panic!("tiny-swin.yaml is not a Swin")
+        };
+        swin.embed_dim = 8;
+        swin.depths = [2, 2, 2, 2];
+        swin.num_heads = [2, 2, 4, 8];
+        let path = fixture("diffusioninst/tiny-swin-backbone.safetensors");
+        let file =
+            SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+        let weights = Arc::new(SafetensorsWeights::new(vec![file]).unwrap());
+        let vb = VarBuilder::from_weights(weights, &device, DType::F32).pp("backbone");
+        let backbone = Backbone::load(&vb, &config).unwrap();
+        let exp = Expected::load("diffinst_swin");
+        let x: Tensor<4> = exp.tensor("batch_a", &device);
+        let BottomUp::Swin(swin) = &backbone.bottom_up else {
+            panic!("not a Swin")
+        };
+        let embedded = swin.patch_embed.forward(x.clone()).permute([0, 3, 1, 2]);
+        check(&exp, "patch_embed", embedded, TOL);
+        for (name, t) in backbone.bottom_up.forward(x.clone()) {
+            check(&exp, &name, t, TOL);
+        }
+        let pyramid = backbone.forward(x);
+        for (name, t) in backbone.fpn.out_features().iter().zip(pyramid) {
+            check(&exp, name, t, TOL);
         }
     });
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use safetensors::SafeTensors;
 
-use super::Backbone;
+use super::{Backbone, BottomUp};
 use crate::diffusioninst::preprocess::{RgbImage, preprocess, resize_shortest_edge};
-use crate::diffusioninst::{BackboneConfig, DiffusionInstConfig};
+use crate::diffusioninst::{BackboneConfig, DiffusionInstConfig, SwinConfig};
 use crate::weights::{Bytes, SafetensorsFile, SafetensorsWeights, VarBuilder, checkpoint_weights};
 
 /// Max error relative to the tensor's scale (`max |want|`, at least 1) for every feature: f32
@@ -32,16 +32,25 @@ pub(crate) fn config(name: &str) -> DiffusionInstConfig {
     config
 }
 
-/// The configs of the two fixture backbones: tiny-r50, and tiny-r18 narrowed to res2 8.
+/// The configs of the fixture backbones: tiny-r50, tiny-r18 narrowed to res2 8, and tiny-swin
+/// (`SWIN.SIZE: T`) narrowed to [`narrow_swin`].
 pub(crate) fn backbone_config(arch: &str) -> DiffusionInstConfig {
     let mut c = config(&format!("tiny-{arch}.yaml"));
-    if arch == "r18" {
-        let BackboneConfig::ResNet(r) = &mut c.backbone else {
-            unreachable!()
-        };
-        r.res2_out_channels = 8;
+    match &mut c.backbone {
+        BackboneConfig::ResNet(r) if arch == "r18" => r.res2_out_channels = 8,
+        BackboneConfig::Swin(s) => narrow_swin(s),
+        _ => {}
     }
     c
+}
+
+/// `tests/fixtures/diffinst_swin_ref.py`'s Swin, smaller than any `SWIN.SIZE`: embed 8,
+/// depths (2, 2, 2, 2), heads (2, 2, 4, 8), window 7 (size T's).
+pub(crate) fn narrow_swin(s: &mut SwinConfig) {
+    s.embed_dim = 8;
+    s.depths = [2, 2, 2, 2];
+    s.num_heads = [2, 2, 4, 8];
+    assert_eq!(s.window_size, 7);
 }
 
 pub(crate) fn load_backbone(arch: &str, device: &Device) -> Backbone {
@@ -122,10 +131,10 @@ pub(crate) fn check_backbone(arch: &str, device: &Device, tol: f32) {
     let expected = Expected::load();
     let backbone = load_backbone(arch, device);
     let x = expected.tensor("batch_a", device);
-    let mut got = vec![(
-        "stem".to_string(),
-        backbone.bottom_up.stem.forward(x.clone()),
-    )];
+    let BottomUp::ResNet(resnet) = &backbone.bottom_up else {
+        panic!("{arch} is not a ResNet")
+    };
+    let mut got = vec![("stem".to_string(), resnet.stem.forward(x.clone()))];
     let mut bottom_up: Vec<_> = backbone.bottom_up.forward(x.clone()).into_iter().collect();
     bottom_up.sort_by(|a, b| a.0.cmp(&b.0));
     got.extend(bottom_up);
