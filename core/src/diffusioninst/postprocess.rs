@@ -94,7 +94,7 @@ fn upsample_mask(plane: &[f32], h: usize, w: usize, geometry: ImageGeometry) -> 
         let ry = &rows[y.saturating_sub(f / 2)];
         for x in 0..mid_w {
             let rx = &cols[x.saturating_sub(f / 2)];
-            mid[y * mid_w + x] = ry.mix(rx, |yy, xx| padded(yy, xx));
+            mid[y * mid_w + x] = ry.mix(rx, padded);
         }
     }
     let rows = Axis::half_pixel(mid_h, out_h);

@@ -95,7 +95,7 @@ mod tests {
             label: 11,
             mask: Some(mask),
         };
-        let r = coco_results(&[d.clone()], 7, (4, 5), &COCO_CATEGORY_IDS).unwrap();
+        let r = coco_results(std::slice::from_ref(&d), 7, (4, 5), &COCO_CATEGORY_IDS).unwrap();
         assert_eq!((r[0].image_id, r[0].category_id), (7, 13));
         assert_eq!(r[0].bbox, [1.0, 1.0, 2.5, 1.0]);
         let rle = r[0].segmentation.as_ref().unwrap();

@@ -117,14 +117,12 @@ pub async fn sample(
             options.steps
         )));
     }
-    if let Some(noise) = &options.initial_noise {
-        if noise.len() != n * 4 {
-            return Err(Error::Invalid(format!(
-                "the initial box noise has {} values; {n} proposals need {}",
-                noise.len(),
-                n * 4
-            )));
-        }
+    if let Some(noise) = options.initial_noise.as_ref().filter(|v| v.len() != n * 4) {
+        return Err(Error::Invalid(format!(
+            "the initial box noise has {} values; {n} proposals need {}",
+            noise.len(),
+            n * 4
+        )));
     }
     let mut out = Vec::with_capacity(sizes.len());
     for (pyramid, &size) in pyramids.iter().zip(sizes) {

@@ -57,7 +57,7 @@ impl DynamicHead {
                 head.num_dynamic
             )));
         }
-        if head.hidden_dim % head.nheads != 0 || head.hidden_dim % 2 != 0 {
+        if !head.hidden_dim.is_multiple_of(head.nheads) || !head.hidden_dim.is_multiple_of(2) {
             return Err(Error::Invalid(format!(
                 "HIDDEN_DIM {} must be even and a multiple of NHEADS {}",
                 head.hidden_dim, head.nheads
