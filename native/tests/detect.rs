@@ -7,35 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_clear_error, fixtures, maskforge};
-use safetensors::{Dtype, SafeTensors};
+use common::{assert_clear_error, expected, fixtures, maskforge};
 use serde_json::Value;
-
-/// Shape and values (as f32) of `key` in `tests/fixtures/expected/<file>.safetensors`, for
-/// its f32, f64, i64 and u8 tensors.
-fn expected(file: &str, key: &str) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(fixtures().join(format!("expected/{file}.safetensors"))).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-    let d = t.data();
-    let values = match t.dtype() {
-        Dtype::U8 => d.iter().map(|&v| v as f32).collect(),
-        Dtype::F32 => d
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-        Dtype::F64 => d
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
-            .collect(),
-        Dtype::I64 => d
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
-            .collect(),
-        other => panic!("{key}: {other:?}"),
-    };
-    (t.shape().to_vec(), values)
-}
 
 /// COCO's first category ids, enough for the tiny model's labels.
 fn coco_id(label: usize) -> u64 {

@@ -88,17 +88,21 @@ impl RleRecord {
     }
 }
 
-/// A row-major mask's compressed RLE string (COCO's order is column-major), area and
-/// `[x, y, w, h]` bounding box.
-fn encode_rle(mask: &[bool], height: usize, width: usize) -> Result<(String, f64, [f64; 4])> {
+/// hotcoco's RLE of a row-major `height × width` mask (COCO's order is column-major).
+pub fn mask_rle(mask: &[bool], height: usize, width: usize) -> Result<hotcoco::Rle> {
     let mut column_major = vec![0u8; mask.len()];
     for y in 0..height {
         for x in 0..width {
             column_major[x * height + y] = mask[y * width + x] as u8;
         }
     }
-    let rle = hotcoco::mask::encode(&column_major, height as u32, width as u32)
-        .map_err(|e| Error::Invalid(format!("RLE encoding: {e}")))?;
+    hotcoco::mask::encode(&column_major, height as u32, width as u32)
+        .map_err(|e| Error::Invalid(format!("RLE encoding: {e}")))
+}
+
+/// A row-major mask's compressed RLE string, area and `[x, y, w, h]` bounding box.
+fn encode_rle(mask: &[bool], height: usize, width: usize) -> Result<(String, f64, [f64; 4])> {
+    let rle = mask_rle(mask, height, width)?;
     Ok((
         hotcoco::mask::rle_to_string(&rle),
         hotcoco::mask::area(&rle) as f64,

@@ -8,6 +8,7 @@ use hotcoco::primitives::sim::mask_iou;
 
 use super::Detection;
 use crate::dataset::RleRecord;
+use crate::dataset::records::mask_rle;
 use crate::error::{Error, Result};
 
 /// COCO's 80 category names in class order (detectron2's `COCO_CATEGORIES` things).
@@ -136,14 +137,7 @@ pub fn agreement(
             let mask = d.mask.as_ref().ok_or_else(|| {
                 Error::Invalid("scoring needs masks: the detector predicts boxes only".into())
             })?;
-            let mut column_major = vec![0u8; mask.len()];
-            for y in 0..height {
-                for x in 0..width {
-                    column_major[x * height + y] = mask[y * width + x] as u8;
-                }
-            }
-            hotcoco::mask::encode(&column_major, h, w)
-                .map_err(|e| Error::Invalid(format!("RLE encoding: {e}")))
+            mask_rle(mask, height, width)
         })
         .collect::<Result<_>>()?;
     let iou = mask_iou(&dt, &gt, &vec![false; gt.len()]);

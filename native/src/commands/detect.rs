@@ -15,6 +15,7 @@ use maskforge_core::readback::{Readback, now};
 use maskforge_core::weights::checkpoint_weights;
 
 use super::detect_vis::draw;
+use super::palette::read_image;
 use crate::device::{self, DTypeArg, DeviceArg};
 use crate::npy;
 use crate::source::map_file;
@@ -138,7 +139,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
     for (chunk, ids) in paths.chunks(args.batch).zip(image_ids.chunks(args.batch)) {
         let decoded = chunk
             .iter()
-            .map(|p| read_rgb(p))
+            .map(|p| Ok(read_image(p)?.to_rgb8()))
             .collect::<Result<Vec<_>>>()?;
         let images: Vec<RgbImage> = decoded
             .iter()
@@ -246,16 +247,6 @@ fn image_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-fn read_rgb(path: &Path) -> Result<image::RgbImage> {
-    Ok(image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .decode()
-        .with_context(|| format!("{}: not a readable image", path.display()))?
-        .to_rgb8())
 }
 
 /// Category ids (the ground truth's, sorted by id) and each image's id, matched by file name.

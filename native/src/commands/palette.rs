@@ -174,7 +174,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
-fn read_image(path: &Path) -> Result<DynamicImage> {
+/// Decodes the image file at `path` (format guessed from its content); errors name the file.
+pub(crate) fn read_image(path: &Path) -> Result<DynamicImage> {
     image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot read", path.display()))?
         .with_guessed_format()

@@ -226,13 +226,7 @@ fn category_classes(
 
 fn read_image(dataset: &Path, image: &Image) -> Result<image::RgbImage> {
     let path = dataset.join("images").join(&image.file_name);
-    let rgb = image::ImageReader::open(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .decode()
-        .with_context(|| format!("{}: not a readable image", path.display()))?
-        .to_rgb8();
+    let rgb = super::palette::read_image(&path)?.to_rgb8();
     if (rgb.height() as usize, rgb.width() as usize) != (image.height, image.width) {
         bail!(
             "{}: {}×{}, but annotations.json says {}×{}",

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, Weights};
 use maskforge_native::source::map_file;
+use safetensors::{Dtype, SafeTensors};
 
 /// `tests/fixtures` of the workspace.
 #[allow(dead_code)] // not every test file uses every helper
@@ -12,17 +13,31 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
-/// Shape and values of tensor `key` in `tests/fixtures/expected/<file>.safetensors`.
+/// Shape and values (as f32) of tensor `key` in `tests/fixtures/expected/<file>.safetensors`:
+/// float (f16, f32, f64), u8 and i64 tensors.
 #[allow(dead_code)]
 pub fn expected(file: &str, key: &str) -> (Vec<usize>, Vec<f32>) {
     let path = fixtures().join(format!("expected/{file}.safetensors"));
-    let file = SafetensorsFile::parse(file, map_file(&path).unwrap()).unwrap();
-    let t = SafetensorsWeights::new(vec![file])
-        .unwrap()
-        .read(key)
-        .unwrap()
-        .unwrap();
-    (t.shape, t.data)
+    let bytes = map_file(&path).unwrap();
+    let raw: &[u8] = (*bytes).as_ref();
+    let st = SafeTensors::deserialize(raw).unwrap();
+    let t = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    let d = t.data();
+    let values = match t.dtype() {
+        Dtype::U8 => d.iter().map(|&v| v as f32).collect(),
+        Dtype::I64 => (d.chunks_exact(8))
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
+            .collect(),
+        Dtype::F64 => (d.chunks_exact(8))
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+            .collect(),
+        _ => {
+            let file = SafetensorsFile::parse(file, bytes.clone()).unwrap();
+            let weights = SafetensorsWeights::new(vec![file]).unwrap();
+            return (t.shape().to_vec(), weights.read(key).unwrap().unwrap().data);
+        }
+    };
+    (t.shape().to_vec(), values)
 }
 
 /// Runs the `maskforge` binary with `args`.
