@@ -126,34 +126,50 @@ pub(crate) fn errors(got: &[f32], want: &[f32]) -> (f32, f32) {
     (abs, abs / scale)
 }
 
-/// Stem, res2…res5 and p2…p6 of `arch` on the fixture batch, each within `tol` of PyTorch's.
-pub(crate) fn check_backbone(arch: &str, device: &Device, tol: f32) {
-    let expected = Expected::load();
-    let backbone = load_backbone(arch, device);
-    let x = expected.tensor("batch_a", device);
-    let BottomUp::ResNet(resnet) = &backbone.bottom_up else {
-        panic!("{arch} is not a ResNet")
-    };
-    let mut got = vec![("stem".to_string(), resnet.stem.forward(x.clone()))];
-    let mut bottom_up: Vec<_> = backbone.bottom_up.forward(x.clone()).into_iter().collect();
-    bottom_up.sort_by(|a, b| a.0.cmp(&b.0));
-    got.extend(bottom_up);
-    got.extend(
+/// The backbone's bottom-up outputs by name (sorted), then its pyramid `p2`…`p6`.
+pub(crate) fn backbone_outputs(backbone: &Backbone, x: Tensor<4>) -> Vec<(String, Tensor<4>)> {
+    let mut out: Vec<_> = backbone.bottom_up.forward(x.clone()).into_iter().collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.extend(
         backbone
             .fpn
             .out_features()
             .into_iter()
             .zip(backbone.forward(x)),
     );
-    assert_eq!(got.len(), 10);
+    out
+}
+
+/// Each `(name, tensor)` of `got` within `tol` of the expected `{prefix}{name}`.
+pub(crate) fn check_outputs(
+    expected: &Expected,
+    prefix: &str,
+    got: Vec<(String, Tensor<4>)>,
+    tol: f32,
+) {
     for (name, t) in got {
+        let key = format!("{prefix}{name}");
         let (shape, v) = values(t);
-        let (want_shape, want) = expected.f32(&format!("{arch}.{name}"));
-        assert_eq!(shape, want_shape, "{arch}.{name}");
+        let (want_shape, want) = expected.f32(&key);
+        assert_eq!(shape, want_shape, "{key}");
         let (abs, rel) = errors(&v, &want);
-        eprintln!("{arch}.{name}: max abs {abs:.2e}, rel {rel:.2e}");
-        assert!(rel <= tol, "{arch}.{name}: {rel} > {tol}");
+        eprintln!("{key}: max abs {abs:.2e}, rel {rel:.2e}");
+        assert!(rel <= tol, "{key}: {rel} > {tol}");
     }
+}
+
+/// Stem, res2…res5 and p2…p6 of `arch` on the fixture batch, each within `tol` of PyTorch's.
+pub(crate) fn check_backbone(arch: &str, device: &Device, tol: f32) {
+    let expected = Expected::load();
+    let backbone = load_backbone(arch, device);
+    let x = expected.tensor("batch_a", device);
+    let BottomUp::ResNet(resnet) = &backbone.bottom_up else {
+        panic!("not a ResNet")
+    };
+    let mut got = vec![("stem".to_string(), resnet.stem.forward(x.clone()))];
+    got.extend(backbone_outputs(&backbone, x));
+    assert_eq!(got.len(), 10);
+    check_outputs(&expected, &format!("{arch}."), got, tol);
 }
 
 #[test]

@@ -8,7 +8,9 @@ use safetensors::SafeTensors;
 
 use super::{Windows, relative_position_index, shifted_window_mask};
 use crate::models::detection::BottomUp;
-use crate::models::detection::tests::{Expected, errors, fixture, load_backbone, values};
+use crate::models::detection::tests::{
+    Expected, backbone_outputs, check_outputs, fixture, load_backbone, values,
+};
 
 /// Max error relative to the tensor's scale (`max |want|`, at least 1): f32 matrix products,
 /// LayerNorms and softmaxes summed in another order than PyTorch's. Measured: at most 8.8e-7
@@ -28,25 +30,9 @@ pub(crate) fn check_swin(device: &Device, tol: f32) {
         "patch_embed".to_string(),
         swin.patch_embed.forward(x.clone()).permute([0, 3, 1, 2]),
     )];
-    let mut bottom_up: Vec<_> = backbone.bottom_up.forward(x.clone()).into_iter().collect();
-    bottom_up.sort_by(|a, b| a.0.cmp(&b.0));
-    got.extend(bottom_up);
-    got.extend(
-        backbone
-            .fpn
-            .out_features()
-            .into_iter()
-            .zip(backbone.forward(x)),
-    );
+    got.extend(backbone_outputs(&backbone, x));
     assert_eq!(got.len(), 10);
-    for (name, t) in got {
-        let (shape, v) = values(t);
-        let (want_shape, want) = expected.f32(&name);
-        assert_eq!(shape, want_shape, "{name}");
-        let (abs, rel) = errors(&v, &want);
-        eprintln!("swin.{name}: max abs {abs:.2e}, rel {rel:.2e}");
-        assert!(rel <= tol, "swin.{name}: {rel} > {tol}");
-    }
+    check_outputs(&expected, "", got, tol);
 }
 
 #[test]
