@@ -19,6 +19,7 @@ pub mod schedulers;
 pub mod seggen;
 pub mod shapes;
 pub mod text;
+pub mod training;
 pub mod weights;
 
 pub use error::{Error, Result};

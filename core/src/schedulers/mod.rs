@@ -6,7 +6,7 @@
 //! sigmas) are the `float32` numbers diffusers computes; the per-step coefficients derived
 //! from them are evaluated in `f64` and applied to tensors in the tensor's dtype.
 
-mod betas;
+pub(crate) mod betas;
 mod ddim;
 mod dpm_multistep;
 mod euler;

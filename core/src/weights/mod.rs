@@ -17,4 +17,4 @@ pub use file_source::{Bytes, FileSource, MemorySource};
 pub use key_report::KeyReport;
 pub use pth::{PthFile, PthTensor, checkpoint_weights, is_pth};
 pub use safetensors_file::{SafetensorsFile, SafetensorsWeights};
-pub use var_builder::{HostTensor, VarBuilder, Weights};
+pub use var_builder::{HostTensor, StoredParam, VarBuilder, Weights};

@@ -36,6 +36,20 @@ enum Source {
     Random,
     /// Zeros of whatever shape is asked for, each key recorded: the keys a model reads.
     Probe(Arc<Mutex<BTreeSet<String>>>),
+    /// Each parameter filled with its 1-based index in the list: which key a module's
+    /// parameter was read from (see [`crate::training::ParamNames`]).
+    Tagged(Arc<Mutex<Vec<StoredParam>>>),
+}
+
+/// How a parameter handed out by a [`VarBuilder`] is stored in its weight file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredParam {
+    /// Its key (`down_blocks.0.resnets.1.conv1.weight`).
+    pub key: String,
+    /// Its dimensions in the file.
+    pub shape: Vec<usize>,
+    /// Whether the module holds it transposed (a linear weight in burn's layout).
+    pub transposed: bool,
 }
 
 /// Builds module parameters from a [`Weights`] set, addressed by `.`-joined paths that mirror the
@@ -82,6 +96,37 @@ impl VarBuilder {
         (vb, keys)
     }
 
+    /// Parameters on the CPU filled with their 1-based index in the returned list, which
+    /// records every key asked for with its stored layout: building a model from it tells
+    /// which key each of the model's parameters comes from.
+    pub fn tagged() -> (Self, Arc<Mutex<Vec<StoredParam>>>) {
+        let params = Arc::new(Mutex::new(Vec::new()));
+        let vb = Self {
+            source: Source::Tagged(params.clone()),
+            prefix: String::new(),
+            device: Device::flex(),
+            dtype: DType::F32,
+        };
+        (vb, params)
+    }
+
+    fn tag<const D: usize>(
+        &self,
+        params: &Mutex<Vec<StoredParam>>,
+        key: String,
+        stored: Vec<usize>,
+        transposed: bool,
+        shape: [usize; D],
+    ) -> Tensor<D> {
+        let mut params = params.lock().expect("tagged params");
+        params.push(StoredParam {
+            key,
+            shape: stored,
+            transposed,
+        });
+        Tensor::full(shape, params.len() as f32, (&self.device, self.dtype))
+    }
+
     /// The builder for the sub-module `name` (`vb.pp("encoder").pp(3)`).
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
         Self {
@@ -112,7 +157,7 @@ impl VarBuilder {
     /// Whether the weights hold `name` (random builders hold everything).
     pub fn contains(&self, name: &str) -> bool {
         match &self.source {
-            Source::Random | Source::Probe(_) => true,
+            Source::Random | Source::Probe(_) | Source::Tagged(_) => true,
             Source::Weights(w) => matches!(w.read(&self.path(name)), Ok(Some(_))),
         }
     }
@@ -131,6 +176,7 @@ impl VarBuilder {
                 keys.lock().expect("probe keys").insert(key);
                 Ok(Tensor::zeros(shape, (&self.device, self.dtype)))
             }
+            Source::Tagged(params) => Ok(self.tag(params, key, shape.to_vec(), false, shape)),
             Source::Weights(weights) => {
                 let host = weights.read(&key)?.ok_or_else(|| Error::MissingTensor {
                     file: weights.origin(),
@@ -159,8 +205,12 @@ impl VarBuilder {
     /// that kernels would copy on every call).
     pub fn get_transposed(&self, name: &str, [rows, cols]: [usize; 2]) -> Result<Tensor<2>> {
         let key = self.path(name);
-        let Source::Weights(weights) = &self.source else {
-            return self.get(name, [cols, rows]);
+        let weights = match &self.source {
+            Source::Weights(weights) => weights,
+            Source::Tagged(params) => {
+                return Ok(self.tag(params, key, vec![rows, cols], true, [cols, rows]));
+            }
+            _ => return self.get(name, [cols, rows]),
         };
         let host = weights.read(&key)?.ok_or_else(|| Error::MissingTensor {
             file: weights.origin(),

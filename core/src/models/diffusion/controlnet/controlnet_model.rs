@@ -73,10 +73,27 @@ impl ControlNetModel {
         image: &Tensor<4>,
         scale: f32,
     ) -> ControlResiduals {
+        let b = sample.dims()[0];
+        self.forward_per_sample(sample, &vec![timestep; b], context, added, image, scale)
+    }
+
+    /// [`forward`](Self::forward) with each batch item at its own timestep (training).
+    ///
+    /// # Shapes
+    /// `timesteps`: `[B]`, the rest as [`forward`](Self::forward)
+    pub fn forward_per_sample(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+        added: Option<&AddedCond>,
+        image: &Tensor<4>,
+        scale: f32,
+    ) -> ControlResiduals {
         let [b, _, _, _] = sample.dims();
         let device = sample.device();
         let dtype = sample.dtype();
-        let temb = self.embedding.forward(timestep, b, added, &device, dtype);
+        let temb = self.embedding.forward(timesteps, added, &device, dtype);
         let mut image = image.clone().cast(dtype);
         if self.bgr {
             image = image.flip([1]);

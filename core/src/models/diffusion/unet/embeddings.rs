@@ -121,18 +121,20 @@ impl ConditioningEmbedding {
         self.add_embedding.is_some()
     }
 
+    /// The conditioning of each batch item at its own timestep.
+    ///
     /// # Shapes
-    /// → `[batch, 4 × block_out_channels[0]]`
+    /// `timesteps`: `[B]` → `[B, 4 × block_out_channels[0]]`
     pub fn forward(
         &self,
-        timestep: f32,
-        batch: usize,
+        timesteps: &[f32],
         added: Option<&AddedCond>,
         device: &Device,
         dtype: DType,
     ) -> Tensor<2> {
+        let batch = timesteps.len();
         let t_features = timestep_features(
-            &vec![timestep; batch],
+            timesteps,
             self.time_proj_dim,
             self.flip_sin_to_cos,
             self.freq_shift,

@@ -148,15 +148,31 @@ impl UNet2DConditionModel {
         added: Option<&AddedCond>,
         hooks: UNetHooks,
     ) -> Tensor<4> {
+        let b = sample.dims()[0];
+        self.forward_per_sample(sample, &vec![timestep; b], context, added, hooks)
+    }
+
+    /// [`forward_with`](Self::forward_with) with each batch item at its own timestep
+    /// (training).
+    ///
+    /// # Shapes
+    /// `timesteps`: `[B]`, the rest as [`forward`](Self::forward)
+    pub fn forward_per_sample(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+        added: Option<&AddedCond>,
+        hooks: UNetHooks,
+    ) -> Tensor<4> {
         let UNetHooks {
             control,
             mut trace,
             mut probe,
         } = hooks;
-        let [b, _, _, _] = sample.dims();
         let device = sample.device();
         let dtype = sample.dtype();
-        let temb = self.embedding.forward(timestep, b, added, &device, dtype);
+        let temb = self.embedding.forward(timesteps, added, &device, dtype);
         if let Some(t) = trace.as_deref_mut() {
             t.time_emb = Some(temb.clone());
         }

@@ -1,0 +1,25 @@
+//! Training on burn's autodiff: the denoising objective of text-to-image UNets and
+//! ControlNets, AdamW with diffusers' learning-rate schedules, EMA, and checkpoints keyed by
+//! the diffusers parameter names, so that a trained model is a diffusers folder again.
+//!
+//! Models train in the same modules inference uses: built on an autodiff device, their CPU
+//! fast paths step aside (they only take plain flex tensors) and burn's differentiable
+//! kernels run instead. [`ParamNames`] recovers each parameter's stored key by building the
+//! model once from [`VarBuilder::tagged`](crate::weights::VarBuilder::tagged).
+
+pub mod adamw;
+pub mod checkpoint;
+pub mod ema;
+pub mod lr_schedule;
+pub mod noising;
+pub mod optimizer;
+pub mod param_names;
+mod text_to_image;
+
+pub use adamw::{AdamW, AdamWConfig};
+pub use ema::Ema;
+pub use lr_schedule::{LrSchedule, LrScheduleKind};
+pub use noising::{Noising, mse_loss};
+pub use optimizer::ModelOptimizer;
+pub use param_names::ParamNames;
+pub use text_to_image::{DenoisingBatch, controlnet_loss, unet_loss};

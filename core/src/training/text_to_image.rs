@@ -1,0 +1,60 @@
+//! The denoising loss of a text-to-image UNet, alone or steered by a ControlNet.
+
+use burn::tensor::Tensor;
+
+use super::noising::{Noising, mse_loss};
+use crate::models::diffusion::controlnet::ControlNetModel;
+use crate::models::diffusion::unet::{UNet2DConditionModel, UNetHooks};
+
+/// One micro-batch, encoded: latents, text embeddings, and the noise and timesteps drawn.
+#[derive(Debug, Clone)]
+pub struct DenoisingBatch {
+    /// VAE latents, already scaled: `[B, C, h, w]`.
+    pub latents: Tensor<4>,
+    /// Text encoder hidden states: `[B, 77, D]`.
+    pub context: Tensor<3>,
+    /// `[B, C, h, w]`
+    pub noise: Tensor<4>,
+    /// `[B]` in `0..num_train_timesteps`.
+    pub timesteps: Vec<usize>,
+}
+
+impl DenoisingBatch {
+    fn noisy(&self, noising: &Noising) -> (Tensor<4>, Vec<f32>) {
+        let noisy = noising.add_noise(&self.latents, &self.noise, &self.timesteps);
+        (noisy, self.timesteps.iter().map(|&t| t as f32).collect())
+    }
+}
+
+/// diffusers' `train_text_to_image` loss: the MSE between the UNet's prediction on the
+/// noised latents and the objective's target.
+///
+/// # Shapes
+/// → `[1]`
+pub fn unet_loss(unet: &UNet2DConditionModel, noising: &Noising, batch: &DenoisingBatch) -> Tensor<1> {
+    let (noisy, t) = batch.noisy(noising);
+    let pred = unet.forward_per_sample(noisy, &t, &batch.context, None, UNetHooks::default());
+    mse_loss(pred, noising.target(&batch.latents, &batch.noise, &batch.timesteps))
+}
+
+/// diffusers' `train_controlnet` loss: as [`unet_loss`], the UNet steered by `controlnet`
+/// on `image` (`[B, 3, H, W]` in [0, 1]).
+///
+/// # Shapes
+/// → `[1]`
+pub fn controlnet_loss(
+    unet: &UNet2DConditionModel,
+    controlnet: &ControlNetModel,
+    image: &Tensor<4>,
+    noising: &Noising,
+    batch: &DenoisingBatch,
+) -> Tensor<1> {
+    let (noisy, t) = batch.noisy(noising);
+    let control = controlnet.forward_per_sample(noisy.clone(), &t, &batch.context, None, image, 1.0);
+    let hooks = UNetHooks {
+        control: Some(&control),
+        ..UNetHooks::default()
+    };
+    let pred = unet.forward_per_sample(noisy, &t, &batch.context, None, hooks);
+    mse_loss(pred, noising.target(&batch.latents, &batch.noise, &batch.timesteps))
+}
