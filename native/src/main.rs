@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use maskforge_native::commands::{
     bench, convert, detect, eval, generate, merge, palette, score, seggen, shapes, text2mask,
-    txt2img,
+    train, txt2img,
 };
 
 #[derive(Parser)]
@@ -60,6 +60,10 @@ enum Command {
     /// detection (`agreement`) and with one of its category; sharded and resumable. `collect
     /// --min-agreement F` then drops weak annotations.
     Score(score::ScoreArgs),
+    /// Train a UNet (text-to-image, or Text2Mask on colour maps) on burn's autodiff, on the
+    /// CPU or wgpu; checkpoints, resume after a kill, a loss log and curve, and a diffusers
+    /// folder as the result.
+    Train(train::TrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Detect(args) => detect::run(args),
         Command::Score(args) => score::run(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -34,6 +34,8 @@ enum Source {
     Weights(Arc<dyn Weights>),
     /// Normal(0, 0.02) values of whatever shape is asked for: real architectures without a download.
     Random,
+    /// PyTorch's default initialisation, seeded per key: a model trained from scratch.
+    Init(u64),
     /// Zeros of whatever shape is asked for, each key recorded: the keys a model reads.
     Probe(Arc<Mutex<BTreeSet<String>>>),
     /// Each parameter filled with its 1-based index in the list: which key a module's
@@ -81,6 +83,34 @@ impl VarBuilder {
             device: device.clone(),
             dtype,
         }
+    }
+
+    /// Parameters initialised as PyTorch's layers initialise themselves, each drawn from `seed`
+    /// and its key (so independent of the loading order): weights of rank ≥ 2 uniform in
+    /// `±1/√fan_in` (`kaiming_uniform_(a=√5)`), norm weights one, biases zero.
+    pub fn init(seed: u64, device: &Device, dtype: DType) -> Self {
+        Self {
+            source: Source::Init(seed),
+            prefix: String::new(),
+            device: device.clone(),
+            dtype,
+        }
+    }
+
+    fn init_values(seed: u64, key: &str, stored: &[usize]) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let n: usize = stored.iter().product();
+        if stored.len() < 2 {
+            let one = key.ends_with("weight");
+            return vec![if one { 1.0 } else { 0.0 }; n];
+        }
+        let fan_in: usize = stored[1..].iter().product();
+        let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ hash);
+        (0..n).map(|_| rng.random_range(-bound..bound)).collect()
     }
 
     /// Zero parameters on the CPU, recording every key asked for: building a model from it
@@ -157,7 +187,7 @@ impl VarBuilder {
     /// Whether the weights hold `name` (random builders hold everything).
     pub fn contains(&self, name: &str) -> bool {
         match &self.source {
-            Source::Random | Source::Probe(_) | Source::Tagged(_) => true,
+            Source::Random | Source::Init(_) | Source::Probe(_) | Source::Tagged(_) => true,
             Source::Weights(w) => matches!(w.read(&self.path(name)), Ok(Some(_))),
         }
     }
@@ -177,6 +207,10 @@ impl VarBuilder {
                 Ok(Tensor::zeros(shape, (&self.device, self.dtype)))
             }
             Source::Tagged(params) => Ok(self.tag(params, key, shape.to_vec(), false, shape)),
+            Source::Init(seed) => Ok(Tensor::from_data(
+                TensorData::new(Self::init_values(*seed, &key, &shape), shape),
+                (&self.device, self.dtype),
+            )),
             Source::Weights(weights) => {
                 let host = weights.read(&key)?.ok_or_else(|| Error::MissingTensor {
                     file: weights.origin(),
@@ -209,6 +243,19 @@ impl VarBuilder {
             Source::Weights(weights) => weights,
             Source::Tagged(params) => {
                 return Ok(self.tag(params, key, vec![rows, cols], true, [cols, rows]));
+            }
+            Source::Init(seed) => {
+                let stored = Self::init_values(*seed, &key, &[rows, cols]);
+                let mut data = vec![0.0; rows * cols];
+                for (r, row) in stored.chunks_exact(cols).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        data[c * rows + r] = v;
+                    }
+                }
+                return Ok(Tensor::from_data(
+                    TensorData::new(data, [cols, rows]),
+                    (&self.device, self.dtype),
+                ));
             }
             _ => return self.get(name, [cols, rows]),
         };

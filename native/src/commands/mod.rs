@@ -12,4 +12,5 @@ pub mod score;
 pub mod seggen;
 pub mod shapes;
 pub mod text2mask;
+pub mod train;
 pub mod txt2img;

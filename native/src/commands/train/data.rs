@@ -1,0 +1,135 @@
+//! Training data: a folder of images with a captions file, read and batched reproducibly.
+//!
+//! The captions file is the shapes world's `captions.jsonl` (`{"image", "caption", "colors",
+//! ...}`, paths relative to the folder) or a Hugging Face image folder's `metadata.jsonl`
+//! (`{"file_name", "text"}`). `--image-field` picks another path field as the training image
+//! (`colors`: the colour maps, for Text2Mask) and `--conditioning-field` the ControlNet's
+//! conditioning image (`colors` for Mask2Img).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+/// One training example.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub image: PathBuf,
+    pub caption: String,
+    pub conditioning: Option<PathBuf>,
+}
+
+/// The examples of a data folder, all images of one size.
+#[derive(Debug)]
+pub struct TrainingData {
+    pub examples: Vec<Example>,
+    /// `(width, height)` of every image.
+    pub size: (u32, u32),
+}
+
+impl TrainingData {
+    /// Reads `dir`'s captions file and checks that every image exists and has the same size.
+    pub fn open(dir: &Path, image_field: &str, conditioning_field: Option<&str>) -> Result<Self> {
+        let (file, text) = ["captions.jsonl", "metadata.jsonl"]
+            .iter()
+            .map(|name| dir.join(name))
+            .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+            .with_context(|| {
+                format!(
+                    "{}: no captions file (captions.jsonl as `maskforge shapes` writes, or an \
+                     image folder's metadata.jsonl with file_name and text)",
+                    dir.display()
+                )
+            })?;
+        let mut examples = Vec::new();
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let at = || format!("{} line {}", file.display(), n + 1);
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("{}: invalid JSON", at()))?;
+            let field = |names: &[&str]| names.iter().find_map(|k| v.get(*k)?.as_str().map(str::to_string));
+            let image_names: &[&str] = if image_field == "image" { &["image", "file_name"] } else { &[image_field] };
+            let image = field(image_names)
+                .with_context(|| format!("{}: no `{image_field}` path", at()))?;
+            let caption = field(&["caption", "text"])
+                .with_context(|| format!("{}: no caption (`caption` or `text`)", at()))?;
+            let conditioning = match conditioning_field {
+                Some(f) => Some(dir.join(
+                    field(&[f]).with_context(|| format!("{}: no `{f}` path", at()))?,
+                )),
+                None => None,
+            };
+            examples.push(Example {
+                image: dir.join(image),
+                caption,
+                conditioning,
+            });
+        }
+        if examples.is_empty() {
+            bail!("{}: no examples", file.display());
+        }
+        let mut size = None;
+        for ex in &examples {
+            for path in std::iter::once(&ex.image).chain(&ex.conditioning) {
+                let dims = image::image_dimensions(path)
+                    .with_context(|| format!("{}: cannot read the image", path.display()))?;
+                match size {
+                    None => size = Some((dims, path.clone())),
+                    Some((first, ref first_path)) if first != dims => bail!(
+                        "{}: {}×{} pixels, but {} has {}×{}: the images of a data folder must \
+                         all have one size",
+                        path.display(),
+                        dims.0,
+                        dims.1,
+                        first_path.display(),
+                        first.0,
+                        first.1
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        let size = size.expect("at least one example").0;
+        Ok(Self { examples, size })
+    }
+
+    /// The example indices of micro-batch `k` (of `batch` examples): the examples in a
+    /// shuffled order per epoch, drawn from `seed` and the epoch only, so a resumed run
+    /// sees the same batches.
+    pub fn batch_indices(&self, seed: u64, k: usize, batch: usize) -> Vec<usize> {
+        let n = self.examples.len();
+        (k * batch..(k + 1) * batch)
+            .map(|i| {
+                let epoch = (i / n) as u64;
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                order[i % n]
+            })
+            .collect()
+    }
+}
+
+/// Images as a `[B, 3, H, W]` tensor in `[lo, hi]` (`[-1, 1]` for the VAE, `[0, 1]` for a
+/// ControlNet's conditioning).
+pub fn load_images(paths: &[&Path], device: &Device, lo: f32, hi: f32) -> Result<Tensor<4>> {
+    let mut data = Vec::new();
+    let mut dims = (0, 0);
+    for path in paths {
+        let img = image::open(path)
+            .with_context(|| format!("{}: cannot read the image", path.display()))?
+            .to_rgb8();
+        dims = img.dimensions();
+        let (w, h) = (dims.0 as usize, dims.1 as usize);
+        let mut planes = vec![0f32; 3 * w * h];
+        for (i, p) in img.pixels().enumerate() {
+            for c in 0..3 {
+                planes[c * w * h + i] = lo + (hi - lo) * p.0[c] as f32 / 255.0;
+            }
+        }
+        data.extend(planes);
+    }
+    let shape = [paths.len(), 3, dims.1 as usize, dims.0 as usize];
+    Ok(Tensor::from_data(TensorData::new(data, shape), device))
+}

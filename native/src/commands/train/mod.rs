@@ -1,0 +1,147 @@
+//! `maskforge train unet|controlnet|vae`: training on burn's autodiff, on the CPU or wgpu.
+//! The result is a diffusers folder the other commands and the browser load unchanged.
+
+mod curve;
+mod data;
+mod run;
+mod unet;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use maskforge_core::training::LrScheduleKind;
+use serde::Serialize;
+
+use crate::device::{DTypeArg, DeviceArg, select};
+
+pub use unet::UNetArgs;
+
+/// Arguments of `maskforge train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    pub what: TrainCommand,
+}
+
+/// What to train.
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// A text-to-image UNet, from scratch (`--unet-config`) or fine-tuning `--model`'s; the
+    /// VAE and text encoder stay frozen. On colour maps (`--image-field colors`) this is
+    /// SegGen's Text2Mask.
+    Unet(UNetArgs),
+}
+
+/// Options shared by every kind of training.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct TrainOptions {
+    /// Data folder: images with `captions.jsonl` (`maskforge shapes`) or `metadata.jsonl`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder: checkpoints, logs, and the trained model at the end. A run started there
+    /// before resumes from its last checkpoint.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    /// Examples per micro-batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Micro-batches per optimiser step (gradient accumulation).
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Learning-rate schedule: constant, constant_with_warmup, linear or cosine.
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: LrScheduleKind,
+    /// Warm-up steps of the schedule.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = 1e-2)]
+    pub weight_decay: f64,
+    /// Clip the gradients' total 2-norm to this (diffusers' `--max_grad_norm`).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Keep an exponential moving average of the weights and save it as the result.
+    #[arg(long)]
+    pub ema: bool,
+    /// The EMA's decay.
+    #[arg(long, default_value_t = 0.9999)]
+    pub ema_decay: f64,
+    /// Seed of the data order, the noise, the timesteps and a fresh model's weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Path field of the captions file that holds the training image.
+    #[arg(long, default_value = "image")]
+    pub image_field: String,
+    /// Write a checkpoint every this many steps (and at the end).
+    #[arg(long, default_value_t = 100)]
+    #[serde(skip)]
+    pub checkpoint_every: usize,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    #[serde(skip)]
+    pub device: DeviceArg,
+    /// No progress bar.
+    #[arg(long)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+impl TrainOptions {
+    fn check(&self) -> Result<()> {
+        let positive = [
+            ("--steps", self.steps),
+            ("--batch", self.batch),
+            ("--grad-accum", self.grad_accum),
+            ("--checkpoint-every", self.checkpoint_every),
+        ];
+        for (flag, v) in positive {
+            anyhow::ensure!(v > 0, "{flag} must be at least 1");
+        }
+        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be positive");
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.ema_decay),
+            "--ema-decay must be in [0, 1)"
+        );
+        Ok(())
+    }
+
+    fn max_grad_norm(&self) -> Option<f64> {
+        (self.max_grad_norm > 0.0).then_some(self.max_grad_norm)
+    }
+}
+
+/// Runs `train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    match args.what {
+        TrainCommand::Unet(a) => unet::run(a),
+    }
+}
+
+fn device(options: &TrainOptions) -> Result<burn::tensor::Device> {
+    Ok(select(options.device, DTypeArg::F32)?.device)
+}
+
+/// Copies file or folder `name` of `from` into `to` unless it is there.
+fn copy_component(from: &Path, to: &Path, name: &str) -> Result<()> {
+    let (src, dst) = (from.join(name), to.join(name));
+    if dst.exists() || !src.exists() {
+        return Ok(());
+    }
+    if src.is_file() {
+        std::fs::copy(&src, &dst).with_context(|| format!("{}: cannot copy", dst.display()))?;
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dst).with_context(|| format!("{}: cannot create", dst.display()))?;
+    for entry in std::fs::read_dir(&src).with_context(|| format!("{}: cannot list", src.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        copy_component(&src, &dst, &name.to_string_lossy())?;
+    }
+    Ok(())
+}

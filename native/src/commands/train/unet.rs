@@ -1,0 +1,234 @@
+//! `maskforge train unet`: diffusers' `train_text_to_image` on burn.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{DType, Device, Tensor};
+use clap::Args;
+use maskforge_core::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use maskforge_core::pipelines::{MODEL_INDEX, ModelIndex, PipelineFiles, StableDiffusion};
+use maskforge_core::rng::TorchRng;
+use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
+use maskforge_core::training::checkpoint::safetensors_bytes;
+use maskforge_core::training::{DenoisingBatch, Noising, ParamNames, unet_loss};
+use maskforge_core::weights::{FileSource, HostTensor, VarBuilder, Weights, load_component_weights};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::data::{TrainingData, load_images};
+use super::run::{Task, train};
+use super::{TrainOptions, copy_component};
+use crate::source::DirSource;
+
+/// Arguments of `maskforge train unet`.
+#[derive(Debug, Args, Serialize)]
+pub struct UNetArgs {
+    /// The diffusers folder whose tokenizer, text encoder, VAE and scheduler are used (and
+    /// whose UNet is fine-tuned unless `--unet-config` is given).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Train a new UNet of this `config.json` from scratch instead of fine-tuning.
+    #[arg(long)]
+    pub unet_config: Option<PathBuf>,
+    /// The training objective; default: the scheduler config's `prediction_type`.
+    #[arg(long, value_parser = ["epsilon", "v_prediction"])]
+    pub objective: Option<String>,
+    #[command(flatten)]
+    pub options: TrainOptions,
+}
+
+/// Everything a UNet's loss needs beside the UNet.
+pub(super) struct Conditioning {
+    pub sd: StableDiffusion,
+    pub noising: Noising,
+    pub examples: Vec<super::data::Example>,
+    pub seed: u64,
+}
+
+impl Conditioning {
+    /// The VAE latents, text embeddings, noise and timesteps of micro-batch `k`, drawn from
+    /// the seed and `k` only.
+    pub fn batch(&self, indices: &[usize], k: u64, image: impl Fn(&super::data::Example) -> &Path) -> Result<DenoisingBatch> {
+        let sd = &self.sd;
+        let mix = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k;
+        let mut rng = TorchRng::new(mix);
+        let paths: Vec<&Path> = indices.iter().map(|&i| image(&self.examples[i])).collect();
+        let pixels = load_images(&paths, &sd.device, -1.0, 1.0)?.cast(sd.vae_dtype);
+        let dist = sd.vae.encode(pixels);
+        let sample = dist.mean.clone() + dist.std.clone() * rng.randn_like(&dist.mean);
+        let latents = (sample * sd.vae_config.scaling_factor).cast(DType::F32);
+        let captions: Vec<&str> = indices.iter().map(|&i| self.examples[i].caption.as_str()).collect();
+        let context = sd.encode_prompts(&captions, None).cast(DType::F32);
+        let noise = rng.randn_like(&latents);
+        let mut uniform = rand_chacha::ChaCha8Rng::seed_from_u64(mix);
+        let timesteps = indices
+            .iter()
+            .map(|_| uniform.random_range(0..self.noising.num_timesteps()))
+            .collect();
+        Ok(DenoisingBatch {
+            latents,
+            context,
+            noise,
+            timesteps,
+        })
+    }
+}
+
+/// Reads `--objective` into the scheduler config, or takes the config's.
+pub(super) fn noising(sd: &StableDiffusion, objective: Option<&str>) -> Result<(Noising, SchedulerConfig)> {
+    let mut config = sd.scheduler_config.clone();
+    match objective {
+        Some("v_prediction") => config.prediction_type = PredictionType::VPrediction,
+        Some(_) => config.prediction_type = PredictionType::Epsilon,
+        None => {}
+    }
+    let noising = Noising::new(&config, "scheduler/scheduler_config.json")?;
+    Ok((noising, config))
+}
+
+struct UNetTask {
+    cond: Conditioning,
+    config: UNet2DConditionConfig,
+    config_json: Vec<u8>,
+    /// The UNet to fine-tune; `None` trains from scratch.
+    base: Option<Arc<dyn Weights>>,
+    model_dir: PathBuf,
+    objective: Option<String>,
+}
+
+impl Task for UNetTask {
+    type Model = UNet2DConditionModel;
+
+    fn names(&self) -> Result<ParamNames> {
+        Ok(ParamNames::of(|vb| UNet2DConditionModel::load(vb, &self.config, "unet/config.json"))?)
+    }
+
+    fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model> {
+        let vb = match weights.or_else(|| self.base.clone()) {
+            Some(w) => VarBuilder::from_weights(w, device, DType::F32),
+            None => VarBuilder::init(self.cond.seed, device, DType::F32),
+        };
+        Ok(UNet2DConditionModel::load(&vb, &self.config, "unet/config.json")?)
+    }
+
+    fn loss(&self, model: &Self::Model, indices: &[usize], k: u64, _: &Device) -> Result<Tensor<1>> {
+        let batch = self.cond.batch(indices, k, |e| &e.image)?;
+        Ok(unet_loss(model, &self.cond.noising, &batch))
+    }
+
+    fn save(&self, out: &Path, weights: &[(String, HostTensor)]) -> Result<()> {
+        write_component(out, "unet", &self.config_json, weights)?;
+        write_pipeline_rest(&self.model_dir, out, self.objective.as_deref())
+    }
+}
+
+/// Writes `out/<dir>/{config.json, diffusion_pytorch_model.safetensors}`.
+pub(super) fn write_component(out: &Path, dir: &str, config: &[u8], weights: &[(String, HostTensor)]) -> Result<()> {
+    let dir = out.join(dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let bytes = safetensors_bytes(weights, None, false)?;
+    crate::write_atomically(&dir.join("diffusion_pytorch_model.safetensors"), |tmp| {
+        Ok(std::fs::write(tmp, &bytes)?)
+    })?;
+    crate::write_atomically(&dir.join("config.json"), |tmp| Ok(std::fs::write(tmp, config)?))
+}
+
+/// Copies the frozen components of `model` beside the trained UNet, with the scheduler's
+/// `prediction_type` set to the objective trained.
+fn write_pipeline_rest(model: &Path, out: &Path, objective: Option<&str>) -> Result<()> {
+    for name in ["model_index.json", "text_encoder", "tokenizer", "vae", "feature_extractor"] {
+        copy_component(model, out, name)?;
+    }
+    let src = model.join("scheduler/scheduler_config.json");
+    let text = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{}: invalid JSON", src.display()))?;
+    if let (Some(objective), Some(map)) = (objective, config.as_object_mut()) {
+        map.insert("prediction_type".into(), objective.into());
+    }
+    let dst = out.join("scheduler");
+    std::fs::create_dir_all(&dst).with_context(|| format!("{}: cannot create", dst.display()))?;
+    crate::write_atomically(&dst.join("scheduler_config.json"), |tmp| {
+        Ok(std::fs::write(tmp, serde_json::to_vec_pretty(&config)?)?)
+    })
+}
+
+/// Runs `train unet`.
+pub fn run(args: UNetArgs) -> Result<()> {
+    let o = &args.options;
+    o.check()?;
+    if !args.model.join("model_index.json").is_file() {
+        bail!("--model {}: not a diffusers folder (no model_index.json)", args.model.display());
+    }
+    let data = TrainingData::open(&o.data, &o.image_field, None)?;
+    let device = super::device(o)?;
+    let source = DirSource::new(&args.model)?;
+    let sd = StableDiffusion::load(&source, &device, DType::F32)?;
+    let (config_json, base) = match &args.unet_config {
+        Some(path) => (
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?,
+            None,
+        ),
+        None => {
+            let path = args.model.join("unet/config.json");
+            let index = source.read(MODEL_INDEX)?;
+            let index = ModelIndex::from_json((*index).as_ref(), &source.display(MODEL_INDEX))?;
+            let files = PipelineFiles::pipeline(&index, false);
+            let weights = load_component_weights(&source, files.component("unet")?)?;
+            (
+                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?,
+                Some(Arc::new(weights) as Arc<dyn Weights>),
+            )
+        }
+    };
+    let config_name = args
+        .unet_config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| args.model.join("unet/config.json").display().to_string());
+    let config = UNet2DConditionConfig::from_json(&config_json, &config_name)?;
+    check_fits(&sd, &config, &config_name, &data)?;
+    let (noising, _) = noising(&sd, args.objective.as_deref())?;
+    let task = UNetTask {
+        cond: Conditioning {
+            sd,
+            noising,
+            examples: data.examples.clone(),
+            seed: o.seed,
+        },
+        config,
+        config_json,
+        base,
+        model_dir: args.model.clone(),
+        objective: args.objective.clone(),
+    };
+    let identity = serde_json::json!({ "train": "unet", "args": args });
+    train(&task, o, identity, &data, &device)
+}
+
+/// A UNet must take the VAE's latents and the text encoder's width, and the images must
+/// divide into latents.
+pub(super) fn check_fits(sd: &StableDiffusion, unet: &UNet2DConditionConfig, file: &str, data: &TrainingData) -> Result<()> {
+    let latent = sd.vae_config.latent_channels;
+    if unet.in_channels != latent || unet.out_channels != latent {
+        bail!(
+            "{file}: in_channels {} / out_channels {} do not match the VAE's {latent} latent channels",
+            unet.in_channels,
+            unet.out_channels
+        );
+    }
+    if unet.cross_attention_dim != sd.text_config.hidden_size {
+        bail!(
+            "{file}: cross_attention_dim {} does not match the text encoder's hidden size {}",
+            unet.cross_attention_dim,
+            sd.text_config.hidden_size
+        );
+    }
+    let f = (1 << (sd.vae_config.block_out_channels.len() - 1)) * unet.downsample_factor();
+    let (w, h) = data.size;
+    if w as usize % f != 0 || h as usize % f != 0 {
+        bail!("the images are {w}×{h}: both sides must be multiples of {f} for this VAE and UNet");
+    }
+    Ok(())
+}

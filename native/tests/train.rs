@@ -1,0 +1,158 @@
+//! `maskforge train unet` end to end on the tiny fixtures: a run killed with `kill -9` and
+//! resumed ends with the same weights as an uninterrupted one, the loss log has one row per
+//! step, the result is a diffusers folder `txt2img` loads, a UNet trains from scratch from a
+//! config, and bad input is a clear error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{assert_clear_error, fixtures, maskforge};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// A 16-image shapes world at 64² (8×8 latents for the tiny VAE).
+fn shapes(dir: &Path) -> PathBuf {
+    let data = dir.join("shapes");
+    ok(maskforge(&["shapes", "--num-images", "16", "--size", "64", "--out", s(&data), "--quiet"]));
+    data
+}
+
+fn train_args<'a>(data: &'a Path, out: &'a Path, model: &'a Path, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "train", "unet", "--model", s(model), "--data", s(data), "--out", s(out), "--steps", steps,
+        "--batch", "2", "--lr", "1e-3", "--lr-schedule", "cosine", "--warmup", "2", "--ema",
+        "--checkpoint-every", "5", "--seed", "3", "--quiet",
+    ]
+}
+
+const UNET: &str = "unet/diffusion_pytorch_model.safetensors";
+
+#[test]
+fn killed_run_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(dir.path());
+    let model = fixtures().join("tiny-sd15");
+    let whole = dir.path().join("whole");
+    ok(maskforge(&train_args(&data, &whole, &model, "30")));
+
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maskforge"))
+        .args(train_args(&data, &killed, &model, "30"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = killed.join("checkpoints/step-00000010");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !first.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!killed.join(UNET).exists(), "killed before the end");
+    let log = std::fs::read_to_string(killed.join("logs/loss.csv")).unwrap();
+    let rows_at_kill = log.lines().count() - 1;
+    assert!(rows_at_kill >= 10 && rows_at_kill < 30, "{rows_at_kill} rows at the kill");
+
+    ok(maskforge(&train_args(&data, &killed, &model, "30")));
+    let a = std::fs::read(whole.join(UNET)).unwrap();
+    let b = std::fs::read(killed.join(UNET)).unwrap();
+    assert!(a == b, "resumed weights differ from the uninterrupted run's");
+
+    let log = std::fs::read_to_string(killed.join("logs/loss.csv")).unwrap();
+    let steps: Vec<usize> = log.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(steps, (1..=30).collect::<Vec<_>>(), "one row per step");
+    let losses = |log: &str| -> Vec<String> {
+        log.lines().skip(1).map(|l| l.split(',').take(4).collect::<Vec<_>>().join(",")).collect()
+    };
+    let whole_log = std::fs::read_to_string(whole.join("logs/loss.csv")).unwrap();
+    assert_eq!(losses(&log), losses(&whole_log), "same losses, learning rates and norms");
+    let png = image::open(killed.join("logs/loss.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (800, 400));
+
+    // Only the last two checkpoints are kept.
+    let mut kept: Vec<String> = std::fs::read_dir(killed.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["step-00000025", "step-00000030"]);
+
+    // The result is a diffusers folder.
+    let image = dir.path().join("out.png");
+    ok(maskforge(&[
+        "txt2img", "--model", s(&killed), "--prompt", "a photo of a single red star", "--steps", "3",
+        "--height", "64", "--width", "64", "--out", s(&image),
+    ]));
+    assert!(image.exists());
+
+    // Resuming with other arguments is refused.
+    let mut other = train_args(&data, &killed, &model, "30");
+    let lr = other.iter().position(|a| *a == "1e-3").unwrap();
+    other[lr] = "2e-3";
+    assert_clear_error(&maskforge(&other), &["train.json", "other arguments"]);
+}
+
+#[test]
+fn trains_a_unet_from_scratch_and_reports_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(dir.path());
+    let model = fixtures().join("tiny-sd15");
+    let config = fixtures().join("tiny-train/unet/config.json");
+    let out = dir.path().join("scratch");
+    let mut args = train_args(&data, &out, &model, "3");
+    args.extend(["--unet-config", s(&config), "--objective", "v_prediction"]);
+    ok(maskforge(&args));
+    let scheduler = std::fs::read_to_string(out.join("scheduler/scheduler_config.json")).unwrap();
+    assert!(scheduler.contains("v_prediction"), "{scheduler}");
+    let unet_config = std::fs::read(out.join("unet/config.json")).unwrap();
+    assert_eq!(unet_config, std::fs::read(&config).unwrap());
+
+    // A data folder without captions.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
+    let o = dir.path().join("o1");
+    assert_clear_error(&maskforge(&train_args(&bare, &o, &model, "1")), &["bare", "no captions file"]);
+
+    // Images of mixed sizes.
+    let mixed = dir.path().join("mixed");
+    ok(maskforge(&["shapes", "--num-images", "2", "--size", "64", "--out", s(&mixed), "--quiet"]));
+    image::RgbImage::new(32, 48).save(mixed.join("images/000000000002.png")).unwrap();
+    let o = dir.path().join("o2");
+    assert_clear_error(&maskforge(&train_args(&mixed, &o, &model, "1")), &["000000000002.png", "32×48", "one size"]);
+
+    // A config that does not fit the pipeline, and one that does not fit the weights.
+    let wide = dir.path().join("wide.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&wide, text.replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48")).unwrap();
+    let o = dir.path().join("o3");
+    let mut args = train_args(&data, &o, &model, "1");
+    args.extend(["--unet-config", s(&wide)]);
+    assert_clear_error(&maskforge(&args), &["wide.json", "cross_attention_dim 48", "hidden size 32"]);
+
+    let broken = dir.path().join("broken");
+    ok(maskforge(&["train", "unet", "--model", s(&model), "--data", s(&data), "--out", s(&broken), "--steps", "1", "--quiet"]));
+    std::fs::write(
+        broken.join("unet/config.json"),
+        std::fs::read_to_string(broken.join("unet/config.json")).unwrap().replace("\"layers_per_block\": 2", "\"layers_per_block\": 3"),
+    )
+    .unwrap();
+    let o = dir.path().join("o4");
+    assert_clear_error(
+        &maskforge(&["train", "unet", "--model", s(&broken), "--data", s(&data), "--out", s(&o), "--steps", "1", "--quiet"]),
+        &["diffusion_pytorch_model.safetensors", "down_blocks.0.resnets.2"],
+    );
+}
