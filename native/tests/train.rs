@@ -156,3 +156,46 @@ fn trains_a_unet_from_scratch_and_reports_bad_input() {
         &["diffusion_pytorch_model.safetensors", "down_blocks.0.resnets.2"],
     );
 }
+
+#[test]
+fn trains_a_controlnet_that_imgsyn_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(dir.path());
+    let model = fixtures().join("tiny-sd15");
+    let out = dir.path().join("mask2img");
+    let args = |out: &Path, channels: &str| -> Vec<String> {
+        [
+            "train", "controlnet", "--model", s(&model), "--data", s(&data), "--out", s(out),
+            "--steps", "3", "--batch", "2", "--lr", "1e-3", "--conditioning-channels", channels,
+            "--quiet",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let run = |a: Vec<String>| maskforge(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(run(args(&out, "8,8,16,16")));
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"_class_name\": \"ControlNetModel\""), "{config}");
+    assert_eq!(std::fs::read_to_string(out.join("logs/loss.csv")).unwrap().lines().count(), 4);
+
+    let synth = dir.path().join("imgsyn");
+    ok(maskforge(&[
+        "imgsyn", "--labels", s(&data.join("annotations")), "--prompts", s(&data.join("prompts.jsonl")),
+        "--per-mask", "1", "--model", s(&model), "--controlnet", s(&out), "--palette",
+        s(&data.join("palette.json")), "--out", s(&synth), "--height", "64", "--width", "64", "--steps", "2",
+    ]));
+    assert_eq!(std::fs::read_dir(synth.join("images")).unwrap().count(), 16);
+
+    // A conditioning encoder that does not downsample as the VAE does.
+    assert_clear_error(&run(args(&dir.path().join("o1"), "8,16")), &["downsamples by 2", "VAE by 8"]);
+    // Captions without the conditioning images.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
+    std::fs::write(bare.join("metadata.jsonl"), "{\"file_name\": \"a.png\", \"text\": \"a star\"}\n").unwrap();
+    let mut a = args(&dir.path().join("o2"), "8,8,16,16");
+    let d = a.iter().position(|x| x == "--data").unwrap();
+    a[d + 1] = s(&bare).to_string();
+    assert_clear_error(&run(a), &["metadata.jsonl line 1", "no `colors` path"]);
+}

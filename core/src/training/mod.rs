@@ -9,6 +9,7 @@
 
 pub mod adamw;
 pub mod checkpoint;
+pub mod controlnet_init;
 pub mod ema;
 pub mod lr_schedule;
 pub mod noising;
@@ -17,6 +18,7 @@ pub mod param_names;
 mod text_to_image;
 
 pub use adamw::{AdamW, AdamWConfig};
+pub use controlnet_init::controlnet_from_unet;
 pub use ema::Ema;
 pub use lr_schedule::{LrSchedule, LrScheduleKind};
 pub use noising::{Noising, mse_loss};

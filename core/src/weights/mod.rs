@@ -5,6 +5,7 @@
 mod component;
 mod component_files;
 mod file_source;
+mod host_weights;
 mod key_report;
 pub mod ldm;
 mod pth;
@@ -14,6 +15,7 @@ mod var_builder;
 pub use component::load_component_weights;
 pub use component_files::{ComponentFiles, Library, WeightFile, shard_paths};
 pub use file_source::{Bytes, FileSource, MemorySource};
+pub use host_weights::HostWeights;
 pub use key_report::KeyReport;
 pub use pth::{PthFile, PthTensor, checkpoint_weights, is_pth};
 pub use safetensors_file::{SafetensorsFile, SafetensorsWeights};

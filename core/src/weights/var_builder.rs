@@ -97,7 +97,8 @@ impl VarBuilder {
         }
     }
 
-    fn init_values(seed: u64, key: &str, stored: &[usize]) -> Vec<f32> {
+    /// The values [`init`](Self::init) gives parameter `key` stored as `stored`.
+    pub fn init_values(seed: u64, key: &str, stored: &[usize]) -> Vec<f32> {
         use rand::{Rng, SeedableRng};
         let n: usize = stored.iter().product();
         if stored.len() < 2 {

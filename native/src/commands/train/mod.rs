@@ -1,6 +1,7 @@
 //! `maskforge train unet|controlnet|vae`: training on burn's autodiff, on the CPU or wgpu.
 //! The result is a diffusers folder the other commands and the browser load unchanged.
 
+mod controlnet;
 mod curve;
 mod data;
 mod run;
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use crate::device::{DTypeArg, DeviceArg, select};
 
+pub use controlnet::ControlNetArgs;
 pub use unet::UNetArgs;
 
 /// Arguments of `maskforge train`.
@@ -31,6 +33,9 @@ pub enum TrainCommand {
     /// VAE and text encoder stay frozen. On colour maps (`--image-field colors`) this is
     /// SegGen's Text2Mask.
     Unet(UNetArgs),
+    /// A ControlNet initialised from `--model`'s UNet, the UNet frozen: on colour maps
+    /// (`--conditioning-field colors`, the default) this is SegGen's Mask2Img.
+    Controlnet(ControlNetArgs),
 }
 
 /// Options shared by every kind of training.
@@ -120,6 +125,7 @@ impl TrainOptions {
 pub fn run(args: TrainArgs) -> Result<()> {
     match args.what {
         TrainCommand::Unet(a) => unet::run(a),
+        TrainCommand::Controlnet(a) => controlnet::run(a),
     }
 }
 

@@ -12,7 +12,9 @@ use maskforge_core::rng::TorchRng;
 use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
 use maskforge_core::training::checkpoint::safetensors_bytes;
 use maskforge_core::training::{DenoisingBatch, Noising, ParamNames, unet_loss};
-use maskforge_core::weights::{FileSource, HostTensor, VarBuilder, Weights, load_component_weights};
+use maskforge_core::weights::{
+    FileSource, HostTensor, SafetensorsWeights, VarBuilder, Weights, load_component_weights,
+};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
@@ -172,10 +174,7 @@ pub fn run(args: UNetArgs) -> Result<()> {
         ),
         None => {
             let path = args.model.join("unet/config.json");
-            let index = source.read(MODEL_INDEX)?;
-            let index = ModelIndex::from_json((*index).as_ref(), &source.display(MODEL_INDEX))?;
-            let files = PipelineFiles::pipeline(&index, false);
-            let weights = load_component_weights(&source, files.component("unet")?)?;
+            let weights = unet_weights(&source)?;
             (
                 std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?,
                 Some(Arc::new(weights) as Arc<dyn Weights>),
@@ -205,6 +204,14 @@ pub fn run(args: UNetArgs) -> Result<()> {
     };
     let identity = serde_json::json!({ "train": "unet", "args": args });
     train(&task, o, identity, &data, &device)
+}
+
+/// The weights of a diffusers folder's UNet.
+pub(super) fn unet_weights(source: &DirSource) -> Result<SafetensorsWeights> {
+    let index = source.read(MODEL_INDEX)?;
+    let index = ModelIndex::from_json((*index).as_ref(), &source.display(MODEL_INDEX))?;
+    let files = PipelineFiles::pipeline(&index, false);
+    Ok(load_component_weights(source, files.component("unet")?)?)
 }
 
 /// A UNet must take the VAE's latents and the text encoder's width, and the images must
