@@ -199,3 +199,37 @@ fn trains_a_controlnet_that_imgsyn_loads() {
     a[d + 1] = s(&bare).to_string();
     assert_clear_error(&run(a), &["metadata.jsonl line 1", "no `colors` path"]);
 }
+
+#[test]
+fn trains_a_vae_from_a_config_or_a_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(dir.path());
+    let config = fixtures().join("tiny-train/vae/config.json");
+    let out = dir.path().join("vae");
+    // A plain image folder (no captions) is enough for a VAE.
+    ok(maskforge(&[
+        "train", "vae", "--config", s(&config), "--data", s(&data.join("images")), "--out", s(&out),
+        "--steps", "2", "--batch", "2", "--quiet",
+    ]));
+    assert_eq!(std::fs::read(out.join("config.json")).unwrap(), std::fs::read(&config).unwrap());
+    assert!(out.join("diffusion_pytorch_model.safetensors").is_file());
+
+    // Fine-tuning a pipeline's VAE; then the same with a config that does not fit its weights.
+    let model = fixtures().join("tiny-sd15");
+    ok(maskforge(&[
+        "train", "vae", "--model", s(&model), "--data", s(&data), "--out", s(&dir.path().join("ft")),
+        "--steps", "1", "--batch", "2", "--quiet",
+    ]));
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(model.join("vae/diffusion_pytorch_model.safetensors"), bad.join("diffusion_pytorch_model.safetensors")).unwrap();
+    let text = std::fs::read_to_string(model.join("vae/config.json")).unwrap();
+    std::fs::write(bad.join("config.json"), text.replace("\"latent_channels\": 4", "\"latent_channels\": 8")).unwrap();
+    assert_clear_error(
+        &maskforge(&[
+            "train", "vae", "--model", s(&bad), "--data", s(&data), "--out", s(&dir.path().join("o")),
+            "--steps", "1", "--quiet",
+        ]),
+        &["diffusion_pytorch_model.safetensors", "conv_out"],
+    );
+}

@@ -1,5 +1,5 @@
 //! Training on burn's autodiff: the denoising objective of text-to-image UNets and
-//! ControlNets, AdamW with diffusers' learning-rate schedules, EMA, and checkpoints keyed by
+//! ControlNets, the VAE's reconstruction + KL objective, AdamW with diffusers' learning-rate schedules, EMA, and checkpoints keyed by
 //! the diffusers parameter names, so that a trained model is a diffusers folder again.
 //!
 //! Models train in the same modules inference uses: built on an autodiff device, their CPU
@@ -8,6 +8,7 @@
 //! model once from [`VarBuilder::tagged`](crate::weights::VarBuilder::tagged).
 
 pub mod adamw;
+mod autoencoder;
 pub mod checkpoint;
 pub mod controlnet_init;
 pub mod ema;
@@ -18,6 +19,7 @@ pub mod param_names;
 mod text_to_image;
 
 pub use adamw::{AdamW, AdamWConfig};
+pub use autoencoder::{VaeLoss, vae_loss};
 pub use controlnet_init::controlnet_from_unet;
 pub use ema::Ema;
 pub use lr_schedule::{LrSchedule, LrScheduleKind};

@@ -31,19 +31,41 @@ pub struct TrainingData {
 }
 
 impl TrainingData {
+    /// The images of `dir` without captions (for a VAE): through its captions file when it
+    /// has one, else every PNG and JPEG in it.
+    pub fn open_images(dir: &Path, image_field: &str) -> Result<Self> {
+        if captions_file(dir).is_some() {
+            return Self::open(dir, image_field, None);
+        }
+        let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+        let mut images: Vec<PathBuf> = entries
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| {
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+                matches!(ext.as_str(), "png" | "jpg" | "jpeg")
+            })
+            .collect();
+        images.sort();
+        let examples = images
+            .into_iter()
+            .map(|image| Example {
+                image,
+                caption: String::new(),
+                conditioning: None,
+            })
+            .collect();
+        Self::checked(examples, &dir.display().to_string())
+    }
+
     /// Reads `dir`'s captions file and checks that every image exists and has the same size.
     pub fn open(dir: &Path, image_field: &str, conditioning_field: Option<&str>) -> Result<Self> {
-        let (file, text) = ["captions.jsonl", "metadata.jsonl"]
-            .iter()
-            .map(|name| dir.join(name))
-            .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
-            .with_context(|| {
-                format!(
-                    "{}: no captions file (captions.jsonl as `maskforge shapes` writes, or an \
-                     image folder's metadata.jsonl with file_name and text)",
-                    dir.display()
-                )
-            })?;
+        let (file, text) = captions_file(dir).with_context(|| {
+            format!(
+                "{}: no captions file (captions.jsonl as `maskforge shapes` writes, or an \
+                 image folder's metadata.jsonl with file_name and text)",
+                dir.display()
+            )
+        })?;
         let mut examples = Vec::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let at = || format!("{} line {}", file.display(), n + 1);
@@ -67,8 +89,13 @@ impl TrainingData {
                 conditioning,
             });
         }
+        Self::checked(examples, &file.display().to_string())
+    }
+
+    /// The examples of `origin` once every image is readable and of one size.
+    fn checked(examples: Vec<Example>, origin: &str) -> Result<Self> {
         if examples.is_empty() {
-            bail!("{}: no examples", file.display());
+            bail!("{origin}: no examples");
         }
         let mut size = None;
         for ex in &examples {
@@ -109,6 +136,13 @@ impl TrainingData {
             })
             .collect()
     }
+}
+
+fn captions_file(dir: &Path) -> Option<(PathBuf, String)> {
+    ["captions.jsonl", "metadata.jsonl"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
 }
 
 /// Images as a `[B, 3, H, W]` tensor in `[lo, hi]` (`[-1, 1]` for the VAE, `[0, 1]` for a

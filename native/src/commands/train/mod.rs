@@ -6,6 +6,7 @@ mod curve;
 mod data;
 mod run;
 mod unet;
+mod vae;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use crate::device::{DTypeArg, DeviceArg, select};
 
 pub use controlnet::ControlNetArgs;
 pub use unet::UNetArgs;
+pub use vae::VaeArgs;
 
 /// Arguments of `maskforge train`.
 #[derive(Debug, Args)]
@@ -36,6 +38,9 @@ pub enum TrainCommand {
     /// A ControlNet initialised from `--model`'s UNet, the UNet frozen: on colour maps
     /// (`--conditioning-field colors`, the default) this is SegGen's Mask2Img.
     Controlnet(ControlNetArgs),
+    /// An `AutoencoderKL` (reconstruction + KL), from a config or fine-tuning `--model`'s;
+    /// the data folder may be plain images.
+    Vae(VaeArgs),
 }
 
 /// Options shared by every kind of training.
@@ -126,6 +131,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     match args.what {
         TrainCommand::Unet(a) => unet::run(a),
         TrainCommand::Controlnet(a) => controlnet::run(a),
+        TrainCommand::Vae(a) => vae::run(a),
     }
 }
 
