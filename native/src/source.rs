@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use maskforge_core::weights::{Bytes, FileSource};
+use maskforge_core::weights::{Bytes, FileSource, MemorySource};
 use maskforge_core::{Error, Result};
 
 /// A diffusers folder on disk; weight files are memory-mapped, not copied.
@@ -111,5 +111,33 @@ impl FileSource for HubSource {
 
     fn display(&self, path: &str) -> String {
         format!("hf://{}/{}", self.repo_id, path)
+    }
+}
+
+/// `base` with the files of `top` added or put in place of its own.
+pub struct Overlay<'a> {
+    pub top: MemorySource,
+    pub base: &'a dyn FileSource,
+}
+
+impl FileSource for Overlay<'_> {
+    fn read(&self, path: &str) -> Result<Bytes> {
+        if self.top.exists(path) {
+            self.top.read(path)
+        } else {
+            self.base.read(path)
+        }
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.top.exists(path) || self.base.exists(path)
+    }
+
+    fn display(&self, path: &str) -> String {
+        if self.top.exists(path) {
+            self.top.display(path)
+        } else {
+            self.base.display(path)
+        }
     }
 }

@@ -169,6 +169,21 @@ fn runs_are_byte_identical_and_resume() {
 }
 
 #[test]
+fn max_objects_one_gives_single_object_scenes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("single");
+    ok(shapes(&out, &["--num-images", "12", "--size", "64", "--max-objects", "1"]));
+    let lines = jsonl(&out.join("captions.jsonl"));
+    assert_eq!(lines.len(), 12);
+    for line in &lines {
+        let objects = line["objects"].as_array().unwrap();
+        assert_eq!(objects.len(), 1, "{line}");
+    }
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["max_objects"], 1, "{run}");
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x");
@@ -184,6 +199,10 @@ fn bad_input_is_a_clear_error() {
         (&["--num-images", "0"], &["--num-images", "at least 1"]),
         (&["--num-images", "-3"], &["--num-images"]),
         (&["--size", "64"], &["--num-images"]),
+        (
+            &["--num-images", "2", "--max-objects", "5"],
+            &["--max-objects", "1 to 4"],
+        ),
     ] {
         assert_clear_error(&shapes(&out, args), needles);
     }

@@ -120,6 +120,15 @@ fn trains_a_unet_from_scratch_and_reports_bad_input() {
     let unet_config = std::fs::read(out.join("unet/config.json")).unwrap();
     assert_eq!(unet_config, std::fs::read(&config).unwrap());
 
+    // Captions chosen by JSON pointer; a pointer to nothing is a clear error.
+    let (pointer, nothing) = (dir.path().join("pointer"), dir.path().join("nothing"));
+    let mut args = train_args(&data, &pointer, &model, "1");
+    args.extend(["--caption-field", "/objects/0/caption,/objects/0/caption_plain"]);
+    ok(maskforge(&args));
+    let mut args = train_args(&data, &nothing, &model, "1");
+    args.extend(["--caption-field", "/objects/7/caption"]);
+    assert_clear_error(&maskforge(&args), &["captions.jsonl line 1", "no caption `/objects/7/caption`"]);
+
     // A data folder without captions.
     let bare = dir.path().join("bare");
     std::fs::create_dir_all(&bare).unwrap();

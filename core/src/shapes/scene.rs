@@ -132,13 +132,13 @@ fn sample_pose(
     }
 }
 
-/// The scene of `seed` on a `size × size` image (`size` ≥ 32). The scene ends early at an
-/// object that finds no pose keeping every object at least [`MIN_VISIBLE_FRACTION`] visible;
-/// the first always fits.
-pub fn sample_scene(seed: u64, size: usize) -> Scene {
+/// The scene of `seed` on a `size × size` image (`size` ≥ 32) with 1 to `max_objects`
+/// (≤ [`MAX_OBJECTS`]) objects. The scene ends early at an object that finds no pose keeping
+/// every object at least [`MIN_VISIBLE_FRACTION`] visible; the first always fits.
+pub fn sample_scene(seed: u64, size: usize, max_objects: usize) -> Scene {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let background = sample_background(&mut rng, size);
-    let wanted = rng.random_range(1..=MAX_OBJECTS);
+    let wanted = rng.random_range(1..=max_objects.clamp(1, MAX_OBJECTS));
     let mut colors = OBJECT_COLORS;
     colors.shuffle(&mut rng);
     let max_radius = [0.32, 0.26, 0.22, 0.2][wanted - 1];
@@ -272,7 +272,7 @@ mod tests {
         let sizes = [32, 48, 64, 64, 97];
         for seed in 0..400u64 {
             let size = sizes[seed as usize % sizes.len()];
-            let scene = sample_scene(seed, size);
+            let scene = sample_scene(seed, size, MAX_OBJECTS);
             let n = scene.objects.len();
             assert!((1..=MAX_OBJECTS).contains(&n), "seed {seed}: {n} objects");
             counts[n] += 1;
@@ -331,10 +331,10 @@ mod tests {
     #[test]
     fn scenes_are_a_function_of_the_seed() {
         for seed in [0, 1, 12345, u64::MAX] {
-            let a = sample_scene(seed, 80);
-            assert_eq!(a, sample_scene(seed, 80));
-            assert_eq!(render(&a), render(&sample_scene(seed, 80)));
+            let a = sample_scene(seed, 80, MAX_OBJECTS);
+            assert_eq!(a, sample_scene(seed, 80, MAX_OBJECTS));
+            assert_eq!(render(&a), render(&sample_scene(seed, 80, MAX_OBJECTS)));
         }
-        assert_ne!(sample_scene(1, 80), sample_scene(2, 80));
+        assert_ne!(sample_scene(1, 80, MAX_OBJECTS), sample_scene(2, 80, MAX_OBJECTS));
     }
 }

@@ -20,7 +20,7 @@ use super::captions::{scene_caption, single_caption};
 use super::classes::{category_objects, palette, palette_json};
 use super::record::{ObjectRecord, ShapesDetails, ShapesRecord};
 use super::render::render;
-use super::scene::sample_scene;
+use super::scene::{MAX_OBJECTS, sample_scene};
 use crate::dataset::run::collect;
 use crate::dataset::{
     AnnotationRecord, DatasetRun, HostWork, ImageRecord, RunFile, SampleGenerator, SampleId,
@@ -51,12 +51,20 @@ pub const CAPTIONS_FILE: &str = "captions.jsonl";
 #[derive(Debug, Clone, Serialize)]
 pub struct ShapesSettings {
     pub size: usize,
+    /// Written only when below [`MAX_OBJECTS`], so older runs keep their `run.json`.
+    #[serde(skip_serializing_if = "all_objects")]
+    pub max_objects: usize,
+}
+
+fn all_objects(n: &usize) -> bool {
+    *n == MAX_OBJECTS
 }
 
 /// Scenes of `size × size` pixels.
 #[derive(Debug, Clone)]
 pub struct ShapesWorld {
     size: usize,
+    max_objects: usize,
     palette: Palette,
 }
 
@@ -70,8 +78,20 @@ impl ShapesWorld {
         }
         Ok(Self {
             size,
+            max_objects: MAX_OBJECTS,
             palette: palette(),
         })
+    }
+
+    /// Scenes of 1 to `n` objects (`1..=MAX_OBJECTS`) instead of up to [`MAX_OBJECTS`].
+    pub fn with_max_objects(mut self, n: usize) -> Result<Self> {
+        if !(1..=MAX_OBJECTS).contains(&n) {
+            return Err(Error::Invalid(format!(
+                "at most {n} objects per scene is out of range: use 1 to {MAX_OBJECTS}"
+            )));
+        }
+        self.max_objects = n;
+        Ok(self)
     }
 
     /// The run of `num_images` (at least 1) samples from `seed`.
@@ -86,14 +106,17 @@ impl ShapesWorld {
             num_images,
             seed,
             categories: category_objects(),
-            settings: ShapesSettings { size: self.size },
+            settings: ShapesSettings {
+                size: self.size,
+                max_objects: self.max_objects,
+            },
         })
     }
 
     /// Sample `sample`: its record and files.
     pub fn sample(&self, sample: SampleId) -> Result<SampleOutput<ShapesDetails>> {
         let size = self.size;
-        let scene = sample_scene(sample.seed, size);
+        let scene = sample_scene(sample.seed, size, self.max_objects);
         if scene.objects.is_empty() {
             return Err(Error::Invalid(format!(
                 "sample {}: no shape could be placed",

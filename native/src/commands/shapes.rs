@@ -28,6 +28,10 @@ pub struct ShapesArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// At most this many objects per scene (1 to 4): 1 gives single-object images, as
+    /// MosaicFusion's regions.
+    #[arg(long, default_value_t = 4)]
+    pub max_objects: usize,
     /// Base seed: image k is the scene of seed + k.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -47,7 +51,10 @@ impl Progress for Bar {
 
 /// Runs `shapes`; a rerun into the same folder keeps the images already made.
 pub fn run(args: ShapesArgs) -> Result<()> {
-    let world = ShapesWorld::new(args.size).context("--size")?;
+    let world = ShapesWorld::new(args.size)
+        .context("--size")?
+        .with_max_objects(args.max_objects)
+        .context("--max-objects")?;
     let run_file = world
         .run_file(args.num_images, args.seed)
         .context("--num-images")?;

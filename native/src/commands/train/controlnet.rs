@@ -114,7 +114,7 @@ pub fn run(args: ControlNetArgs) -> Result<()> {
     if !args.model.join("model_index.json").is_file() {
         bail!("--model {}: not a diffusers folder (no model_index.json)", args.model.display());
     }
-    let data = TrainingData::open(&o.data, &o.image_field, Some(&args.conditioning_field))?;
+    let data = TrainingData::open(&o.data, &o.image_field, &o.caption_field, Some(&args.conditioning_field))?;
     let device = super::device(o)?;
     let source = DirSource::new(&args.model)?;
     let sd = StableDiffusion::load(&source, &device, DType::F32)?;

@@ -18,7 +18,8 @@ use rand_chacha::ChaCha8Rng;
 #[derive(Debug, Clone)]
 pub struct Example {
     pub image: PathBuf,
-    pub caption: String,
+    /// The captions it may be trained with (one is drawn per use).
+    pub captions: Vec<String>,
     pub conditioning: Option<PathBuf>,
 }
 
@@ -35,7 +36,7 @@ impl TrainingData {
     /// has one, else every PNG and JPEG in it.
     pub fn open_images(dir: &Path, image_field: &str) -> Result<Self> {
         if captions_file(dir).is_some() {
-            return Self::open(dir, image_field, None);
+            return Self::open(dir, image_field, &[], None);
         }
         let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
         let mut images: Vec<PathBuf> = entries
@@ -50,7 +51,7 @@ impl TrainingData {
             .into_iter()
             .map(|image| Example {
                 image,
-                caption: String::new(),
+                captions: Vec::new(),
                 conditioning: None,
             })
             .collect();
@@ -58,7 +59,14 @@ impl TrainingData {
     }
 
     /// Reads `dir`'s captions file and checks that every image exists and has the same size.
-    pub fn open(dir: &Path, image_field: &str, conditioning_field: Option<&str>) -> Result<Self> {
+    /// `caption_fields` name the captions of an example (fields or JSON pointers such as
+    /// `/objects/0/caption`; empty: `caption` or `text`).
+    pub fn open(
+        dir: &Path,
+        image_field: &str,
+        caption_fields: &[String],
+        conditioning_field: Option<&str>,
+    ) -> Result<Self> {
         let (file, text) = captions_file(dir).with_context(|| {
             format!(
                 "{}: no captions file (captions.jsonl as `maskforge shapes` writes, or an \
@@ -75,8 +83,21 @@ impl TrainingData {
             let image_names: &[&str] = if image_field == "image" { &["image", "file_name"] } else { &[image_field] };
             let image = field(image_names)
                 .with_context(|| format!("{}: no `{image_field}` path", at()))?;
-            let caption = field(&["caption", "text"])
-                .with_context(|| format!("{}: no caption (`caption` or `text`)", at()))?;
+            let captions = if caption_fields.is_empty() {
+                vec![field(&["caption", "text"])
+                    .with_context(|| format!("{}: no caption (`caption` or `text`)", at()))?]
+            } else {
+                caption_fields
+                    .iter()
+                    .map(|f| {
+                        let value = if f.starts_with('/') { v.pointer(f) } else { v.get(f) };
+                        value
+                            .and_then(|c| c.as_str())
+                            .map(str::to_string)
+                            .with_context(|| format!("{}: no caption `{f}`", at()))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
             let conditioning = match conditioning_field {
                 Some(f) => Some(dir.join(
                     field(&[f]).with_context(|| format!("{}: no `{f}` path", at()))?,
@@ -85,7 +106,7 @@ impl TrainingData {
             };
             examples.push(Example {
                 image: dir.join(image),
-                caption,
+                captions,
                 conditioning,
             });
         }

@@ -89,6 +89,11 @@ pub struct TrainOptions {
     /// Path field of the captions file that holds the training image.
     #[arg(long, default_value = "image")]
     pub image_field: String,
+    /// The caption fields of the captions file, comma-separated: names or JSON pointers
+    /// (`/objects/0/caption,/objects/0/caption_plain`); each use of an example draws one.
+    /// Default: `caption`, else `text`.
+    #[arg(long, value_delimiter = ',')]
+    pub caption_field: Vec<String>,
     /// Write a checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 100)]
     #[serde(skip)]

@@ -13,7 +13,8 @@ use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
 use maskforge_core::training::checkpoint::safetensors_bytes;
 use maskforge_core::training::{DenoisingBatch, Noising, ParamNames, unet_loss};
 use maskforge_core::weights::{
-    FileSource, HostTensor, SafetensorsWeights, VarBuilder, Weights, load_component_weights,
+    FileSource, HostTensor, MemorySource, SafetensorsWeights, VarBuilder, Weights,
+    load_component_weights,
 };
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -21,7 +22,7 @@ use serde::Serialize;
 use super::data::{TrainingData, load_images};
 use super::run::{Task, train};
 use super::{TrainOptions, copy_component};
-use crate::source::DirSource;
+use crate::source::{DirSource, Overlay};
 
 /// Arguments of `maskforge train unet`.
 #[derive(Debug, Args, Serialize)]
@@ -60,7 +61,14 @@ impl Conditioning {
         let dist = sd.vae.encode(pixels);
         let sample = dist.mean.clone() + dist.std.clone() * rng.randn_like(&dist.mean);
         let latents = (sample * sd.vae_config.scaling_factor).cast(DType::F32);
-        let captions: Vec<&str> = indices.iter().map(|&i| self.examples[i].caption.as_str()).collect();
+        let mut pick = rand_chacha::ChaCha8Rng::seed_from_u64(mix ^ 0x5eed);
+        let captions: Vec<&str> = indices
+            .iter()
+            .map(|&i| {
+                let c = &self.examples[i].captions;
+                c[pick.random_range(0..c.len())].as_str()
+            })
+            .collect();
         let context = sd.encode_prompts(&captions, None).cast(DType::F32);
         let noise = rng.randn_like(&latents);
         let mut uniform = rand_chacha::ChaCha8Rng::seed_from_u64(mix);
@@ -163,30 +171,41 @@ pub fn run(args: UNetArgs) -> Result<()> {
     if !args.model.join("model_index.json").is_file() {
         bail!("--model {}: not a diffusers folder (no model_index.json)", args.model.display());
     }
-    let data = TrainingData::open(&o.data, &o.image_field, None)?;
+    let data = TrainingData::open(&o.data, &o.image_field, &o.caption_field, None)?;
     let device = super::device(o)?;
     let source = DirSource::new(&args.model)?;
-    let sd = StableDiffusion::load(&source, &device, DType::F32)?;
-    let (config_json, base) = match &args.unet_config {
+    let (config_json, config_name) = match &args.unet_config {
         Some(path) => (
             std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?,
-            None,
+            path.display().to_string(),
         ),
         None => {
             let path = args.model.join("unet/config.json");
-            let weights = unet_weights(&source)?;
-            (
-                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?,
-                Some(Arc::new(weights) as Arc<dyn Weights>),
-            )
+            let json = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            (json, path.display().to_string())
         }
     };
-    let config_name = args
-        .unet_config
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| args.model.join("unet/config.json").display().to_string());
     let config = UNet2DConditionConfig::from_json(&config_json, &config_name)?;
+    // A new UNet: the pipeline is loaded with its starting weights in place of the folder's.
+    let mut top = MemorySource::new(args.model.display().to_string());
+    let base = match &args.unet_config {
+        Some(_) => {
+            let names = ParamNames::of(|vb| UNet2DConditionModel::load(vb, &config, &config_name))?;
+            let init: Vec<(String, HostTensor)> = names
+                .params()
+                .iter()
+                .map(|p| {
+                    let data = VarBuilder::init_values(o.seed, &p.key, &p.shape);
+                    (p.key.clone(), HostTensor { shape: p.shape.clone(), data })
+                })
+                .collect();
+            top.insert("unet/config.json", config_json.clone());
+            top.insert("unet/diffusion_pytorch_model.safetensors", safetensors_bytes(&init, None, false)?);
+            None
+        }
+        None => Some(Arc::new(unet_weights(&source)?) as Arc<dyn Weights>),
+    };
+    let sd = StableDiffusion::load(&Overlay { top, base: &source }, &device, DType::F32)?;
     check_fits(&sd, &config, &config_name, &data)?;
     let (noising, _) = noising(&sd, args.objective.as_deref())?;
     let task = UNetTask {
