@@ -242,3 +242,17 @@ fn trains_a_vae_from_a_config_or_a_pipeline() {
         &["diffusion_pytorch_model.safetensors", "conv_out"],
     );
 }
+
+#[test]
+fn bench_times_a_training_step() {
+    let model = fixtures().join("tiny-sd15");
+    let out = maskforge(&[
+        "bench", "--model", s(&model), "--height", "64", "--width", "64", "--batch", "2", "--iters", "1",
+        "--device", "cpu", "--skip", "unet,vae,text", "--train",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ok(out);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let ms = report["train_step_ms"].as_f64().unwrap_or_else(|| panic!("{report}"));
+    assert!(ms > 0.0 && ms.is_finite(), "{report}");
+}

@@ -1,7 +1,8 @@
 //! `maskforge bench`: median time of the UNet, VAE decoder and text encoder, and optionally
-//! of MosaicFusion and SegGen samples beside the runs they wrap.
+//! of MosaicFusion and SegGen samples beside the runs they wrap, and of a training step.
 
 mod seggen;
+mod train;
 
 use std::time::Instant;
 
@@ -50,6 +51,10 @@ pub struct BenchArgs {
     /// The ControlNet of the ImgSyn timing (diffusers folder or .safetensors).
     #[arg(long, requires = "seggen_steps")]
     pub controlnet: Option<std::path::PathBuf>,
+    /// Also time one training step of the UNet (forward, backward, AdamW) with batch
+    /// `--batch` at HxW, as `train unet` runs it (`train_step_ms`).
+    #[arg(long)]
+    pub train: bool,
     /// Parts not to time, reported as null: any of `unet`, `vae`, `text`, comma-separated.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub skip: Vec<Part>,
@@ -165,6 +170,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None => None,
     };
 
+    let train_step_ms = args
+        .train
+        .then(|| train::train_step_ms(&sd, args.batch, h, w, args.iters, device))
+        .transpose()?;
+
     let mut report = serde_json::json!({
         "model": label,
         "device": selected.name,
@@ -176,6 +186,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "unet_ms": unet_ms,
         "vae_decode_ms": vae_decode_ms,
         "text_encode_ms": text_encode_ms,
+        "train_step_ms": train_step_ms,
         // Which GEMM the CPU backend's convolutions and linear layers used.
         "cpu_gemm": maskforge_core::cpu::sgemm::provider().describe(),
         // Which library the CPU backend's convolutions used.
