@@ -256,3 +256,20 @@ fn bench_times_a_training_step() {
     let ms = report["train_step_ms"].as_f64().unwrap_or_else(|| panic!("{report}"));
     assert!(ms > 0.0 && ms.is_finite(), "{report}");
 }
+
+#[test]
+fn bench_scores_masks_against_the_saturation_truth() {
+    let out = maskforge(&[
+        "bench", "--height", "64", "--width", "64", "--device", "cpu", "--skip", "unet,vae,text",
+        "--iters", "1", "--truth", "2", "--truth-steps", "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ok(out);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let truth = &report["truth"];
+    let ious: Vec<f64> = truth["region_ious"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(ious.len() as u64, truth["regions"].as_u64().unwrap());
+    assert!(!ious.is_empty() && ious.iter().all(|v| (0.0..=1.0).contains(v)), "{truth}");
+    let mean = ious.iter().sum::<f64>() / ious.len() as f64;
+    assert!((truth["mean_iou"].as_f64().unwrap() - mean).abs() < 1e-12, "{truth}");
+}

@@ -17,6 +17,7 @@ pub mod geometry;
 pub mod record;
 pub mod render;
 pub mod scene;
+pub mod truth;
 pub mod world;
 
 pub use classes::ShapeClass;

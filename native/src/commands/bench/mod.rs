@@ -3,6 +3,7 @@
 
 mod seggen;
 mod train;
+mod truth;
 
 use std::time::Instant;
 
@@ -18,8 +19,8 @@ use crate::model;
 /// Arguments of `maskforge bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A model to load (folder, single file or repo id).
-    #[arg(long, conflicts_with = "arch", required_unless_present = "arch")]
+    /// A model to load (folder, single file or repo id); default: the embedded model.
+    #[arg(long, conflicts_with = "arch")]
     pub model: Option<String>,
     /// A real architecture with random weights: sd15, sd21 or sdxl.
     #[arg(long)]
@@ -55,6 +56,14 @@ pub struct BenchArgs {
     /// `--batch` at HxW, as `train unet` runs it (`train_step_ms`).
     #[arg(long)]
     pub train: bool,
+    /// Also score this many MosaicFusion samples (regions of HxW, `--truth-steps` steps,
+    /// the shapes world's classes) against the saturation truth of their own images: the
+    /// mean mask IoU (`truth.mean_iou`). Meaningful on a model of the shapes world.
+    #[arg(long)]
+    pub truth: Option<usize>,
+    /// Denoising steps of the `--truth` samples.
+    #[arg(long, default_value_t = 20)]
+    pub truth_steps: usize,
     /// Parts not to time, reported as null: any of `unet`, `vae`, `text`, comma-separated.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub skip: Vec<Part>,
@@ -93,7 +102,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 a.clone(),
             )
         }
-        (None, None) => bail!("give --model or --arch"),
+        (None, None) => (
+            crate::embedded::load(&selected.device, selected.dtype)?,
+            crate::embedded::NAME.to_string(),
+        ),
     };
     let device = &selected.device;
     let f = sd.vae_config.scale_factor();
@@ -175,6 +187,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .then(|| train::train_step_ms(&sd, args.batch, h, w, args.iters, device))
         .transpose()?;
 
+    let truth = args
+        .truth
+        .map(|n| truth::mosaic_truth(&sd, args.height, args.width, args.truth_steps, n))
+        .transpose()?;
+
     let mut report = serde_json::json!({
         "model": label,
         "device": selected.name,
@@ -197,6 +214,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if let Some(s) = seggen {
         report["seggen"] = s;
+    }
+    if let Some(t) = truth {
+        report["truth"] = t;
     }
     println!("{report}");
     Ok(())
