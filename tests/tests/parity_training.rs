@@ -1,7 +1,8 @@
 //! The trainer's optimisation steps equal PyTorch's on tiny models (`tests/fixtures/train_ref.py`):
 //! diffusers' `train_text_to_image` loop (run A: epsilon, warm-up + cosine, clipping, EMA;
 //! run B: v_prediction with two accumulated micro-batches), `train_controlnet`'s (run C,
-//! the UNet frozen) and a VAE's reconstruction + KL objective (run D); on the CPU and on wgpu
+//! the UNet frozen), a VAE's reconstruction + KL objective (run D) and the UNet trained with
+//! its text encoder (run E, `--train-text-encoder`); on the CPU and on wgpu
 //! (lavapipe in CI). Checked: losses, gradients, gradient norms, learning rates, the weights
 //! after AdamW, and the EMA.
 //!
@@ -27,9 +28,12 @@ use maskforge_core::models::diffusion::vae::{AutoencoderKL, AutoencoderKLConfig}
 use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
 use maskforge_core::training::{
     AdamW, AdamWConfig, DenoisingBatch, LrSchedule, LrScheduleKind, ModelOptimizer, Noising,
-    ParamNames, controlnet_from_unet, controlnet_loss, unet_loss, vae_loss,
+    ParamNames, TextToImage, controlnet_from_unet, controlnet_loss, unet_loss, vae_loss,
 };
-use maskforge_core::weights::{HostTensor, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights};
+use maskforge_core::text::clip::ClipTextConfig;
+use maskforge_core::weights::{
+    HostTensor, PrefixedWeights, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights,
+};
 use maskforge_native::source::map_file;
 use maskforge_tests::{Expected, assert_close, fixture};
 
@@ -359,4 +363,69 @@ fn cpu_vae_training_steps_match_pytorch() {
 #[test]
 fn wgpu_vae_training_steps_match_pytorch() {
     check_vae_training(wgpu_device(), 1e-3, 5e-5);
+}
+
+/// Run E: the UNet and the text encoder trained together (`--train-text-encoder`).
+fn check_text_encoder_training(device: &Device, grad_tol: f32, weight_tol: f32) {
+    let t = tiny();
+    let exp = Expected::load("train");
+    let te_dir = fixture("tiny-sd15/text_encoder");
+    let te_config = ClipTextConfig::from_json(&std::fs::read(te_dir.join("config.json")).unwrap(), "config.json").unwrap();
+    let path = te_dir.join("model.safetensors");
+    let file = SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+    let te_weights: Arc<dyn Weights> = Arc::new(SafetensorsWeights::new(vec![file]).unwrap());
+    let weights = PrefixedWeights(vec![
+        ("unet.".into(), t.weights.clone() as Arc<dyn Weights>),
+        ("text_encoder.".into(), te_weights),
+    ]);
+    let train = device.clone().autodiff();
+    let vb = VarBuilder::from_weights(Arc::new(weights), &train, DType::F32);
+    let model = TextToImage::load(&vb, &t.config, Some(&te_config), "config.json").unwrap();
+    let names = ParamNames::of(|vb| TextToImage::load(vb, &t.config, Some(&te_config), "config.json")).unwrap();
+    let n = names.params().len();
+    let schedule = LrSchedule {
+        kind: LrScheduleKind::Constant,
+        base: 1e-3,
+        warmup: 0,
+        total: 10,
+    };
+    let mut opt = ModelOptimizer::new(names, &model, AdamW::new(AdamWConfig::default(), n), schedule, Some(1.0), None).unwrap();
+    let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
+    let (_, ids) = exp.host("E.ids");
+    let ids: Vec<Vec<u32>> = ids.chunks(77).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
+    let mut batch = batch(&exp, "E", 0, device);
+    batch.context = model.text_encoder.as_ref().unwrap().forward(&ids).last_hidden_state;
+    let loss = unet_loss(&model.unet, &noising, &batch);
+    let (_, expected) = exp.host("E.loss");
+    relative("E.loss", loss.clone().into_scalar::<f32>() as f64, expected[0] as f64, 1e-5);
+    opt.accumulate(&model, loss.backward());
+    let (_, rows) = exp.host("E.token_rows");
+    let rows: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+    // Of the token embedding, the rows of the ids used (the fixture keeps only those).
+    let used = |tensors: Vec<(String, HostTensor)>| -> Vec<(String, HostTensor)> {
+        tensors
+            .into_iter()
+            .map(|(k, t)| {
+                if !k.ends_with("token_embedding.weight") {
+                    return (k, t);
+                }
+                let d = t.shape[1];
+                let data = rows.iter().flat_map(|&r| t.data[r * d..(r + 1) * d].to_vec()).collect();
+                (k, HostTensor { shape: vec![rows.len(), d], data })
+            })
+            .collect()
+    };
+    check_grads(&exp, "E.grad", &used(opt.gradients()), grad_tol);
+    let (model, lr) = opt.step(model);
+    check_weights(&exp, "E.param", &used(opt.weights(&model)), weight_tol, Some(("E.grad", lr as f32, grad_tol)));
+}
+
+#[test]
+fn cpu_text_encoder_training_step_matches_diffusers() {
+    check_text_encoder_training(&Device::flex(), 1e-5, 1e-5);
+}
+
+#[test]
+fn wgpu_text_encoder_training_step_matches_diffusers() {
+    check_text_encoder_training(wgpu_device(), 1e-3, 5e-5);
 }

@@ -26,4 +26,4 @@ pub use lr_schedule::{LrSchedule, LrScheduleKind};
 pub use noising::{Noising, mse_loss};
 pub use optimizer::ModelOptimizer;
 pub use param_names::ParamNames;
-pub use text_to_image::{DenoisingBatch, controlnet_loss, unet_loss};
+pub use text_to_image::{DenoisingBatch, TextToImage, controlnet_loss, unet_loss};

@@ -1,10 +1,39 @@
 //! The denoising loss of a text-to-image UNet, alone or steered by a ControlNet.
 
+use burn::module::Module;
 use burn::tensor::Tensor;
 
 use super::noising::{Noising, mse_loss};
+use crate::error::Result;
 use crate::models::diffusion::controlnet::ControlNetModel;
-use crate::models::diffusion::unet::{UNet2DConditionModel, UNetHooks};
+use crate::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel, UNetHooks};
+use crate::text::clip::{ClipTextConfig, ClipTextModel};
+use crate::weights::VarBuilder;
+
+/// What `train unet` trains: the UNet, and the text encoder with `--train-text-encoder`.
+/// Parameter keys are `unet.…` and `text_encoder.…`, the pipeline folder's component names.
+#[derive(Module, Debug)]
+pub struct TextToImage {
+    pub unet: UNet2DConditionModel,
+    pub text_encoder: Option<ClipTextModel>,
+}
+
+impl TextToImage {
+    /// Reads `unet.*` and, given its config, `text_encoder.*` below `vb`.
+    pub fn load(
+        vb: &VarBuilder,
+        unet: &UNet2DConditionConfig,
+        text_encoder: Option<&ClipTextConfig>,
+        unet_file: &str,
+    ) -> Result<Self> {
+        Ok(Self {
+            unet: UNet2DConditionModel::load(&vb.pp("unet"), unet, unet_file)?,
+            text_encoder: text_encoder
+                .map(|c| ClipTextModel::load(&vb.pp("text_encoder"), c))
+                .transpose()?,
+        })
+    }
+}
 
 /// One micro-batch, encoded: latents, text embeddings, and the noise and timesteps drawn.
 #[derive(Debug, Clone)]

@@ -64,7 +64,7 @@ impl Task for ControlNetTask {
     }
 
     fn loss(&self, model: &Self::Model, indices: &[usize], k: u64, _: &Device) -> Result<Tensor<1>> {
-        let batch = self.cond.batch(indices, k, |e| &e.image)?;
+        let batch = self.cond.batch(indices, k, |e| &e.image, None)?;
         let paths: Vec<&Path> = indices
             .iter()
             .map(|&i| self.cond.examples[i].conditioning.as_deref().expect("read with a conditioning field"))

@@ -11,10 +11,11 @@ use maskforge_core::pipelines::{MODEL_INDEX, ModelIndex, PipelineFiles, StableDi
 use maskforge_core::rng::TorchRng;
 use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
 use maskforge_core::training::checkpoint::safetensors_bytes;
-use maskforge_core::training::{DenoisingBatch, Noising, ParamNames, unet_loss};
+use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
+use maskforge_core::training::{DenoisingBatch, Noising, ParamNames, TextToImage, unet_loss};
 use maskforge_core::weights::{
-    FileSource, HostTensor, MemorySource, SafetensorsWeights, VarBuilder, Weights,
-    load_component_weights,
+    FileSource, HostTensor, HostWeights, MemorySource, PrefixedWeights, SafetensorsWeights,
+    VarBuilder, Weights, load_component_weights,
 };
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -37,6 +38,10 @@ pub struct UNetArgs {
     /// The training objective; default: the scheduler config's `prediction_type`.
     #[arg(long, value_parser = ["epsilon", "v_prediction"])]
     pub objective: Option<String>,
+    /// Train the text encoder with the UNet (one optimiser, clipped together); it is
+    /// written to the result's `text_encoder/`.
+    #[arg(long)]
+    pub train_text_encoder: bool,
     #[command(flatten)]
     pub options: TrainOptions,
 }
@@ -52,7 +57,14 @@ pub(super) struct Conditioning {
 impl Conditioning {
     /// The VAE latents, text embeddings, noise and timesteps of micro-batch `k`, drawn from
     /// the seed and `k` only.
-    pub fn batch(&self, indices: &[usize], k: u64, image: impl Fn(&super::data::Example) -> &Path) -> Result<DenoisingBatch> {
+    /// With `text_encoder` (trained), the captions are encoded by it instead of the frozen one.
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        k: u64,
+        image: impl Fn(&super::data::Example) -> &Path,
+        text_encoder: Option<&ClipTextModel>,
+    ) -> Result<DenoisingBatch> {
         let sd = &self.sd;
         let mix = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k;
         let mut rng = TorchRng::new(mix);
@@ -69,7 +81,13 @@ impl Conditioning {
                 c[pick.random_range(0..c.len())].as_str()
             })
             .collect();
-        let context = sd.encode_prompts(&captions, None).cast(DType::F32);
+        let context = match text_encoder {
+            Some(te) => {
+                let ids: Vec<Vec<u32>> = captions.iter().map(|c| sd.tokenizer.encode_padded(c)).collect();
+                te.forward(&ids).last_hidden_state
+            }
+            None => sd.encode_prompts(&captions, None).cast(DType::F32),
+        };
         let noise = rng.randn_like(&latents);
         let mut uniform = rand_chacha::ChaCha8Rng::seed_from_u64(mix);
         let timesteps = indices
@@ -101,46 +119,61 @@ struct UNetTask {
     cond: Conditioning,
     config: UNet2DConditionConfig,
     config_json: Vec<u8>,
-    /// The UNet to fine-tune; `None` trains from scratch.
-    base: Option<Arc<dyn Weights>>,
+    /// The text encoder's config when it is trained too.
+    text_config: Option<ClipTextConfig>,
+    /// The starting weights, `unet.*` (and `text_encoder.*`).
+    start: Arc<dyn Weights>,
     model_dir: PathBuf,
     objective: Option<String>,
 }
 
 impl Task for UNetTask {
-    type Model = UNet2DConditionModel;
+    type Model = TextToImage;
 
     fn names(&self) -> Result<ParamNames> {
-        Ok(ParamNames::of(|vb| UNet2DConditionModel::load(vb, &self.config, "unet/config.json"))?)
+        Ok(ParamNames::of(|vb| {
+            TextToImage::load(vb, &self.config, self.text_config.as_ref(), "unet/config.json")
+        })?)
     }
 
     fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model> {
-        let vb = match weights.or_else(|| self.base.clone()) {
-            Some(w) => VarBuilder::from_weights(w, device, DType::F32),
-            None => VarBuilder::init(self.cond.seed, device, DType::F32),
-        };
-        Ok(UNet2DConditionModel::load(&vb, &self.config, "unet/config.json")?)
+        let vb = VarBuilder::from_weights(weights.unwrap_or_else(|| self.start.clone()), device, DType::F32);
+        Ok(TextToImage::load(&vb, &self.config, self.text_config.as_ref(), "unet/config.json")?)
     }
 
     fn loss(&self, model: &Self::Model, indices: &[usize], k: u64, _: &Device) -> Result<Tensor<1>> {
-        let batch = self.cond.batch(indices, k, |e| &e.image)?;
-        Ok(unet_loss(model, &self.cond.noising, &batch))
+        let batch = self.cond.batch(indices, k, |e| &e.image, model.text_encoder.as_ref())?;
+        Ok(unet_loss(&model.unet, &self.cond.noising, &batch))
     }
 
     fn save(&self, out: &Path, weights: &[(String, HostTensor)]) -> Result<()> {
-        write_component(out, "unet", &self.config_json, weights)?;
+        let part = |prefix: &str| -> Vec<(String, HostTensor)> {
+            weights
+                .iter()
+                .filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t.clone())))
+                .collect()
+        };
+        write_component(out, "unet", &self.config_json, &part("unet."))?;
+        if self.text_config.is_some() {
+            let config = std::fs::read(self.model_dir.join("text_encoder/config.json"))
+                .with_context(|| format!("{}: cannot read", self.model_dir.join("text_encoder/config.json").display()))?;
+            write_weights(out, "text_encoder", "model.safetensors", &config, &part("text_encoder."))?;
+        }
         write_pipeline_rest(&self.model_dir, out, self.objective.as_deref())
     }
 }
 
 /// Writes `out/<dir>/{config.json, diffusion_pytorch_model.safetensors}`.
 pub(super) fn write_component(out: &Path, dir: &str, config: &[u8], weights: &[(String, HostTensor)]) -> Result<()> {
+    write_weights(out, dir, "diffusion_pytorch_model.safetensors", config, weights)
+}
+
+/// Writes `out/<dir>/{config.json, <file>}`.
+fn write_weights(out: &Path, dir: &str, file: &str, config: &[u8], weights: &[(String, HostTensor)]) -> Result<()> {
     let dir = out.join(dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let bytes = safetensors_bytes(weights, None, false)?;
-    crate::write_atomically(&dir.join("diffusion_pytorch_model.safetensors"), |tmp| {
-        Ok(std::fs::write(tmp, &bytes)?)
-    })?;
+    crate::write_atomically(&dir.join(file), |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
     crate::write_atomically(&dir.join("config.json"), |tmp| Ok(std::fs::write(tmp, config)?))
 }
 
@@ -188,7 +221,7 @@ pub fn run(args: UNetArgs) -> Result<()> {
     let config = UNet2DConditionConfig::from_json(&config_json, &config_name)?;
     // A new UNet: the pipeline is loaded with its starting weights in place of the folder's.
     let mut top = MemorySource::new(args.model.display().to_string());
-    let base = match &args.unet_config {
+    let unet_start: Arc<dyn Weights> = match &args.unet_config {
         Some(_) => {
             let names = ParamNames::of(|vb| UNet2DConditionModel::load(vb, &config, &config_name))?;
             let init: Vec<(String, HostTensor)> = names
@@ -201,14 +234,23 @@ pub fn run(args: UNetArgs) -> Result<()> {
                 .collect();
             top.insert("unet/config.json", config_json.clone());
             top.insert("unet/diffusion_pytorch_model.safetensors", safetensors_bytes(&init, None, false)?);
-            None
+            Arc::new(HostWeights {
+                tensors: init.into_iter().collect(),
+                origin: format!("a new UNet of {config_name}"),
+            })
         }
-        None => Some(Arc::new(unet_weights(&source)?) as Arc<dyn Weights>),
+        None => Arc::new(unet_weights(&source)?),
     };
     let sd = StableDiffusion::load(&Overlay { top, base: &source }, &device, DType::F32)?;
     check_fits(&sd, &config, &config_name, &data)?;
     let (noising, _) = noising(&sd, args.objective.as_deref())?;
+    let mut start = vec![("unet.".to_string(), unet_start)];
+    if args.train_text_encoder {
+        start.push(("text_encoder.".to_string(), Arc::new(component_weights(&source, "text_encoder")?)));
+    }
     let task = UNetTask {
+        text_config: args.train_text_encoder.then(|| sd.text_config.clone()),
+        start: Arc::new(PrefixedWeights(start)),
         cond: Conditioning {
             sd,
             noising,
@@ -217,7 +259,6 @@ pub fn run(args: UNetArgs) -> Result<()> {
         },
         config,
         config_json,
-        base,
         model_dir: args.model.clone(),
         objective: args.objective.clone(),
     };
@@ -227,10 +268,15 @@ pub fn run(args: UNetArgs) -> Result<()> {
 
 /// The weights of a diffusers folder's UNet.
 pub(super) fn unet_weights(source: &DirSource) -> Result<SafetensorsWeights> {
+    component_weights(source, "unet")
+}
+
+/// The weights of component folder `dir` of a diffusers folder.
+fn component_weights(source: &DirSource, dir: &str) -> Result<SafetensorsWeights> {
     let index = source.read(MODEL_INDEX)?;
     let index = ModelIndex::from_json((*index).as_ref(), &source.display(MODEL_INDEX))?;
     let files = PipelineFiles::pipeline(&index, false);
-    Ok(load_component_weights(source, files.component("unet")?)?)
+    Ok(load_component_weights(source, files.component(dir)?)?)
 }
 
 /// A UNet must take the VAE's latents and the text encoder's width, and the images must
