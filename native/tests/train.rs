@@ -120,6 +120,15 @@ fn trains_a_unet_from_scratch_and_reports_bad_input() {
     let unet_config = std::fs::read(out.join("unet/config.json")).unwrap();
     assert_eq!(unet_config, std::fs::read(&config).unwrap());
 
+    // The text encoder trained too: written beside the UNet, changed.
+    let te = dir.path().join("te");
+    let mut args = train_args(&data, &te, &model, "2");
+    args.push("--train-text-encoder");
+    ok(maskforge(&args));
+    let trained = std::fs::read(te.join("text_encoder/model.safetensors")).unwrap();
+    let base = std::fs::read(model.join("text_encoder/model.safetensors")).unwrap();
+    assert!(trained.len() > 1000 && trained != base);
+
     // Captions chosen by JSON pointer; a pointer to nothing is a clear error.
     let (pointer, nothing) = (dir.path().join("pointer"), dir.path().join("nothing"));
     let mut args = train_args(&data, &pointer, &model, "1");
