@@ -172,14 +172,18 @@ fn runs_are_byte_identical_and_resume() {
 fn max_objects_one_gives_single_object_scenes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("single");
-    ok(shapes(&out, &["--num-images", "12", "--size", "64", "--max-objects", "1"]));
+    ok(shapes(
+        &out,
+        &["--num-images", "12", "--size", "64", "--max-objects", "1"],
+    ));
     let lines = jsonl(&out.join("captions.jsonl"));
     assert_eq!(lines.len(), 12);
     for line in &lines {
         let objects = line["objects"].as_array().unwrap();
         assert_eq!(objects.len(), 1, "{line}");
     }
-    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["max_objects"], 1, "{run}");
 }
 

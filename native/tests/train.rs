@@ -24,15 +24,45 @@ fn ok(out: std::process::Output) -> String {
 /// A 16-image shapes world at 64² (8×8 latents for the tiny VAE).
 fn shapes(dir: &Path) -> PathBuf {
     let data = dir.join("shapes");
-    ok(maskforge(&["shapes", "--num-images", "16", "--size", "64", "--out", s(&data), "--quiet"]));
+    ok(maskforge(&[
+        "shapes",
+        "--num-images",
+        "16",
+        "--size",
+        "64",
+        "--out",
+        s(&data),
+        "--quiet",
+    ]));
     data
 }
 
 fn train_args<'a>(data: &'a Path, out: &'a Path, model: &'a Path, steps: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "unet", "--model", s(model), "--data", s(data), "--out", s(out), "--steps", steps,
-        "--batch", "2", "--lr", "1e-3", "--lr-schedule", "cosine", "--warmup", "2", "--ema",
-        "--checkpoint-every", "5", "--seed", "3", "--quiet",
+        "train",
+        "unet",
+        "--model",
+        s(model),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+        "--steps",
+        steps,
+        "--batch",
+        "2",
+        "--lr",
+        "1e-3",
+        "--lr-schedule",
+        "cosine",
+        "--warmup",
+        "2",
+        "--ema",
+        "--checkpoint-every",
+        "5",
+        "--seed",
+        "3",
+        "--quiet",
     ]
 }
 
@@ -56,7 +86,10 @@ fn killed_run_resumes_to_the_same_weights() {
     let deadline = Instant::now() + Duration::from_secs(300);
     while !first.exists() {
         assert!(Instant::now() < deadline, "no checkpoint after 300 s");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap(); // SIGKILL
@@ -64,21 +97,38 @@ fn killed_run_resumes_to_the_same_weights() {
     assert!(!killed.join(UNET).exists(), "killed before the end");
     let log = std::fs::read_to_string(killed.join("logs/loss.csv")).unwrap();
     let rows_at_kill = log.lines().count() - 1;
-    assert!(rows_at_kill >= 10 && rows_at_kill < 30, "{rows_at_kill} rows at the kill");
+    assert!(
+        (10..30).contains(&rows_at_kill),
+        "{rows_at_kill} rows at the kill"
+    );
 
     ok(maskforge(&train_args(&data, &killed, &model, "30")));
     let a = std::fs::read(whole.join(UNET)).unwrap();
     let b = std::fs::read(killed.join(UNET)).unwrap();
-    assert!(a == b, "resumed weights differ from the uninterrupted run's");
+    assert!(
+        a == b,
+        "resumed weights differ from the uninterrupted run's"
+    );
 
     let log = std::fs::read_to_string(killed.join("logs/loss.csv")).unwrap();
-    let steps: Vec<usize> = log.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    let steps: Vec<usize> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
     assert_eq!(steps, (1..=30).collect::<Vec<_>>(), "one row per step");
     let losses = |log: &str| -> Vec<String> {
-        log.lines().skip(1).map(|l| l.split(',').take(4).collect::<Vec<_>>().join(",")).collect()
+        log.lines()
+            .skip(1)
+            .map(|l| l.split(',').take(4).collect::<Vec<_>>().join(","))
+            .collect()
     };
     let whole_log = std::fs::read_to_string(whole.join("logs/loss.csv")).unwrap();
-    assert_eq!(losses(&log), losses(&whole_log), "same losses, learning rates and norms");
+    assert_eq!(
+        losses(&log),
+        losses(&whole_log),
+        "same losses, learning rates and norms"
+    );
     let png = image::open(killed.join("logs/loss.png")).unwrap();
     assert_eq!((png.width(), png.height()), (800, 400));
 
@@ -93,8 +143,19 @@ fn killed_run_resumes_to_the_same_weights() {
     // The result is a diffusers folder.
     let image = dir.path().join("out.png");
     ok(maskforge(&[
-        "txt2img", "--model", s(&killed), "--prompt", "a photo of a single red star", "--steps", "3",
-        "--height", "64", "--width", "64", "--out", s(&image),
+        "txt2img",
+        "--model",
+        s(&killed),
+        "--prompt",
+        "a photo of a single red star",
+        "--steps",
+        "3",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--out",
+        s(&image),
     ]));
     assert!(image.exists());
 
@@ -132,46 +193,105 @@ fn trains_a_unet_from_scratch_and_reports_bad_input() {
     // Captions chosen by JSON pointer; a pointer to nothing is a clear error.
     let (pointer, nothing) = (dir.path().join("pointer"), dir.path().join("nothing"));
     let mut args = train_args(&data, &pointer, &model, "1");
-    args.extend(["--caption-field", "/objects/0/caption,/objects/0/caption_plain"]);
+    args.extend([
+        "--caption-field",
+        "/objects/0/caption,/objects/0/caption_plain",
+    ]);
     ok(maskforge(&args));
     let mut args = train_args(&data, &nothing, &model, "1");
     args.extend(["--caption-field", "/objects/7/caption"]);
-    assert_clear_error(&maskforge(&args), &["captions.jsonl line 1", "no caption `/objects/7/caption`"]);
+    assert_clear_error(
+        &maskforge(&args),
+        &["captions.jsonl line 1", "no caption `/objects/7/caption`"],
+    );
 
     // A data folder without captions.
     let bare = dir.path().join("bare");
     std::fs::create_dir_all(&bare).unwrap();
     std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
     let o = dir.path().join("o1");
-    assert_clear_error(&maskforge(&train_args(&bare, &o, &model, "1")), &["bare", "no captions file"]);
+    assert_clear_error(
+        &maskforge(&train_args(&bare, &o, &model, "1")),
+        &["bare", "no captions file"],
+    );
 
     // Images of mixed sizes.
     let mixed = dir.path().join("mixed");
-    ok(maskforge(&["shapes", "--num-images", "2", "--size", "64", "--out", s(&mixed), "--quiet"]));
-    image::RgbImage::new(32, 48).save(mixed.join("images/000000000002.png")).unwrap();
+    ok(maskforge(&[
+        "shapes",
+        "--num-images",
+        "2",
+        "--size",
+        "64",
+        "--out",
+        s(&mixed),
+        "--quiet",
+    ]));
+    image::RgbImage::new(32, 48)
+        .save(mixed.join("images/000000000002.png"))
+        .unwrap();
     let o = dir.path().join("o2");
-    assert_clear_error(&maskforge(&train_args(&mixed, &o, &model, "1")), &["000000000002.png", "32×48", "one size"]);
+    assert_clear_error(
+        &maskforge(&train_args(&mixed, &o, &model, "1")),
+        &["000000000002.png", "32×48", "one size"],
+    );
 
     // A config that does not fit the pipeline, and one that does not fit the weights.
     let wide = dir.path().join("wide.json");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&wide, text.replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48")).unwrap();
+    std::fs::write(
+        &wide,
+        text.replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48"),
+    )
+    .unwrap();
     let o = dir.path().join("o3");
     let mut args = train_args(&data, &o, &model, "1");
     args.extend(["--unet-config", s(&wide)]);
-    assert_clear_error(&maskforge(&args), &["wide.json", "cross_attention_dim 48", "hidden size 32"]);
+    assert_clear_error(
+        &maskforge(&args),
+        &["wide.json", "cross_attention_dim 48", "hidden size 32"],
+    );
 
     let broken = dir.path().join("broken");
-    ok(maskforge(&["train", "unet", "--model", s(&model), "--data", s(&data), "--out", s(&broken), "--steps", "1", "--quiet"]));
+    ok(maskforge(&[
+        "train",
+        "unet",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&broken),
+        "--steps",
+        "1",
+        "--quiet",
+    ]));
     std::fs::write(
         broken.join("unet/config.json"),
-        std::fs::read_to_string(broken.join("unet/config.json")).unwrap().replace("\"layers_per_block\": 2", "\"layers_per_block\": 3"),
+        std::fs::read_to_string(broken.join("unet/config.json"))
+            .unwrap()
+            .replace("\"layers_per_block\": 2", "\"layers_per_block\": 3"),
     )
     .unwrap();
     let o = dir.path().join("o4");
     assert_clear_error(
-        &maskforge(&["train", "unet", "--model", s(&broken), "--data", s(&data), "--out", s(&o), "--steps", "1", "--quiet"]),
-        &["diffusion_pytorch_model.safetensors", "down_blocks.0.resnets.2"],
+        &maskforge(&[
+            "train",
+            "unet",
+            "--model",
+            s(&broken),
+            "--data",
+            s(&data),
+            "--out",
+            s(&o),
+            "--steps",
+            "1",
+            "--quiet",
+        ]),
+        &[
+            "diffusion_pytorch_model.safetensors",
+            "down_blocks.0.resnets.2",
+        ],
     );
 }
 
@@ -183,8 +303,22 @@ fn trains_a_controlnet_that_imgsyn_loads() {
     let out = dir.path().join("mask2img");
     let args = |out: &Path, channels: &str| -> Vec<String> {
         [
-            "train", "controlnet", "--model", s(&model), "--data", s(&data), "--out", s(out),
-            "--steps", "3", "--batch", "2", "--lr", "1e-3", "--conditioning-channels", channels,
+            "train",
+            "controlnet",
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "--out",
+            s(out),
+            "--steps",
+            "3",
+            "--batch",
+            "2",
+            "--lr",
+            "1e-3",
+            "--conditioning-channels",
+            channels,
             "--quiet",
         ]
         .iter()
@@ -194,24 +328,58 @@ fn trains_a_controlnet_that_imgsyn_loads() {
     let run = |a: Vec<String>| maskforge(&a.iter().map(String::as_str).collect::<Vec<_>>());
     ok(run(args(&out, "8,8,16,16")));
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
-    assert!(config.contains("\"_class_name\": \"ControlNetModel\""), "{config}");
-    assert_eq!(std::fs::read_to_string(out.join("logs/loss.csv")).unwrap().lines().count(), 4);
+    assert!(
+        config.contains("\"_class_name\": \"ControlNetModel\""),
+        "{config}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("logs/loss.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
 
     let synth = dir.path().join("imgsyn");
     ok(maskforge(&[
-        "imgsyn", "--labels", s(&data.join("annotations")), "--prompts", s(&data.join("prompts.jsonl")),
-        "--per-mask", "1", "--model", s(&model), "--controlnet", s(&out), "--palette",
-        s(&data.join("palette.json")), "--out", s(&synth), "--height", "64", "--width", "64", "--steps", "2",
+        "imgsyn",
+        "--labels",
+        s(&data.join("annotations")),
+        "--prompts",
+        s(&data.join("prompts.jsonl")),
+        "--per-mask",
+        "1",
+        "--model",
+        s(&model),
+        "--controlnet",
+        s(&out),
+        "--palette",
+        s(&data.join("palette.json")),
+        "--out",
+        s(&synth),
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--steps",
+        "2",
     ]));
     assert_eq!(std::fs::read_dir(synth.join("images")).unwrap().count(), 16);
 
     // A conditioning encoder that does not downsample as the VAE does.
-    assert_clear_error(&run(args(&dir.path().join("o1"), "8,16")), &["downsamples by 2", "VAE by 8"]);
+    assert_clear_error(
+        &run(args(&dir.path().join("o1"), "8,16")),
+        &["downsamples by 2", "VAE by 8"],
+    );
     // Captions without the conditioning images.
     let bare = dir.path().join("bare");
     std::fs::create_dir_all(&bare).unwrap();
     std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
-    std::fs::write(bare.join("metadata.jsonl"), "{\"file_name\": \"a.png\", \"text\": \"a star\"}\n").unwrap();
+    std::fs::write(
+        bare.join("metadata.jsonl"),
+        "{\"file_name\": \"a.png\", \"text\": \"a star\"}\n",
+    )
+    .unwrap();
     let mut a = args(&dir.path().join("o2"), "8,8,16,16");
     let d = a.iter().position(|x| x == "--data").unwrap();
     a[d + 1] = s(&bare).to_string();
@@ -226,27 +394,69 @@ fn trains_a_vae_from_a_config_or_a_pipeline() {
     let out = dir.path().join("vae");
     // A plain image folder (no captions) is enough for a VAE.
     ok(maskforge(&[
-        "train", "vae", "--config", s(&config), "--data", s(&data.join("images")), "--out", s(&out),
-        "--steps", "2", "--batch", "2", "--quiet",
+        "train",
+        "vae",
+        "--config",
+        s(&config),
+        "--data",
+        s(&data.join("images")),
+        "--out",
+        s(&out),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--quiet",
     ]));
-    assert_eq!(std::fs::read(out.join("config.json")).unwrap(), std::fs::read(&config).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("config.json")).unwrap(),
+        std::fs::read(&config).unwrap()
+    );
     assert!(out.join("diffusion_pytorch_model.safetensors").is_file());
 
     // Fine-tuning a pipeline's VAE; then the same with a config that does not fit its weights.
     let model = fixtures().join("tiny-sd15");
     ok(maskforge(&[
-        "train", "vae", "--model", s(&model), "--data", s(&data), "--out", s(&dir.path().join("ft")),
-        "--steps", "1", "--batch", "2", "--quiet",
+        "train",
+        "vae",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&dir.path().join("ft")),
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--quiet",
     ]));
     let bad = dir.path().join("bad");
     std::fs::create_dir_all(&bad).unwrap();
-    std::fs::copy(model.join("vae/diffusion_pytorch_model.safetensors"), bad.join("diffusion_pytorch_model.safetensors")).unwrap();
+    std::fs::copy(
+        model.join("vae/diffusion_pytorch_model.safetensors"),
+        bad.join("diffusion_pytorch_model.safetensors"),
+    )
+    .unwrap();
     let text = std::fs::read_to_string(model.join("vae/config.json")).unwrap();
-    std::fs::write(bad.join("config.json"), text.replace("\"latent_channels\": 4", "\"latent_channels\": 8")).unwrap();
+    std::fs::write(
+        bad.join("config.json"),
+        text.replace("\"latent_channels\": 4", "\"latent_channels\": 8"),
+    )
+    .unwrap();
     assert_clear_error(
         &maskforge(&[
-            "train", "vae", "--model", s(&bad), "--data", s(&data), "--out", s(&dir.path().join("o")),
-            "--steps", "1", "--quiet",
+            "train",
+            "vae",
+            "--model",
+            s(&bad),
+            "--data",
+            s(&data),
+            "--out",
+            s(&dir.path().join("o")),
+            "--steps",
+            "1",
+            "--quiet",
         ]),
         &["diffusion_pytorch_model.safetensors", "conv_out"],
     );
@@ -256,29 +466,69 @@ fn trains_a_vae_from_a_config_or_a_pipeline() {
 fn bench_times_a_training_step() {
     let model = fixtures().join("tiny-sd15");
     let out = maskforge(&[
-        "bench", "--model", s(&model), "--height", "64", "--width", "64", "--batch", "2", "--iters", "1",
-        "--device", "cpu", "--skip", "unet,vae,text", "--train",
+        "bench",
+        "--model",
+        s(&model),
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--batch",
+        "2",
+        "--iters",
+        "1",
+        "--device",
+        "cpu",
+        "--skip",
+        "unet,vae,text",
+        "--train",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     ok(out);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let ms = report["train_step_ms"].as_f64().unwrap_or_else(|| panic!("{report}"));
+    let ms = report["train_step_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{report}"));
     assert!(ms > 0.0 && ms.is_finite(), "{report}");
 }
 
 #[test]
 fn bench_scores_masks_against_the_saturation_truth() {
     let out = maskforge(&[
-        "bench", "--height", "64", "--width", "64", "--device", "cpu", "--skip", "unet,vae,text",
-        "--iters", "1", "--truth", "2", "--truth-steps", "2",
+        "bench",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--device",
+        "cpu",
+        "--skip",
+        "unet,vae,text",
+        "--iters",
+        "1",
+        "--truth",
+        "2",
+        "--truth-steps",
+        "2",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     ok(out);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let truth = &report["truth"];
-    let ious: Vec<f64> = truth["region_ious"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let ious: Vec<f64> = truth["region_ious"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(ious.len() as u64, truth["regions"].as_u64().unwrap());
-    assert!(!ious.is_empty() && ious.iter().all(|v| (0.0..=1.0).contains(v)), "{truth}");
+    assert!(
+        !ious.is_empty() && ious.iter().all(|v| (0.0..=1.0).contains(v)),
+        "{truth}"
+    );
     let mean = ious.iter().sum::<f64>() / ious.len() as f64;
-    assert!((truth["mean_iou"].as_f64().unwrap() - mean).abs() < 1e-12, "{truth}");
+    assert!(
+        (truth["mean_iou"].as_f64().unwrap() - mean).abs() < 1e-12,
+        "{truth}"
+    );
 }

@@ -26,11 +26,11 @@ use maskforge_core::models::diffusion::controlnet::{ControlNetConfig, ControlNet
 use maskforge_core::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use maskforge_core::models::diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
 use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
+use maskforge_core::text::clip::ClipTextConfig;
 use maskforge_core::training::{
     AdamW, AdamWConfig, DenoisingBatch, LrSchedule, LrScheduleKind, ModelOptimizer, Noising,
     ParamNames, TextToImage, controlnet_from_unet, controlnet_loss, unet_loss, vae_loss,
 };
-use maskforge_core::text::clip::ClipTextConfig;
 use maskforge_core::weights::{
     HostTensor, PrefixedWeights, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights,
 };
@@ -48,7 +48,8 @@ fn tiny() -> Tiny {
     let config = std::fs::read(dir.join("unet/config.json")).unwrap();
     let config = UNet2DConditionConfig::from_json(&config, "unet/config.json").unwrap();
     let path = dir.join("unet/diffusion_pytorch_model.safetensors");
-    let file = SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+    let file =
+        SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
     let scheduler = std::fs::read(dir.join("scheduler/scheduler_config.json")).unwrap();
     Tiny {
         config,
@@ -59,7 +60,10 @@ fn tiny() -> Tiny {
 
 fn relative(what: &str, got: f64, expected: f64, tol: f64) {
     let err = (got - expected).abs() / expected.abs().max(1e-12);
-    assert!(err <= tol, "{what}: {got} vs {expected} (relative error {err:e})");
+    assert!(
+        err <= tol,
+        "{what}: {got} vs {expected} (relative error {err:e})"
+    );
 }
 
 /// Weights within `tol` of their scale. With `first_step` (the reference gradients of AdamW's
@@ -74,7 +78,8 @@ fn check_weights(
 ) {
     let (mut worst, mut loose) = (0f32, 0);
     let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
-    let grads = first_step.map(|(grads, lr, grad_tol)| (grad_scales(exp, grads, &keys), grads, lr, grad_tol));
+    let grads = first_step
+        .map(|(grads, lr, grad_tol)| (grad_scales(exp, grads, &keys), grads, lr, grad_tol));
     for (n, (key, t)) in got.iter().enumerate() {
         let name = format!("{prefix}.{key}");
         let (shape, expected) = exp.host(&name);
@@ -95,10 +100,16 @@ fn check_weights(
                 worst = worst.max(err);
                 tol * scale
             };
-            assert!(err <= allowed, "{name}[{i}]: {a} vs {e} (gradient {g:e}); allowed {allowed:e}");
+            assert!(
+                err <= allowed,
+                "{name}[{i}]: {a} vs {e} (gradient {g:e}); allowed {allowed:e}"
+            );
         }
     }
-    eprintln!("{prefix}: {} tensors, max abs error {worst:.2e} ({loose} tiny-gradient elements within lr)", got.len());
+    eprintln!(
+        "{prefix}: {} tensors, max abs error {worst:.2e} ({loose} tiny-gradient elements within lr)",
+        got.len()
+    );
 }
 
 /// The scale each tensor's gradient is compared at: its largest element, at least a
@@ -107,7 +118,12 @@ fn check_weights(
 fn grad_scales(exp: &Expected, prefix: &str, keys: &[&str]) -> Vec<f32> {
     let maxima: Vec<f32> = keys
         .iter()
-        .map(|k| exp.host(&format!("{prefix}.{k}")).1.iter().fold(0f32, |m, v| m.max(v.abs())))
+        .map(|k| {
+            exp.host(&format!("{prefix}.{k}"))
+                .1
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()))
+        })
         .collect();
     let model = maxima.iter().fold(0f32, |m, &v| m.max(v));
     maxima.iter().map(|&m| m.max(model * 1e-3)).collect()
@@ -124,11 +140,17 @@ fn check_grads(exp: &Expected, prefix: &str, got: &[(String, HostTensor)], tol: 
         assert_eq!(t.shape, shape, "{name}: shape");
         for (i, (a, e)) in t.data.iter().zip(&expected).enumerate() {
             let err = (a - e).abs() / scale;
-            assert!(err <= tol, "{name}[{i}]: {a} vs {e} (error {err:e} of the scale {scale:e})");
+            assert!(
+                err <= tol,
+                "{name}[{i}]: {a} vs {e} (error {err:e} of the scale {scale:e})"
+            );
             worst = worst.max(err);
         }
     }
-    eprintln!("{prefix}: {} tensors, max error {worst:.2e} of the scale", got.len());
+    eprintln!(
+        "{prefix}: {} tensors, max error {worst:.2e} of the scale",
+        got.len()
+    );
 }
 
 fn batch(exp: &Expected, run: &str, k: usize, device: &Device) -> DenoisingBatch {
@@ -141,8 +163,14 @@ fn batch(exp: &Expected, run: &str, k: usize, device: &Device) -> DenoisingBatch
     }
 }
 
-fn optimizer(t: &Tiny, unet: &UNet2DConditionModel, schedule: LrSchedule, ema: bool) -> ModelOptimizer {
-    let names = ParamNames::of(|vb| UNet2DConditionModel::load(vb, &t.config, "config.json")).unwrap();
+fn optimizer(
+    t: &Tiny,
+    unet: &UNet2DConditionModel,
+    schedule: LrSchedule,
+    ema: bool,
+) -> ModelOptimizer {
+    let names =
+        ParamNames::of(|vb| UNet2DConditionModel::load(vb, &t.config, "config.json")).unwrap();
     let n = names.params().len();
     ModelOptimizer::new(
         names,
@@ -185,10 +213,20 @@ fn check_training(device: &Device, grad_tol: f32, weight_tol: f32) {
         if k == 0 {
             check_grads(&exp, "A.grad0", &opt.gradients(), grad_tol);
         }
-        relative(&format!("A.grad_norm[{k}]"), opt.grad_norm(), norms[k] as f64, 1e-5);
+        relative(
+            &format!("A.grad_norm[{k}]"),
+            opt.grad_norm(),
+            norms[k] as f64,
+            1e-5,
+        );
         let (updated, lr) = opt.step(unet);
         unet = updated;
-        relative(&format!("A.lr[{k}]"), lr.max(1e-30), (lrs[k] as f64).max(1e-30), 1e-6);
+        relative(
+            &format!("A.lr[{k}]"),
+            lr.max(1e-30),
+            (lrs[k] as f64).max(1e-30),
+            1e-6,
+        );
     }
     check_weights(&exp, "A.param", &opt.weights(&unet), weight_tol, None);
     check_weights(&exp, "A.ema", &opt.ema_weights().unwrap(), weight_tol, None);
@@ -206,14 +244,25 @@ fn check_training(device: &Device, grad_tol: f32, weight_tol: f32) {
     };
     let noising = Noising::new(&v, "scheduler_config.json").unwrap();
     let (_, losses) = exp.host("B.loss");
-    for k in 0..2 {
+    for (k, &expected) in losses.iter().enumerate() {
         let loss = unet_loss(&unet, &noising, &batch(&exp, "B", k, &device));
-        relative(&format!("B.loss[{k}]"), loss.clone().into_scalar::<f32>() as f64, losses[k] as f64, 1e-5);
+        relative(
+            &format!("B.loss[{k}]"),
+            loss.clone().into_scalar::<f32>() as f64,
+            expected as f64,
+            1e-5,
+        );
         opt.accumulate(&unet, (loss / 2.0).backward());
     }
     check_grads(&exp, "B.grad", &opt.gradients(), grad_tol);
     let (unet, lr) = opt.step(unet);
-    check_weights(&exp, "B.param", &opt.weights(&unet), weight_tol, Some(("B.grad", lr as f32, grad_tol)));
+    check_weights(
+        &exp,
+        "B.param",
+        &opt.weights(&unet),
+        weight_tol,
+        Some(("B.grad", lr as f32, grad_tol)),
+    );
 }
 
 #[test]
@@ -247,7 +296,10 @@ fn controlnet_from_unet_matches_diffusers() {
     keys.sort();
     assert_eq!(Weights::keys(&ours).unwrap(), keys);
     for key in keys {
-        let (a, e) = (ours.read(&key).unwrap().unwrap(), reference.read(&key).unwrap().unwrap());
+        let (a, e) = (
+            ours.read(&key).unwrap().unwrap(),
+            reference.read(&key).unwrap().unwrap(),
+        );
         assert_eq!(a.shape, e.shape, "{key}");
         let random = key.starts_with("controlnet_cond_embedding.") && !key.contains("conv_out");
         if !random {
@@ -261,8 +313,12 @@ fn tiny_controlnet() -> (ControlNetConfig, Arc<SafetensorsWeights>) {
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let config = ControlNetConfig::from_json(&config, "controlnet/config.json").unwrap();
     let path = dir.join("diffusion_pytorch_model.safetensors");
-    let file = SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
-    (config, Arc::new(SafetensorsWeights::new(vec![file]).unwrap()))
+    let file =
+        SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+    (
+        config,
+        Arc::new(SafetensorsWeights::new(vec![file]).unwrap()),
+    )
 }
 
 /// Run C: two steps of `train_controlnet`'s loop, the UNet frozen.
@@ -285,14 +341,33 @@ fn check_controlnet_training(device: &Device, grad_tol: f32, weight_tol: f32) {
         warmup: 0,
         total: 10,
     };
-    let mut opt = ModelOptimizer::new(names, &controlnet, AdamW::new(AdamWConfig::default(), n), schedule, Some(1.0), None).unwrap();
+    let mut opt = ModelOptimizer::new(
+        names,
+        &controlnet,
+        AdamW::new(AdamWConfig::default(), n),
+        schedule,
+        Some(1.0),
+        None,
+    )
+    .unwrap();
     let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
     let cond: burn::tensor::Tensor<4> = exp.tensor("C.cond", device);
     let (_, losses) = exp.host("C.loss");
     let mut lr = 0.0;
-    for k in 0..2 {
-        let loss = controlnet_loss(&unet, &controlnet, &cond, &noising, &batch(&exp, "C", k, device));
-        relative(&format!("C.loss[{k}]"), loss.clone().into_scalar::<f32>() as f64, losses[k] as f64, 1e-5);
+    for (k, &expected) in losses.iter().enumerate() {
+        let loss = controlnet_loss(
+            &unet,
+            &controlnet,
+            &cond,
+            &noising,
+            &batch(&exp, "C", k, device),
+        );
+        relative(
+            &format!("C.loss[{k}]"),
+            loss.clone().into_scalar::<f32>() as f64,
+            expected as f64,
+            1e-5,
+        );
         opt.accumulate(&controlnet, loss.backward());
         if k == 1 {
             check_grads(&exp, "C.grad1", &opt.gradients(), grad_tol);
@@ -301,7 +376,13 @@ fn check_controlnet_training(device: &Device, grad_tol: f32, weight_tol: f32) {
         controlnet = updated;
         lr = step_lr;
     }
-    check_weights(&exp, "C.param", &opt.weights(&controlnet), weight_tol, Some(("C.grad1", lr as f32, grad_tol)));
+    check_weights(
+        &exp,
+        "C.param",
+        &opt.weights(&controlnet),
+        weight_tol,
+        Some(("C.grad1", lr as f32, grad_tol)),
+    );
 }
 
 #[test]
@@ -321,7 +402,8 @@ fn check_vae_training(device: &Device, grad_tol: f32, weight_tol: f32) {
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let config = AutoencoderKLConfig::from_json(&config, "vae/config.json").unwrap();
     let path = dir.join("diffusion_pytorch_model.safetensors");
-    let file = SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+    let file =
+        SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
     let weights = Arc::new(SafetensorsWeights::new(vec![file]).unwrap());
     let device = device.clone().autodiff();
     let vb = VarBuilder::from_weights(weights, &device, DType::F32);
@@ -334,13 +416,38 @@ fn check_vae_training(device: &Device, grad_tol: f32, weight_tol: f32) {
         warmup: 0,
         total: 10,
     };
-    let mut opt = ModelOptimizer::new(names, &vae, AdamW::new(AdamWConfig::default(), n), schedule, Some(1.0), None).unwrap();
+    let mut opt = ModelOptimizer::new(
+        names,
+        &vae,
+        AdamW::new(AdamWConfig::default(), n),
+        schedule,
+        Some(1.0),
+        None,
+    )
+    .unwrap();
     let (_, losses) = exp.host("D.loss");
     let mut lr = 0.0;
     for k in 0..2 {
-        let loss = vae_loss(&vae, exp.tensor("D.image", &device), exp.tensor(&format!("D.eps.{k}"), &device), 1e-3);
-        for (i, (what, t)) in [("total", &loss.total), ("reconstruction", &loss.reconstruction), ("kl", &loss.kl)].into_iter().enumerate() {
-            relative(&format!("D.loss[{k}].{what}"), t.clone().into_scalar::<f32>() as f64, losses[3 * k + i] as f64, 1e-5);
+        let loss = vae_loss(
+            &vae,
+            exp.tensor("D.image", &device),
+            exp.tensor(&format!("D.eps.{k}"), &device),
+            1e-3,
+        );
+        for (i, (what, t)) in [
+            ("total", &loss.total),
+            ("reconstruction", &loss.reconstruction),
+            ("kl", &loss.kl),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            relative(
+                &format!("D.loss[{k}].{what}"),
+                t.clone().into_scalar::<f32>() as f64,
+                losses[3 * k + i] as f64,
+                1e-5,
+            );
         }
         opt.accumulate(&vae, loss.total.backward());
         if k == 0 {
@@ -352,7 +459,13 @@ fn check_vae_training(device: &Device, grad_tol: f32, weight_tol: f32) {
             lr = step_lr;
         }
     }
-    check_weights(&exp, "D.param", &opt.weights(&vae), weight_tol, Some(("D.grad0", lr as f32, grad_tol)));
+    check_weights(
+        &exp,
+        "D.param",
+        &opt.weights(&vae),
+        weight_tol,
+        Some(("D.grad0", lr as f32, grad_tol)),
+    );
 }
 
 #[test]
@@ -370,9 +483,14 @@ fn check_text_encoder_training(device: &Device, grad_tol: f32, weight_tol: f32) 
     let t = tiny();
     let exp = Expected::load("train");
     let te_dir = fixture("tiny-sd15/text_encoder");
-    let te_config = ClipTextConfig::from_json(&std::fs::read(te_dir.join("config.json")).unwrap(), "config.json").unwrap();
+    let te_config = ClipTextConfig::from_json(
+        &std::fs::read(te_dir.join("config.json")).unwrap(),
+        "config.json",
+    )
+    .unwrap();
     let path = te_dir.join("model.safetensors");
-    let file = SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+    let file =
+        SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
     let te_weights: Arc<dyn Weights> = Arc::new(SafetensorsWeights::new(vec![file]).unwrap());
     let weights = PrefixedWeights(vec![
         ("unet.".into(), t.weights.clone() as Arc<dyn Weights>),
@@ -381,7 +499,9 @@ fn check_text_encoder_training(device: &Device, grad_tol: f32, weight_tol: f32) 
     let train = device.clone().autodiff();
     let vb = VarBuilder::from_weights(Arc::new(weights), &train, DType::F32);
     let model = TextToImage::load(&vb, &t.config, Some(&te_config), "config.json").unwrap();
-    let names = ParamNames::of(|vb| TextToImage::load(vb, &t.config, Some(&te_config), "config.json")).unwrap();
+    let names =
+        ParamNames::of(|vb| TextToImage::load(vb, &t.config, Some(&te_config), "config.json"))
+            .unwrap();
     let n = names.params().len();
     let schedule = LrSchedule {
         kind: LrScheduleKind::Constant,
@@ -389,15 +509,36 @@ fn check_text_encoder_training(device: &Device, grad_tol: f32, weight_tol: f32) 
         warmup: 0,
         total: 10,
     };
-    let mut opt = ModelOptimizer::new(names, &model, AdamW::new(AdamWConfig::default(), n), schedule, Some(1.0), None).unwrap();
+    let mut opt = ModelOptimizer::new(
+        names,
+        &model,
+        AdamW::new(AdamWConfig::default(), n),
+        schedule,
+        Some(1.0),
+        None,
+    )
+    .unwrap();
     let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
     let (_, ids) = exp.host("E.ids");
-    let ids: Vec<Vec<u32>> = ids.chunks(77).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
+    let ids: Vec<Vec<u32>> = ids
+        .chunks(77)
+        .map(|r| r.iter().map(|&v| v as u32).collect())
+        .collect();
     let mut batch = batch(&exp, "E", 0, device);
-    batch.context = model.text_encoder.as_ref().unwrap().forward(&ids).last_hidden_state;
+    batch.context = model
+        .text_encoder
+        .as_ref()
+        .unwrap()
+        .forward(&ids)
+        .last_hidden_state;
     let loss = unet_loss(&model.unet, &noising, &batch);
     let (_, expected) = exp.host("E.loss");
-    relative("E.loss", loss.clone().into_scalar::<f32>() as f64, expected[0] as f64, 1e-5);
+    relative(
+        "E.loss",
+        loss.clone().into_scalar::<f32>() as f64,
+        expected[0] as f64,
+        1e-5,
+    );
     opt.accumulate(&model, loss.backward());
     let (_, rows) = exp.host("E.token_rows");
     let rows: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
@@ -410,14 +551,29 @@ fn check_text_encoder_training(device: &Device, grad_tol: f32, weight_tol: f32) 
                     return (k, t);
                 }
                 let d = t.shape[1];
-                let data = rows.iter().flat_map(|&r| t.data[r * d..(r + 1) * d].to_vec()).collect();
-                (k, HostTensor { shape: vec![rows.len(), d], data })
+                let data = rows
+                    .iter()
+                    .flat_map(|&r| t.data[r * d..(r + 1) * d].to_vec())
+                    .collect();
+                (
+                    k,
+                    HostTensor {
+                        shape: vec![rows.len(), d],
+                        data,
+                    },
+                )
             })
             .collect()
     };
     check_grads(&exp, "E.grad", &used(opt.gradients()), grad_tol);
     let (model, lr) = opt.step(model);
-    check_weights(&exp, "E.param", &used(opt.weights(&model)), weight_tol, Some(("E.grad", lr as f32, grad_tol)));
+    check_weights(
+        &exp,
+        "E.param",
+        &used(opt.weights(&model)),
+        weight_tol,
+        Some(("E.grad", lr as f32, grad_tol)),
+    );
 }
 
 #[test]

@@ -335,6 +335,9 @@ mod tests {
             assert_eq!(a, sample_scene(seed, 80, MAX_OBJECTS));
             assert_eq!(render(&a), render(&sample_scene(seed, 80, MAX_OBJECTS)));
         }
-        assert_ne!(sample_scene(1, 80, MAX_OBJECTS), sample_scene(2, 80, MAX_OBJECTS));
+        assert_ne!(
+            sample_scene(1, 80, MAX_OBJECTS),
+            sample_scene(2, 80, MAX_OBJECTS)
+        );
     }
 }

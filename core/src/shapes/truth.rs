@@ -22,7 +22,11 @@ pub fn mask_iou(a: &[bool], b: &[bool]) -> f64 {
         inter += (x && y) as usize;
         union += (x || y) as usize;
     }
-    if union == 0 { 1.0 } else { inter as f64 / union as f64 }
+    if union == 0 {
+        1.0
+    } else {
+        inter as f64 / union as f64
+    }
 }
 
 #[cfg(test)]
@@ -46,7 +50,10 @@ mod tests {
 
     #[test]
     fn iou() {
-        assert_eq!(mask_iou(&[true, true, false, false], &[true, false, true, false]), 1.0 / 3.0);
+        assert_eq!(
+            mask_iou(&[true, true, false, false], &[true, false, true, false]),
+            1.0 / 3.0
+        );
         assert_eq!(mask_iou(&[false; 4], &[false; 4]), 1.0);
         assert_eq!(mask_iou(&[true; 4], &[false; 4]), 0.0);
     }

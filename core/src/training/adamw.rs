@@ -62,7 +62,13 @@ impl AdamW {
     ///
     /// # Shapes
     /// `param`, `grad`: `[n]` → `[n]`
-    pub fn update(&mut self, index: usize, param: Tensor<1>, grad: Tensor<1>, lr: f64) -> Tensor<1> {
+    pub fn update(
+        &mut self,
+        index: usize,
+        param: Tensor<1>,
+        grad: Tensor<1>,
+        lr: f64,
+    ) -> Tensor<1> {
         let c = self.config;
         let param = param.mul_scalar((1.0 - lr * c.weight_decay) as f32);
         let Moments {
@@ -74,8 +80,8 @@ impl AdamW {
         });
         // exp_avg.lerp_(grad, 1 - beta1): below weight 0.5 torch computes `a + w·(b − a)`.
         let exp_avg = exp_avg.clone() + (grad.clone() - exp_avg).mul_scalar((1.0 - c.beta1) as f32);
-        let exp_avg_sq =
-            exp_avg_sq.mul_scalar(c.beta2 as f32) + (grad.clone() * grad).mul_scalar((1.0 - c.beta2) as f32);
+        let exp_avg_sq = exp_avg_sq.mul_scalar(c.beta2 as f32)
+            + (grad.clone() * grad).mul_scalar((1.0 - c.beta2) as f32);
         let t = self.step as i32;
         let bias_correction1 = 1.0 - c.beta1.powi(t);
         let bias_correction2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
@@ -96,7 +102,13 @@ impl AdamW {
     /// The state as safetensors tensors `exp_avg.{key}`, `exp_avg_sq.{key}` (f32, flat) for
     /// the parameters' `keys`, and the step count for the file's metadata.
     pub fn to_named(&self, keys: &[String]) -> Vec<(String, Vec<f32>)> {
-        let host = |t: &Tensor<1>| t.clone().into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let host = |t: &Tensor<1>| {
+            t.clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default()
+        };
         let mut out = Vec::new();
         for (key, m) in keys.iter().zip(&self.moments) {
             if let Some(m) = m {
@@ -123,20 +135,30 @@ impl AdamW {
             let mut get = |name: String| -> Result<Option<Tensor<1>>> {
                 match read(&name)? {
                     None => Ok(None),
-                    Some(v) if v.len() == n => Ok(Some(Tensor::from_data(TensorData::new(v, [n]), device))),
+                    Some(v) if v.len() == n => {
+                        Ok(Some(Tensor::from_data(TensorData::new(v, [n]), device)))
+                    }
                     Some(v) => Err(Error::bad_file(
                         file,
                         format!("{name} has {} values, the parameter {n}", v.len()),
                     )),
                 }
             };
-            let m = match (get(format!("exp_avg.{key}"))?, get(format!("exp_avg_sq.{key}"))?) {
+            let m = match (
+                get(format!("exp_avg.{key}"))?,
+                get(format!("exp_avg_sq.{key}"))?,
+            ) {
                 (Some(exp_avg), Some(exp_avg_sq)) => Some(Moments {
                     exp_avg,
                     exp_avg_sq,
                 }),
                 (None, None) => None,
-                _ => return Err(Error::bad_file(file, format!("the moments of {key} are incomplete"))),
+                _ => {
+                    return Err(Error::bad_file(
+                        file,
+                        format!("the moments of {key} are incomplete"),
+                    ));
+                }
             };
             moments.push(m);
         }

@@ -45,12 +45,25 @@ pub fn safetensors_bytes(
 
 /// `optimizer`'s state (moments, EMA, step counts) as a safetensors file.
 pub fn state_bytes(optimizer: &ModelOptimizer) -> Result<Vec<u8>> {
-    let keys: Vec<String> = optimizer.names().params().iter().map(|p| p.key.clone()).collect();
+    let keys: Vec<String> = optimizer
+        .names()
+        .params()
+        .iter()
+        .map(|p| p.key.clone())
+        .collect();
     let mut tensors: Vec<(String, HostTensor)> = optimizer
         .adamw
         .to_named(&keys)
         .into_iter()
-        .map(|(k, data)| (k, HostTensor { shape: vec![data.len()], data }))
+        .map(|(k, data)| {
+            (
+                k,
+                HostTensor {
+                    shape: vec![data.len()],
+                    data,
+                },
+            )
+        })
         .collect();
     let mut metadata = HashMap::from([
         ("format".to_string(), "maskforge-train-state".to_string()),
@@ -59,8 +72,19 @@ pub fn state_bytes(optimizer: &ModelOptimizer) -> Result<Vec<u8>> {
     if let Some(ema) = &optimizer.ema {
         metadata.insert("ema_step".into(), ema.step.to_string());
         for (key, t) in keys.iter().zip(ema.shadow()) {
-            let data = t.clone().into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
-            tensors.push((format!("ema.{key}"), HostTensor { shape: vec![data.len()], data }));
+            let data = t
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default();
+            tensors.push((
+                format!("ema.{key}"),
+                HostTensor {
+                    shape: vec![data.len()],
+                    data,
+                },
+            ));
         }
     }
     safetensors_bytes(&tensors, Some(metadata), false)
@@ -74,16 +98,20 @@ pub fn restore_state(
     device: &Device,
 ) -> Result<()> {
     let bad = |m: String| Error::bad_file(file, m);
-    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
-    let (_, header) =
-        SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some("maskforge-train-state") {
         return Err(bad("not a MaskForge training state".into()));
     }
     let number = |k: &str| -> Result<Option<usize>> {
         meta.get(k)
-            .map(|v| v.parse().map_err(|_| bad(format!("{k} is not a number: {v:?}"))))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| bad(format!("{k} is not a number: {v:?}")))
+            })
             .transpose()
     };
     let read = |name: &str| -> Result<Option<Vec<f32>>> {
@@ -104,7 +132,15 @@ pub fn restore_state(
     let keys: Vec<String> = params.iter().map(|p| p.key.clone()).collect();
     let sizes: Vec<usize> = params.iter().map(|p| p.shape.iter().product()).collect();
     let step = number("adamw_step")?.ok_or_else(|| bad("adamw_step is missing".into()))?;
-    optimizer.adamw = AdamW::from_named(optimizer.adamw.config, step, &keys, &sizes, read, device, file)?;
+    optimizer.adamw = AdamW::from_named(
+        optimizer.adamw.config,
+        step,
+        &keys,
+        &sizes,
+        read,
+        device,
+        file,
+    )?;
     if let Some(ema) = &mut optimizer.ema {
         ema.step = number("ema_step")?.ok_or_else(|| bad("the EMA is missing".into()))?;
         for ((key, &n), shadow) in keys.iter().zip(&sizes).zip(ema.shadow.iter_mut()) {

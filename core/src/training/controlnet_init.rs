@@ -10,16 +10,24 @@ use crate::weights::{HostTensor, HostWeights, VarBuilder, Weights};
 /// (`controlnet_down_blocks`, `controlnet_mid_block` and the conditioning encoder's
 /// `conv_out`) zero, and the rest of the conditioning encoder initialised as PyTorch does,
 /// from `seed`.
-pub fn controlnet_from_unet(config: &ControlNetConfig, unet: &dyn Weights, seed: u64) -> Result<HostWeights> {
+pub fn controlnet_from_unet(
+    config: &ControlNetConfig,
+    unet: &dyn Weights,
+    seed: u64,
+) -> Result<HostWeights> {
     let names = ParamNames::of(|vb| ControlNetModel::load(vb, config, "config.json"))?;
     let mut weights = HostWeights {
         origin: format!("a ControlNet made from {}", unet.origin()),
         ..HostWeights::default()
     };
     for p in names.params() {
-        let zero = ["controlnet_down_blocks.", "controlnet_mid_block.", "controlnet_cond_embedding.conv_out."]
-            .iter()
-            .any(|z| p.key.starts_with(z));
+        let zero = [
+            "controlnet_down_blocks.",
+            "controlnet_mid_block.",
+            "controlnet_cond_embedding.conv_out.",
+        ]
+        .iter()
+        .any(|z| p.key.starts_with(z));
         let n: usize = p.shape.iter().product();
         let tensor = if zero {
             HostTensor {
@@ -33,10 +41,11 @@ pub fn controlnet_from_unet(config: &ControlNetConfig, unet: &dyn Weights, seed:
             }
         } else {
             // Shapes are checked when a ControlNet is built from these weights.
-            unet.read(&p.key)?.ok_or_else(|| crate::error::Error::MissingTensor {
-                file: unet.origin(),
-                key: p.key.clone(),
-            })?
+            unet.read(&p.key)?
+                .ok_or_else(|| crate::error::Error::MissingTensor {
+                    file: unet.origin(),
+                    key: p.key.clone(),
+                })?
         };
         weights.tensors.insert(p.key.clone(), tensor);
     }

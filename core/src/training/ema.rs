@@ -28,7 +28,9 @@ impl Ema {
         if s == 0 {
             return 0.0;
         }
-        ((1.0 + s as f64) / (10.0 + s as f64)).min(self.decay).max(0.0)
+        ((1.0 + s as f64) / (10.0 + s as f64))
+            .min(self.decay)
+            .max(0.0)
     }
 
     /// One `EMAModel.step`: `shadow −= (1 − decay)·(shadow − param)` for every parameter.

@@ -16,8 +16,10 @@ pub struct Noising {
 impl Noising {
     /// From `scheduler_config.json` (`file` names it in errors).
     pub fn new(config: &SchedulerConfig, file: &str) -> Result<Self> {
-        let alphas_cumprod =
-            alphas_cumprod(config).map_err(|m| Error::Config { file: file.into(), message: m })?;
+        let alphas_cumprod = alphas_cumprod(config).map_err(|m| Error::Config {
+            file: file.into(),
+            message: m,
+        })?;
         if config.prediction_type == PredictionType::Sample {
             return Err(Error::Config {
                 file: file.into(),
@@ -38,9 +40,15 @@ impl Noising {
     /// `(√ᾱ_t, √(1−ᾱ_t))` per batch item as `[B, 1, 1, 1]` tensors, in f32 as diffusers.
     fn coefficients(&self, timesteps: &[usize], like: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let b = timesteps.len();
-        let a: Vec<f32> = timesteps.iter().map(|&t| self.alphas_cumprod[t] as f32).collect();
+        let a: Vec<f32> = timesteps
+            .iter()
+            .map(|&t| self.alphas_cumprod[t] as f32)
+            .collect();
         let make = |v: Vec<f32>| {
-            Tensor::<4>::from_data(TensorData::new(v, [b, 1, 1, 1]), (&like.device(), like.dtype()))
+            Tensor::<4>::from_data(
+                TensorData::new(v, [b, 1, 1, 1]),
+                (&like.device(), like.dtype()),
+            )
         };
         (
             make(a.iter().map(|a| a.sqrt()).collect()),

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use burn::tensor::Gradients;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::Gradients;
 use burn::tensor::Tensor;
 
 use super::adamw::AdamW;
@@ -121,7 +121,10 @@ impl ModelOptimizer {
             .zip(self.names.params())
             .map(|(g, p)| {
                 g.clone().unwrap_or_else(|| {
-                    Tensor::zeros([p.shape.iter().product::<usize>()], &burn::tensor::Device::flex())
+                    Tensor::zeros(
+                        [p.shape.iter().product::<usize>()],
+                        &burn::tensor::Device::flex(),
+                    )
                 })
             })
             .collect();
@@ -164,7 +167,8 @@ struct GradCollector<'a> {
 
 impl ModuleVisitor for GradCollector<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let (Some(&i), Some(g)) = (self.ids.get(&param.id), param.val().grad_remove(self.grads)) else {
+        let (Some(&i), Some(g)) = (self.ids.get(&param.id), param.val().grad_remove(self.grads))
+        else {
             return;
         };
         let n = g.shape().num_elements();
@@ -186,7 +190,11 @@ struct AdamWMapper<'a> {
 impl ModuleMapper for AdamWMapper<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.ids.get(&id).and_then(|&i| Some((i, self.grads[i].take()?))) else {
+        let Some(grad) = self
+            .ids
+            .get(&id)
+            .and_then(|&i| Some((i, self.grads[i].take()?)))
+        else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let (index, grad) = grad;

@@ -68,7 +68,11 @@ impl ParamNames {
             .iter()
             .zip(values)
             .map(|(p, t)| {
-                let data = t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+                let data = t
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default();
                 let data = if p.transposed {
                     let [rows, cols] = [p.shape[0], p.shape[1]];
                     let mut out = vec![0.0; data.len()];
@@ -99,7 +103,12 @@ struct TagReader {
 
 impl ModuleVisitor for TagReader {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let values = param.val().into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let values = param
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
         let first = values.first().copied();
         self.tags
             .push(first.filter(|&f| values.iter().all(|&v| v == f)));

@@ -60,10 +60,17 @@ impl DenoisingBatch {
 ///
 /// # Shapes
 /// → `[1]`
-pub fn unet_loss(unet: &UNet2DConditionModel, noising: &Noising, batch: &DenoisingBatch) -> Tensor<1> {
+pub fn unet_loss(
+    unet: &UNet2DConditionModel,
+    noising: &Noising,
+    batch: &DenoisingBatch,
+) -> Tensor<1> {
     let (noisy, t) = batch.noisy(noising);
     let pred = unet.forward_per_sample(noisy, &t, &batch.context, None, UNetHooks::default());
-    mse_loss(pred, noising.target(&batch.latents, &batch.noise, &batch.timesteps))
+    mse_loss(
+        pred,
+        noising.target(&batch.latents, &batch.noise, &batch.timesteps),
+    )
 }
 
 /// diffusers' `train_controlnet` loss: as [`unet_loss`], the UNet steered by `controlnet`
@@ -79,11 +86,15 @@ pub fn controlnet_loss(
     batch: &DenoisingBatch,
 ) -> Tensor<1> {
     let (noisy, t) = batch.noisy(noising);
-    let control = controlnet.forward_per_sample(noisy.clone(), &t, &batch.context, None, image, 1.0);
+    let control =
+        controlnet.forward_per_sample(noisy.clone(), &t, &batch.context, None, image, 1.0);
     let hooks = UNetHooks {
         control: Some(&control),
         ..UNetHooks::default()
     };
     let pred = unet.forward_per_sample(noisy, &t, &batch.context, None, hooks);
-    mse_loss(pred, noising.target(&batch.latents, &batch.noise, &batch.timesteps))
+    mse_loss(
+        pred,
+        noising.target(&batch.latents, &batch.noise, &batch.timesteps),
+    )
 }

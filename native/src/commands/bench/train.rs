@@ -13,11 +13,22 @@ use maskforge_core::weights::VarBuilder;
 
 /// Median milliseconds of `iters` training steps of a UNet of `sd`'s architecture (weights
 /// initialised from scratch: the time does not depend on them) on latents of `h × w`.
-pub fn train_step_ms(sd: &StableDiffusion, batch: usize, h: usize, w: usize, iters: usize, device: &Device) -> Result<f64> {
+pub fn train_step_ms(
+    sd: &StableDiffusion,
+    batch: usize,
+    h: usize,
+    w: usize,
+    iters: usize,
+    device: &Device,
+) -> Result<f64> {
     let config = &sd.unet_config;
     let file = sd.unet_origin.as_str();
     let train = device.clone().autodiff();
-    let mut unet = Some(UNet2DConditionModel::load(&VarBuilder::init(0, &train, DType::F32), config, file)?);
+    let mut unet = Some(UNet2DConditionModel::load(
+        &VarBuilder::init(0, &train, DType::F32),
+        config,
+        file,
+    )?);
     let names = ParamNames::of(|vb| UNet2DConditionModel::load(vb, config, file))?;
     let n = names.params().len();
     let schedule = LrSchedule {
@@ -35,12 +46,19 @@ pub fn train_step_ms(sd: &StableDiffusion, batch: usize, h: usize, w: usize, ite
         None,
     )?;
     let noising = Noising::new(&sd.scheduler_config, "scheduler/scheduler_config.json")?;
-    let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let random =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
     let batch = DenoisingBatch {
         latents: random([batch, config.in_channels, h, w]),
-        context: Tensor::random([batch, 77, config.cross_attention_dim], Distribution::Normal(0.0, 1.0), device),
+        context: Tensor::random(
+            [batch, 77, config.cross_attention_dim],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        ),
         noise: random([batch, config.in_channels, h, w]),
-        timesteps: (0..batch).map(|i| (i * 397 + 100) % noising.num_timesteps()).collect(),
+        timesteps: (0..batch)
+            .map(|i| (i * 397 + 100) % noising.num_timesteps())
+            .collect(),
     };
     super::time(iters, device, || {
         let model = unet.take().expect("put back after each step");

@@ -16,8 +16,17 @@ use maskforge_core::shapes::truth::{mask_iou, saturation_truth};
 /// Mean mask IoU against the saturation truth over the regions of `samples` MosaicFusion
 /// samples with regions of `h × w` and `steps` denoising steps (seeds 0, 1, ...), with the
 /// shapes world's classes as categories.
-pub fn mosaic_truth(sd: &StableDiffusion, h: usize, w: usize, steps: usize, samples: usize) -> Result<serde_json::Value> {
-    let names: String = ShapeClass::ALL.iter().map(|c| format!("{}\n", c.name())).collect();
+pub fn mosaic_truth(
+    sd: &StableDiffusion,
+    h: usize,
+    w: usize,
+    steps: usize,
+    samples: usize,
+) -> Result<serde_json::Value> {
+    let names: String = ShapeClass::ALL
+        .iter()
+        .map(|c| format!("{}\n", c.name()))
+        .collect();
     let categories = parse_categories(names.as_bytes(), "<shapes world classes>")?;
     let pool: Vec<usize> = (0..categories.len()).collect();
     let layout = LayoutConfig {

@@ -55,22 +55,49 @@ impl Task for ControlNetTask {
     type Model = ControlNetModel;
 
     fn names(&self) -> Result<ParamNames> {
-        Ok(ParamNames::of(|vb| ControlNetModel::load(vb, &self.config, "config.json"))?)
+        Ok(ParamNames::of(|vb| {
+            ControlNetModel::load(vb, &self.config, "config.json")
+        })?)
     }
 
     fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model> {
-        let vb = VarBuilder::from_weights(weights.unwrap_or_else(|| self.start.clone()), device, DType::F32);
-        Ok(ControlNetModel::load(&vb, &self.config, "controlnet/config.json")?)
+        let vb = VarBuilder::from_weights(
+            weights.unwrap_or_else(|| self.start.clone()),
+            device,
+            DType::F32,
+        );
+        Ok(ControlNetModel::load(
+            &vb,
+            &self.config,
+            "controlnet/config.json",
+        )?)
     }
 
-    fn loss(&self, model: &Self::Model, indices: &[usize], k: u64, _: &Device) -> Result<Tensor<1>> {
+    fn loss(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        k: u64,
+        _: &Device,
+    ) -> Result<Tensor<1>> {
         let batch = self.cond.batch(indices, k, |e| &e.image, None)?;
         let paths: Vec<&Path> = indices
             .iter()
-            .map(|&i| self.cond.examples[i].conditioning.as_deref().expect("read with a conditioning field"))
+            .map(|&i| {
+                self.cond.examples[i]
+                    .conditioning
+                    .as_deref()
+                    .expect("read with a conditioning field")
+            })
             .collect();
         let image = load_images(&paths, &self.cond.sd.device, 0.0, 1.0)?;
-        Ok(controlnet_loss(&self.cond.sd.unet, model, &image, &self.cond.noising, &batch))
+        Ok(controlnet_loss(
+            &self.cond.sd.unet,
+            model,
+            &image,
+            &self.cond.noising,
+            &batch,
+        ))
     }
 
     fn save(&self, out: &Path, weights: &[(String, HostTensor)]) -> Result<()> {
@@ -80,13 +107,34 @@ impl Task for ControlNetTask {
 
 /// The keys of diffusers' `ControlNetModel` config that come from the UNet's.
 const FROM_UNET: &[&str] = &[
-    "act_fn", "addition_embed_type", "addition_embed_type_num_heads", "addition_time_embed_dim",
-    "attention_head_dim", "block_out_channels", "class_embed_type", "cross_attention_dim",
-    "down_block_types", "downsample_padding", "encoder_hid_dim", "encoder_hid_dim_type",
-    "flip_sin_to_cos", "freq_shift", "in_channels", "layers_per_block", "mid_block_scale_factor",
-    "mid_block_type", "norm_eps", "norm_num_groups", "num_attention_heads", "num_class_embeds",
-    "only_cross_attention", "projection_class_embeddings_input_dim", "resnet_time_scale_shift",
-    "transformer_layers_per_block", "upcast_attention", "use_linear_projection",
+    "act_fn",
+    "addition_embed_type",
+    "addition_embed_type_num_heads",
+    "addition_time_embed_dim",
+    "attention_head_dim",
+    "block_out_channels",
+    "class_embed_type",
+    "cross_attention_dim",
+    "down_block_types",
+    "downsample_padding",
+    "encoder_hid_dim",
+    "encoder_hid_dim_type",
+    "flip_sin_to_cos",
+    "freq_shift",
+    "in_channels",
+    "layers_per_block",
+    "mid_block_scale_factor",
+    "mid_block_type",
+    "norm_eps",
+    "norm_num_groups",
+    "num_attention_heads",
+    "num_class_embeds",
+    "only_cross_attention",
+    "projection_class_embeddings_input_dim",
+    "resnet_time_scale_shift",
+    "transformer_layers_per_block",
+    "upcast_attention",
+    "use_linear_projection",
 ];
 
 /// `ControlNetModel.from_unet`'s config for the UNet config `unet` (JSON).
@@ -101,7 +149,10 @@ fn config_from_unet(unet: &[u8], file: &str, conditioning: &[usize]) -> Result<V
         }
     }
     config.insert("conditioning_channels".into(), 3.into());
-    config.insert("conditioning_embedding_out_channels".into(), conditioning.into());
+    config.insert(
+        "conditioning_embedding_out_channels".into(),
+        conditioning.into(),
+    );
     config.insert("controlnet_conditioning_channel_order".into(), "rgb".into());
     config.insert("global_pool_conditions".into(), false.into());
     Ok(serde_json::to_vec_pretty(&config)?)
@@ -112,31 +163,51 @@ pub fn run(args: ControlNetArgs) -> Result<()> {
     let o = &args.options;
     o.check()?;
     if !args.model.join("model_index.json").is_file() {
-        bail!("--model {}: not a diffusers folder (no model_index.json)", args.model.display());
+        bail!(
+            "--model {}: not a diffusers folder (no model_index.json)",
+            args.model.display()
+        );
     }
-    let data = TrainingData::open(&o.data, &o.image_field, &o.caption_field, Some(&args.conditioning_field))?;
+    let data = TrainingData::open(
+        &o.data,
+        &o.image_field,
+        &o.caption_field,
+        Some(&args.conditioning_field),
+    )?;
     let device = super::device(o)?;
     let source = DirSource::new(&args.model)?;
     let sd = StableDiffusion::load(&source, &device, DType::F32)?;
     check_fits(&sd, &sd.unet_config, &sd.unet_origin, &data)?;
-    let (config_json, config_name, start): (Vec<u8>, String, Arc<dyn Weights>) = match &args.controlnet {
-        Some(dir) => {
-            let cn = DirSource::new(dir)?;
-            let path = dir.join("config.json");
-            let json = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-            let weights = load_component_weights(&cn, PipelineFiles::controlnet(false).component("")?)?;
-            (json, path.display().to_string(), Arc::new(weights))
-        }
-        None => {
-            let path = args.model.join("unet/config.json");
-            let unet_json = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-            let json = config_from_unet(&unet_json, &path.display().to_string(), &args.conditioning_channels)?;
-            let config = ControlNetConfig::from_json(&json, "controlnet/config.json")?;
-            let unet = unet_weights(&source)?;
-            let start = controlnet_from_unet(&config, &unet, o.seed)?;
-            (json, "the ControlNet made from the UNet".into(), Arc::new(start))
-        }
-    };
+    let (config_json, config_name, start): (Vec<u8>, String, Arc<dyn Weights>) =
+        match &args.controlnet {
+            Some(dir) => {
+                let cn = DirSource::new(dir)?;
+                let path = dir.join("config.json");
+                let json = std::fs::read(&path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                let weights =
+                    load_component_weights(&cn, PipelineFiles::controlnet(false).component("")?)?;
+                (json, path.display().to_string(), Arc::new(weights))
+            }
+            None => {
+                let path = args.model.join("unet/config.json");
+                let unet_json = std::fs::read(&path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                let json = config_from_unet(
+                    &unet_json,
+                    &path.display().to_string(),
+                    &args.conditioning_channels,
+                )?;
+                let config = ControlNetConfig::from_json(&json, "controlnet/config.json")?;
+                let unet = unet_weights(&source)?;
+                let start = controlnet_from_unet(&config, &unet, o.seed)?;
+                (
+                    json,
+                    "the ControlNet made from the UNet".into(),
+                    Arc::new(start),
+                )
+            }
+        };
     let config = ControlNetConfig::from_json(&config_json, &config_name)?;
     let factor = 1usize << (config.conditioning_embedding_out_channels.len() - 1);
     let vae_factor = 1usize << (sd.vae_config.block_out_channels.len() - 1);

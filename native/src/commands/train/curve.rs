@@ -11,7 +11,8 @@ const MARGIN: u32 = 20;
 
 /// Draws the `loss` column of `csv` into `png`; nothing when there is no row yet.
 pub fn write_loss_curve(csv: &Path, png: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(csv).with_context(|| format!("{}: cannot read", csv.display()))?;
+    let text =
+        std::fs::read_to_string(csv).with_context(|| format!("{}: cannot read", csv.display()))?;
     let losses: Vec<f64> = text
         .lines()
         .skip(1)
@@ -28,9 +29,9 @@ pub fn write_loss_curve(csv: &Path, png: &Path) -> Result<()> {
             losses[lo..=i].iter().sum::<f64>() / (i + 1 - lo) as f64
         })
         .collect();
-    let (lo, hi) = losses
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v.ln()), b.max(v.ln())));
+    let (lo, hi) = losses.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| {
+        (a.min(v.ln()), b.max(v.ln()))
+    });
     let span = (hi - lo).max(1e-9);
     let plot_w = (WIDTH - 2 * MARGIN) as f64;
     let plot_h = (HEIGHT - 2 * MARGIN) as f64;
@@ -55,9 +56,17 @@ pub fn write_loss_curve(csv: &Path, png: &Path) -> Result<()> {
         }
         decade += 1.0;
     }
-    for (series, colour) in [(&losses, Rgb([170, 170, 170])), (&smooth, Rgb([30, 90, 200]))] {
+    for (series, colour) in [
+        (&losses, Rgb([170, 170, 170])),
+        (&smooth, Rgb([30, 90, 200])),
+    ] {
         for i in 1..series.len() {
-            line(&mut img, point(i - 1, series[i - 1]), point(i, series[i]), colour);
+            line(
+                &mut img,
+                point(i - 1, series[i - 1]),
+                point(i, series[i]),
+                colour,
+            );
         }
     }
     crate::write_atomically(png, |tmp| {

@@ -38,11 +38,16 @@ impl TrainingData {
         if captions_file(dir).is_some() {
             return Self::open(dir, image_field, &[], None);
         }
-        let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
         let mut images: Vec<PathBuf> = entries
             .filter_map(|e| Some(e.ok()?.path()))
             .filter(|p| {
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+                let ext = p
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
                 matches!(ext.as_str(), "png" | "jpg" | "jpeg")
             })
             .collect();
@@ -75,22 +80,40 @@ impl TrainingData {
             )
         })?;
         let mut examples = Vec::new();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let at = || format!("{} line {}", file.display(), n + 1);
             let v: serde_json::Value =
                 serde_json::from_str(line).with_context(|| format!("{}: invalid JSON", at()))?;
-            let field = |names: &[&str]| names.iter().find_map(|k| v.get(*k)?.as_str().map(str::to_string));
-            let image_names: &[&str] = if image_field == "image" { &["image", "file_name"] } else { &[image_field] };
-            let image = field(image_names)
-                .with_context(|| format!("{}: no `{image_field}` path", at()))?;
+            let field = |names: &[&str]| {
+                names
+                    .iter()
+                    .find_map(|k| v.get(*k)?.as_str().map(str::to_string))
+            };
+            let image_names: &[&str] = if image_field == "image" {
+                &["image", "file_name"]
+            } else {
+                &[image_field]
+            };
+            let image =
+                field(image_names).with_context(|| format!("{}: no `{image_field}` path", at()))?;
             let captions = if caption_fields.is_empty() {
-                vec![field(&["caption", "text"])
-                    .with_context(|| format!("{}: no caption (`caption` or `text`)", at()))?]
+                vec![
+                    field(&["caption", "text"])
+                        .with_context(|| format!("{}: no caption (`caption` or `text`)", at()))?,
+                ]
             } else {
                 caption_fields
                     .iter()
                     .map(|f| {
-                        let value = if f.starts_with('/') { v.pointer(f) } else { v.get(f) };
+                        let value = if f.starts_with('/') {
+                            v.pointer(f)
+                        } else {
+                            v.get(f)
+                        };
                         value
                             .and_then(|c| c.as_str())
                             .map(str::to_string)
@@ -99,9 +122,9 @@ impl TrainingData {
                     .collect::<Result<Vec<_>>>()?
             };
             let conditioning = match conditioning_field {
-                Some(f) => Some(dir.join(
-                    field(&[f]).with_context(|| format!("{}: no `{f}` path", at()))?,
-                )),
+                Some(f) => {
+                    Some(dir.join(field(&[f]).with_context(|| format!("{}: no `{f}` path", at()))?))
+                }
                 None => None,
             };
             examples.push(Example {
@@ -152,7 +175,9 @@ impl TrainingData {
             .map(|i| {
                 let epoch = (i / n) as u64;
                 let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                    seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ));
                 order[i % n]
             })
             .collect()

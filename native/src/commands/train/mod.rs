@@ -118,7 +118,10 @@ impl TrainOptions {
         for (flag, v) in positive {
             anyhow::ensure!(v > 0, "{flag} must be at least 1");
         }
-        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be positive");
+        anyhow::ensure!(
+            self.lr > 0.0 && self.lr.is_finite(),
+            "--lr must be positive"
+        );
         anyhow::ensure!(
             (0.0..1.0).contains(&self.ema_decay),
             "--ema-decay must be in [0, 1)"
@@ -155,7 +158,9 @@ fn copy_component(from: &Path, to: &Path, name: &str) -> Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(&dst).with_context(|| format!("{}: cannot create", dst.display()))?;
-    for entry in std::fs::read_dir(&src).with_context(|| format!("{}: cannot list", src.display()))? {
+    for entry in
+        std::fs::read_dir(&src).with_context(|| format!("{}: cannot list", src.display()))?
+    {
         let entry = entry?;
         let name = entry.file_name();
         copy_component(&src, &dst, &name.to_string_lossy())?;

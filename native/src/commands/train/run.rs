@@ -33,7 +33,13 @@ pub trait Task {
     /// or, without, from its starting point.
     fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model>;
     /// The loss of micro-batch `k` (examples `indices`), before dividing by the accumulation.
-    fn loss(&self, model: &Self::Model, indices: &[usize], k: u64, device: &Device) -> Result<Tensor<1>>;
+    fn loss(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        k: u64,
+        device: &Device,
+    ) -> Result<Tensor<1>>;
     /// Writes the trained model (`weights` under their stored keys) into `out`.
     fn save(&self, out: &Path, weights: &[(String, HostTensor)]) -> Result<()>;
 }
@@ -84,10 +90,20 @@ pub fn train<T: Task>(
     )?;
     if let Some((step, dir)) = &latest {
         let state = dir.join("train_state.safetensors");
-        let bytes = std::fs::read(&state).with_context(|| format!("{}: cannot read", state.display()))?;
-        restore_state(&mut optimizer, &bytes, &state.display().to_string(), &device.clone().inner())?;
+        let bytes =
+            std::fs::read(&state).with_context(|| format!("{}: cannot read", state.display()))?;
+        restore_state(
+            &mut optimizer,
+            &bytes,
+            &state.display().to_string(),
+            &device.clone().inner(),
+        )?;
         if optimizer.adamw.step != *step {
-            bail!("{}: holds step {}, its folder says {step}", state.display(), optimizer.adamw.step);
+            bail!(
+                "{}: holds step {}, its folder says {step}",
+                state.display(),
+                optimizer.adamw.step
+            );
         }
         tracing::info!("resuming {} at step {step}", out.display());
     }
@@ -135,7 +151,9 @@ pub fn train<T: Task>(
         }
     }
     bar.finish();
-    let weights = optimizer.ema_weights().unwrap_or_else(|| optimizer.weights(&model));
+    let weights = optimizer
+        .ema_weights()
+        .unwrap_or_else(|| optimizer.weights(&model));
     task.save(out, &weights)?;
     write_loss_curve(&log.path, &out.join("logs/loss.png"))?;
     tracing::info!("trained model written to {}", out.display());
@@ -147,8 +165,10 @@ fn bar(total: usize, at: usize, quiet: bool) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total as u64).with_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed} (eta {eta}) {msg}")
-            .expect("static template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps {elapsed} (eta {eta}) {msg}",
+        )
+        .expect("static template"),
     );
     bar.set_position(at as u64);
     bar
@@ -205,7 +225,12 @@ fn checkpoints(out: &Path) -> Result<Vec<(usize, PathBuf)>> {
     Ok(found)
 }
 
-fn save_checkpoint<M: Module>(out: &Path, step: usize, optimizer: &ModelOptimizer, model: &M) -> Result<()> {
+fn save_checkpoint<M: Module>(
+    out: &Path,
+    step: usize,
+    optimizer: &ModelOptimizer,
+    model: &M,
+) -> Result<()> {
     let dir = out.join(CHECKPOINTS);
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let tmp = dir.join(format!(".step-{step:08}.tmp-{}", std::process::id()));
@@ -218,7 +243,8 @@ fn save_checkpoint<M: Module>(out: &Path, step: usize, optimizer: &ModelOptimize
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
     let final_dir = dir.join(format!("step-{step:08}"));
     let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).with_context(|| format!("{}: cannot write", final_dir.display()))?;
+    std::fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("{}: cannot write", final_dir.display()))?;
     let all = checkpoints(out)?;
     for (_, old) in all.iter().take(all.len().saturating_sub(KEEP_CHECKPOINTS)) {
         let _ = std::fs::remove_dir_all(old);
@@ -241,7 +267,12 @@ impl LossLog {
             .unwrap_or_default()
             .lines()
             .skip(1)
-            .filter(|l| l.split(',').next().and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s <= step))
+            .filter(|l| {
+                l.split(',')
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .is_some_and(|s| s <= step)
+            })
             .map(str::to_string)
             .collect();
         let seconds = kept

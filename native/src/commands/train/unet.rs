@@ -10,8 +10,8 @@ use maskforge_core::models::diffusion::unet::{UNet2DConditionConfig, UNet2DCondi
 use maskforge_core::pipelines::{MODEL_INDEX, ModelIndex, PipelineFiles, StableDiffusion};
 use maskforge_core::rng::TorchRng;
 use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
-use maskforge_core::training::checkpoint::safetensors_bytes;
 use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
+use maskforge_core::training::checkpoint::safetensors_bytes;
 use maskforge_core::training::{DenoisingBatch, Noising, ParamNames, TextToImage, unet_loss};
 use maskforge_core::weights::{
     FileSource, HostTensor, HostWeights, MemorySource, PrefixedWeights, SafetensorsWeights,
@@ -83,7 +83,10 @@ impl Conditioning {
             .collect();
         let context = match text_encoder {
             Some(te) => {
-                let ids: Vec<Vec<u32>> = captions.iter().map(|c| sd.tokenizer.encode_padded(c)).collect();
+                let ids: Vec<Vec<u32>> = captions
+                    .iter()
+                    .map(|c| sd.tokenizer.encode_padded(c))
+                    .collect();
                 te.forward(&ids).last_hidden_state
             }
             None => sd.encode_prompts(&captions, None).cast(DType::F32),
@@ -104,7 +107,10 @@ impl Conditioning {
 }
 
 /// Reads `--objective` into the scheduler config, or takes the config's.
-pub(super) fn noising(sd: &StableDiffusion, objective: Option<&str>) -> Result<(Noising, SchedulerConfig)> {
+pub(super) fn noising(
+    sd: &StableDiffusion,
+    objective: Option<&str>,
+) -> Result<(Noising, SchedulerConfig)> {
     let mut config = sd.scheduler_config.clone();
     match objective {
         Some("v_prediction") => config.prediction_type = PredictionType::VPrediction,
@@ -132,17 +138,39 @@ impl Task for UNetTask {
 
     fn names(&self) -> Result<ParamNames> {
         Ok(ParamNames::of(|vb| {
-            TextToImage::load(vb, &self.config, self.text_config.as_ref(), "unet/config.json")
+            TextToImage::load(
+                vb,
+                &self.config,
+                self.text_config.as_ref(),
+                "unet/config.json",
+            )
         })?)
     }
 
     fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model> {
-        let vb = VarBuilder::from_weights(weights.unwrap_or_else(|| self.start.clone()), device, DType::F32);
-        Ok(TextToImage::load(&vb, &self.config, self.text_config.as_ref(), "unet/config.json")?)
+        let vb = VarBuilder::from_weights(
+            weights.unwrap_or_else(|| self.start.clone()),
+            device,
+            DType::F32,
+        );
+        Ok(TextToImage::load(
+            &vb,
+            &self.config,
+            self.text_config.as_ref(),
+            "unet/config.json",
+        )?)
     }
 
-    fn loss(&self, model: &Self::Model, indices: &[usize], k: u64, _: &Device) -> Result<Tensor<1>> {
-        let batch = self.cond.batch(indices, k, |e| &e.image, model.text_encoder.as_ref())?;
+    fn loss(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        k: u64,
+        _: &Device,
+    ) -> Result<Tensor<1>> {
+        let batch = self
+            .cond
+            .batch(indices, k, |e| &e.image, model.text_encoder.as_ref())?;
         Ok(unet_loss(&model.unet, &self.cond.noising, &batch))
     }
 
@@ -156,37 +184,73 @@ impl Task for UNetTask {
         write_component(out, "unet", &self.config_json, &part("unet."))?;
         if self.text_config.is_some() {
             let config = std::fs::read(self.model_dir.join("text_encoder/config.json"))
-                .with_context(|| format!("{}: cannot read", self.model_dir.join("text_encoder/config.json").display()))?;
-            write_weights(out, "text_encoder", "model.safetensors", &config, &part("text_encoder."))?;
+                .with_context(|| {
+                    format!(
+                        "{}: cannot read",
+                        self.model_dir.join("text_encoder/config.json").display()
+                    )
+                })?;
+            write_weights(
+                out,
+                "text_encoder",
+                "model.safetensors",
+                &config,
+                &part("text_encoder."),
+            )?;
         }
         write_pipeline_rest(&self.model_dir, out, self.objective.as_deref())
     }
 }
 
 /// Writes `out/<dir>/{config.json, diffusion_pytorch_model.safetensors}`.
-pub(super) fn write_component(out: &Path, dir: &str, config: &[u8], weights: &[(String, HostTensor)]) -> Result<()> {
-    write_weights(out, dir, "diffusion_pytorch_model.safetensors", config, weights)
+pub(super) fn write_component(
+    out: &Path,
+    dir: &str,
+    config: &[u8],
+    weights: &[(String, HostTensor)],
+) -> Result<()> {
+    write_weights(
+        out,
+        dir,
+        "diffusion_pytorch_model.safetensors",
+        config,
+        weights,
+    )
 }
 
 /// Writes `out/<dir>/{config.json, <file>}`.
-fn write_weights(out: &Path, dir: &str, file: &str, config: &[u8], weights: &[(String, HostTensor)]) -> Result<()> {
+fn write_weights(
+    out: &Path,
+    dir: &str,
+    file: &str,
+    config: &[u8],
+    weights: &[(String, HostTensor)],
+) -> Result<()> {
     let dir = out.join(dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let bytes = safetensors_bytes(weights, None, false)?;
     crate::write_atomically(&dir.join(file), |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
-    crate::write_atomically(&dir.join("config.json"), |tmp| Ok(std::fs::write(tmp, config)?))
+    crate::write_atomically(&dir.join("config.json"), |tmp| {
+        Ok(std::fs::write(tmp, config)?)
+    })
 }
 
 /// Copies the frozen components of `model` beside the trained UNet, with the scheduler's
 /// `prediction_type` set to the objective trained.
 fn write_pipeline_rest(model: &Path, out: &Path, objective: Option<&str>) -> Result<()> {
-    for name in ["model_index.json", "text_encoder", "tokenizer", "vae", "feature_extractor"] {
+    for name in [
+        "model_index.json",
+        "text_encoder",
+        "tokenizer",
+        "vae",
+        "feature_extractor",
+    ] {
         copy_component(model, out, name)?;
     }
     let src = model.join("scheduler/scheduler_config.json");
     let text = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&text).with_context(|| format!("{}: invalid JSON", src.display()))?;
+    let mut config: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: invalid JSON", src.display()))?;
     if let (Some(objective), Some(map)) = (objective, config.as_object_mut()) {
         map.insert("prediction_type".into(), objective.into());
     }
@@ -202,7 +266,10 @@ pub fn run(args: UNetArgs) -> Result<()> {
     let o = &args.options;
     o.check()?;
     if !args.model.join("model_index.json").is_file() {
-        bail!("--model {}: not a diffusers folder (no model_index.json)", args.model.display());
+        bail!(
+            "--model {}: not a diffusers folder (no model_index.json)",
+            args.model.display()
+        );
     }
     let data = TrainingData::open(&o.data, &o.image_field, &o.caption_field, None)?;
     let device = super::device(o)?;
@@ -214,7 +281,8 @@ pub fn run(args: UNetArgs) -> Result<()> {
         ),
         None => {
             let path = args.model.join("unet/config.json");
-            let json = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            let json =
+                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
             (json, path.display().to_string())
         }
     };
@@ -229,11 +297,20 @@ pub fn run(args: UNetArgs) -> Result<()> {
                 .iter()
                 .map(|p| {
                     let data = VarBuilder::init_values(o.seed, &p.key, &p.shape);
-                    (p.key.clone(), HostTensor { shape: p.shape.clone(), data })
+                    (
+                        p.key.clone(),
+                        HostTensor {
+                            shape: p.shape.clone(),
+                            data,
+                        },
+                    )
                 })
                 .collect();
             top.insert("unet/config.json", config_json.clone());
-            top.insert("unet/diffusion_pytorch_model.safetensors", safetensors_bytes(&init, None, false)?);
+            top.insert(
+                "unet/diffusion_pytorch_model.safetensors",
+                safetensors_bytes(&init, None, false)?,
+            );
             Arc::new(HostWeights {
                 tensors: init.into_iter().collect(),
                 origin: format!("a new UNet of {config_name}"),
@@ -246,7 +323,10 @@ pub fn run(args: UNetArgs) -> Result<()> {
     let (noising, _) = noising(&sd, args.objective.as_deref())?;
     let mut start = vec![("unet.".to_string(), unet_start)];
     if args.train_text_encoder {
-        start.push(("text_encoder.".to_string(), Arc::new(component_weights(&source, "text_encoder")?)));
+        start.push((
+            "text_encoder.".to_string(),
+            Arc::new(component_weights(&source, "text_encoder")?),
+        ));
     }
     let task = UNetTask {
         text_config: args.train_text_encoder.then(|| sd.text_config.clone()),
@@ -281,7 +361,12 @@ fn component_weights(source: &DirSource, dir: &str) -> Result<SafetensorsWeights
 
 /// A UNet must take the VAE's latents and the text encoder's width, and the images must
 /// divide into latents.
-pub(super) fn check_fits(sd: &StableDiffusion, unet: &UNet2DConditionConfig, file: &str, data: &TrainingData) -> Result<()> {
+pub(super) fn check_fits(
+    sd: &StableDiffusion,
+    unet: &UNet2DConditionConfig,
+    file: &str,
+    data: &TrainingData,
+) -> Result<()> {
     let latent = sd.vae_config.latent_channels;
     if unet.in_channels != latent || unet.out_channels != latent {
         bail!(
@@ -299,7 +384,7 @@ pub(super) fn check_fits(sd: &StableDiffusion, unet: &UNet2DConditionConfig, fil
     }
     let f = (1 << (sd.vae_config.block_out_channels.len() - 1)) * unet.downsample_factor();
     let (w, h) = data.size;
-    if w as usize % f != 0 || h as usize % f != 0 {
+    if !(w as usize).is_multiple_of(f) || !(h as usize).is_multiple_of(f) {
         bail!("the images are {w}×{h}: both sides must be multiples of {f} for this VAE and UNet");
     }
     Ok(())

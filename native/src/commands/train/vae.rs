@@ -61,8 +61,17 @@ impl Task for VaeTask {
         Ok(AutoencoderKL::load(&vb, &self.config)?)
     }
 
-    fn loss(&self, model: &Self::Model, indices: &[usize], k: u64, device: &Device) -> Result<Tensor<1>> {
-        let paths: Vec<&Path> = indices.iter().map(|&i| self.examples[i].image.as_path()).collect();
+    fn loss(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        k: u64,
+        device: &Device,
+    ) -> Result<Tensor<1>> {
+        let paths: Vec<&Path> = indices
+            .iter()
+            .map(|&i| self.examples[i].image.as_path())
+            .collect();
         let plain = device.clone().inner();
         let image = load_images(&paths, &plain, -1.0, 1.0)?;
         let [b, _, h, w] = image.dims();
@@ -86,21 +95,30 @@ pub fn run(args: VaeArgs) -> Result<()> {
     let (config_path, base) = match (&args.config, &args.model) {
         (Some(config), None) => (config.clone(), None),
         (None, Some(model)) => {
-            let dir = if model.join("vae/config.json").is_file() { model.join("vae") } else { model.clone() };
+            let dir = if model.join("vae/config.json").is_file() {
+                model.join("vae")
+            } else {
+                model.clone()
+            };
             let source = DirSource::new(&dir)?;
             let files = ComponentFiles::new("", Library::Diffusers, false);
             let weights = load_component_weights(&source, &files)?;
-            (dir.join("config.json"), Some(Arc::new(weights) as Arc<dyn Weights>))
+            (
+                dir.join("config.json"),
+                Some(Arc::new(weights) as Arc<dyn Weights>),
+            )
         }
         _ => bail!("give --config (a new VAE) or --model (fine-tune a VAE)"),
     };
-    let config_json =
-        std::fs::read(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?;
+    let config_json = std::fs::read(&config_path)
+        .with_context(|| format!("{}: cannot read", config_path.display()))?;
     let config = AutoencoderKLConfig::from_json(&config_json, &config_path.display().to_string())?;
     let f = 1u32 << (config.block_out_channels.len() - 1);
     let (w, h) = data.size;
-    if w % f != 0 || h % f != 0 {
-        bail!("the images are {w}×{h}: both sides must be multiples of {f}, the VAE's downsampling");
+    if !w.is_multiple_of(f) || !h.is_multiple_of(f) {
+        bail!(
+            "the images are {w}×{h}: both sides must be multiples of {f}, the VAE's downsampling"
+        );
     }
     let task = VaeTask {
         config,
