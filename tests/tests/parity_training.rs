@@ -21,6 +21,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use burn::module::Module;
 use burn::tensor::{DType, Device};
 use maskforge_core::models::diffusion::controlnet::{ControlNetConfig, ControlNetModel};
 use maskforge_core::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
@@ -163,24 +164,35 @@ fn batch(exp: &Expected, run: &str, k: usize, device: &Device) -> DenoisingBatch
     }
 }
 
-fn optimizer(
-    t: &Tiny,
-    unet: &UNet2DConditionModel,
+/// The reference runs' constant learning rate.
+const CONSTANT: LrSchedule = LrSchedule {
+    kind: LrScheduleKind::Constant,
+    base: 1e-3,
+    warmup: 0,
+    total: 10,
+};
+
+/// AdamW as the reference scripts configure it, clipping at 1, over `model`'s `names`.
+fn optimizer<M: Module>(
+    names: ParamNames,
+    model: &M,
     schedule: LrSchedule,
     ema: bool,
 ) -> ModelOptimizer {
-    let names =
-        ParamNames::of(|vb| UNet2DConditionModel::load(vb, &t.config, "config.json")).unwrap();
     let n = names.params().len();
     ModelOptimizer::new(
         names,
-        unet,
+        model,
         AdamW::new(AdamWConfig::default(), n),
         schedule,
         Some(1.0),
         ema.then_some(0.9999),
     )
     .unwrap()
+}
+
+fn unet_names(t: &Tiny) -> ParamNames {
+    ParamNames::of(|vb| UNet2DConditionModel::load(vb, &t.config, "config.json")).unwrap()
 }
 
 fn check_training(device: &Device, grad_tol: f32, weight_tol: f32) {
@@ -200,7 +212,7 @@ fn check_training(device: &Device, grad_tol: f32, weight_tol: f32) {
         warmup: 2,
         total: 10,
     };
-    let mut opt = optimizer(&t, &unet, schedule, true);
+    let mut opt = optimizer(unet_names(&t), &unet, schedule, true);
     let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
     let (_, losses) = exp.host("A.loss");
     let (_, norms) = exp.host("A.grad_norm");
@@ -233,11 +245,7 @@ fn check_training(device: &Device, grad_tol: f32, weight_tol: f32) {
 
     // Run B: v_prediction, two accumulated micro-batches.
     let unet = load();
-    let constant = LrSchedule {
-        kind: LrScheduleKind::Constant,
-        ..schedule
-    };
-    let mut opt = optimizer(&t, &unet, constant, false);
+    let mut opt = optimizer(unet_names(&t), &unet, CONSTANT, false);
     let v = SchedulerConfig {
         prediction_type: PredictionType::VPrediction,
         ..t.scheduler.clone()
@@ -334,22 +342,7 @@ fn check_controlnet_training(device: &Device, grad_tol: f32, weight_tol: f32) {
     let vb = VarBuilder::from_weights(weights, &train_device, DType::F32);
     let mut controlnet = ControlNetModel::load(&vb, &config, "config.json").unwrap();
     let names = ParamNames::of(|vb| ControlNetModel::load(vb, &config, "config.json")).unwrap();
-    let n = names.params().len();
-    let schedule = LrSchedule {
-        kind: LrScheduleKind::Constant,
-        base: 1e-3,
-        warmup: 0,
-        total: 10,
-    };
-    let mut opt = ModelOptimizer::new(
-        names,
-        &controlnet,
-        AdamW::new(AdamWConfig::default(), n),
-        schedule,
-        Some(1.0),
-        None,
-    )
-    .unwrap();
+    let mut opt = optimizer(names, &controlnet, CONSTANT, false);
     let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
     let cond: burn::tensor::Tensor<4> = exp.tensor("C.cond", device);
     let (_, losses) = exp.host("C.loss");
@@ -409,22 +402,7 @@ fn check_vae_training(device: &Device, grad_tol: f32, weight_tol: f32) {
     let vb = VarBuilder::from_weights(weights, &device, DType::F32);
     let mut vae = AutoencoderKL::load(&vb, &config).unwrap();
     let names = ParamNames::of(|vb| AutoencoderKL::load(vb, &config)).unwrap();
-    let n = names.params().len();
-    let schedule = LrSchedule {
-        kind: LrScheduleKind::Constant,
-        base: 1e-3,
-        warmup: 0,
-        total: 10,
-    };
-    let mut opt = ModelOptimizer::new(
-        names,
-        &vae,
-        AdamW::new(AdamWConfig::default(), n),
-        schedule,
-        Some(1.0),
-        None,
-    )
-    .unwrap();
+    let mut opt = optimizer(names, &vae, CONSTANT, false);
     let (_, losses) = exp.host("D.loss");
     let mut lr = 0.0;
     for k in 0..2 {
@@ -502,22 +480,7 @@ fn check_text_encoder_training(device: &Device, grad_tol: f32, weight_tol: f32) 
     let names =
         ParamNames::of(|vb| TextToImage::load(vb, &t.config, Some(&te_config), "config.json"))
             .unwrap();
-    let n = names.params().len();
-    let schedule = LrSchedule {
-        kind: LrScheduleKind::Constant,
-        base: 1e-3,
-        warmup: 0,
-        total: 10,
-    };
-    let mut opt = ModelOptimizer::new(
-        names,
-        &model,
-        AdamW::new(AdamWConfig::default(), n),
-        schedule,
-        Some(1.0),
-        None,
-    )
-    .unwrap();
+    let mut opt = optimizer(names, &model, CONSTANT, false);
     let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
     let (_, ids) = exp.host("E.ids");
     let ids: Vec<Vec<u32>> = ids

@@ -6,7 +6,7 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
-use crate::weights::{HostTensor, StoredParam, VarBuilder};
+use crate::weights::{HostTensor, HostWeights, StoredParam, VarBuilder};
 
 /// The stored key and layout of each float parameter of a model, in the order burn visits
 /// them. Found once per architecture by building the model from [`VarBuilder::tagged`], then
@@ -40,6 +40,25 @@ impl ParamNames {
             params.push(entry.clone());
         }
         Ok(Self { params })
+    }
+
+    /// A new model's weights: every parameter as [`VarBuilder::init`] draws it from `seed`.
+    pub fn init_weights(&self, seed: u64, origin: impl Into<String>) -> HostWeights {
+        HostWeights {
+            tensors: self
+                .params
+                .iter()
+                .map(|p| {
+                    let data = VarBuilder::init_values(seed, &p.key, &p.shape);
+                    let host = HostTensor {
+                        shape: p.shape.clone(),
+                        data,
+                    };
+                    (p.key.clone(), host)
+                })
+                .collect(),
+            origin: origin.into(),
+        }
     }
 
     /// The parameters, in visiting order.

@@ -10,7 +10,7 @@ use burn::tensor::{DType, Device, Tensor};
 use clap::Args;
 use maskforge_core::models::diffusion::controlnet::{ControlNetConfig, ControlNetModel};
 use maskforge_core::pipelines::{PipelineFiles, StableDiffusion};
-use maskforge_core::training::{ParamNames, controlnet_from_unet, controlnet_loss};
+use maskforge_core::training::{controlnet_from_unet, controlnet_loss};
 use maskforge_core::weights::{HostTensor, VarBuilder, Weights, load_component_weights};
 use serde::Serialize;
 
@@ -54,23 +54,12 @@ struct ControlNetTask {
 impl Task for ControlNetTask {
     type Model = ControlNetModel;
 
-    fn names(&self) -> Result<ParamNames> {
-        Ok(ParamNames::of(|vb| {
-            ControlNetModel::load(vb, &self.config, "config.json")
-        })?)
+    fn build(&self, vb: &VarBuilder) -> maskforge_core::Result<Self::Model> {
+        ControlNetModel::load(vb, &self.config, "controlnet/config.json")
     }
 
-    fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model> {
-        let vb = VarBuilder::from_weights(
-            weights.unwrap_or_else(|| self.start.clone()),
-            device,
-            DType::F32,
-        );
-        Ok(ControlNetModel::load(
-            &vb,
-            &self.config,
-            "controlnet/config.json",
-        )?)
+    fn start(&self) -> Arc<dyn Weights> {
+        self.start.clone()
     }
 
     fn loss(

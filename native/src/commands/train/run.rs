@@ -13,10 +13,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use maskforge_core::training::checkpoint::{restore_state, safetensors_bytes, state_bytes};
 use maskforge_core::training::{AdamW, AdamWConfig, LrSchedule, ModelOptimizer, ParamNames};
-use maskforge_core::weights::{HostTensor, SafetensorsFile, SafetensorsWeights, Weights};
+use maskforge_core::weights::{
+    HostTensor, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights,
+};
 
 use super::TrainOptions;
 use super::curve::write_loss_curve;
@@ -27,11 +29,10 @@ use crate::write_atomically;
 /// What one kind of training trains and how it scores a micro-batch.
 pub trait Task {
     type Model: Module;
-    /// The model's parameter names (built once from a tagged builder).
-    fn names(&self) -> Result<ParamNames>;
-    /// The model to train on `device` (an autodiff device): from `weights` (a checkpoint)
-    /// or, without, from its starting point.
-    fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model>;
+    /// Builds the model from `vb` (its weights, or a tagged builder for its names).
+    fn build(&self, vb: &VarBuilder) -> maskforge_core::Result<Self::Model>;
+    /// The weights training starts from (the base model's, or a new model's).
+    fn start(&self) -> Arc<dyn Weights>;
     /// The loss of micro-batch `k` (examples `indices`), before dividing by the accumulation.
     fn loss(
         &self,
@@ -62,7 +63,7 @@ pub fn train<T: Task>(
         .with_context(|| format!("{}: cannot create", out.display()))?;
     check_identity(out, &args)?;
     let device = device.clone().autodiff();
-    let names = task.names()?;
+    let names = ParamNames::of(|vb| task.build(vb))?;
     let n = names.params().len();
     let schedule = LrSchedule {
         kind: options.lr_schedule,
@@ -76,10 +77,10 @@ pub fn train<T: Task>(
     };
     let latest = latest_checkpoint(out)?;
     let weights = match &latest {
-        Some((_, dir)) => Some(open_weights(&dir.join("weights.safetensors"))?),
-        None => None,
+        Some((_, dir)) => open_weights(&dir.join("weights.safetensors"))?,
+        None => task.start(),
     };
-    let mut model = task.load(weights, &device)?;
+    let mut model = task.build(&VarBuilder::from_weights(weights, &device, DType::F32))?;
     let mut optimizer = ModelOptimizer::new(
         names,
         &model,

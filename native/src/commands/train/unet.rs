@@ -14,8 +14,8 @@ use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
 use maskforge_core::training::checkpoint::safetensors_bytes;
 use maskforge_core::training::{DenoisingBatch, Noising, ParamNames, TextToImage, unet_loss};
 use maskforge_core::weights::{
-    FileSource, HostTensor, HostWeights, MemorySource, PrefixedWeights, SafetensorsWeights,
-    VarBuilder, Weights, load_component_weights,
+    FileSource, HostTensor, MemorySource, PrefixedWeights, SafetensorsWeights, VarBuilder, Weights,
+    load_component_weights,
 };
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -136,29 +136,17 @@ struct UNetTask {
 impl Task for UNetTask {
     type Model = TextToImage;
 
-    fn names(&self) -> Result<ParamNames> {
-        Ok(ParamNames::of(|vb| {
-            TextToImage::load(
-                vb,
-                &self.config,
-                self.text_config.as_ref(),
-                "unet/config.json",
-            )
-        })?)
-    }
-
-    fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model> {
-        let vb = VarBuilder::from_weights(
-            weights.unwrap_or_else(|| self.start.clone()),
-            device,
-            DType::F32,
-        );
-        Ok(TextToImage::load(
-            &vb,
+    fn build(&self, vb: &VarBuilder) -> maskforge_core::Result<Self::Model> {
+        TextToImage::load(
+            vb,
             &self.config,
             self.text_config.as_ref(),
             "unet/config.json",
-        )?)
+        )
+    }
+
+    fn start(&self) -> Arc<dyn Weights> {
+        self.start.clone()
     }
 
     fn loss(
@@ -292,29 +280,14 @@ pub fn run(args: UNetArgs) -> Result<()> {
     let unet_start: Arc<dyn Weights> = match &args.unet_config {
         Some(_) => {
             let names = ParamNames::of(|vb| UNet2DConditionModel::load(vb, &config, &config_name))?;
-            let init: Vec<(String, HostTensor)> = names
-                .params()
-                .iter()
-                .map(|p| {
-                    let data = VarBuilder::init_values(o.seed, &p.key, &p.shape);
-                    (
-                        p.key.clone(),
-                        HostTensor {
-                            shape: p.shape.clone(),
-                            data,
-                        },
-                    )
-                })
-                .collect();
+            let init = names.init_weights(o.seed, format!("a new UNet of {config_name}"));
+            let tensors: Vec<(String, HostTensor)> = init.tensors.clone().into_iter().collect();
             top.insert("unet/config.json", config_json.clone());
             top.insert(
                 "unet/diffusion_pytorch_model.safetensors",
-                safetensors_bytes(&init, None, false)?,
+                safetensors_bytes(&tensors, None, false)?,
             );
-            Arc::new(HostWeights {
-                tensors: init.into_iter().collect(),
-                origin: format!("a new UNet of {config_name}"),
-            })
+            Arc::new(init)
         }
         None => Arc::new(unet_weights(&source)?),
     };

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 use clap::Args;
 use maskforge_core::models::diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
 use maskforge_core::rng::TorchRng;
@@ -40,7 +40,8 @@ pub struct VaeArgs {
 struct VaeTask {
     config: AutoencoderKLConfig,
     config_json: Vec<u8>,
-    base: Option<Arc<dyn Weights>>,
+    /// The VAE to fine-tune, or a new one's weights.
+    start: Arc<dyn Weights>,
     examples: Vec<Example>,
     kl_weight: f64,
     seed: u64,
@@ -49,16 +50,12 @@ struct VaeTask {
 impl Task for VaeTask {
     type Model = AutoencoderKL;
 
-    fn names(&self) -> Result<ParamNames> {
-        Ok(ParamNames::of(|vb| AutoencoderKL::load(vb, &self.config))?)
+    fn build(&self, vb: &VarBuilder) -> maskforge_core::Result<Self::Model> {
+        AutoencoderKL::load(vb, &self.config)
     }
 
-    fn load(&self, weights: Option<Arc<dyn Weights>>, device: &Device) -> Result<Self::Model> {
-        let vb = match weights.or_else(|| self.base.clone()) {
-            Some(w) => VarBuilder::from_weights(w, device, DType::F32),
-            None => VarBuilder::init(self.seed, device, DType::F32),
-        };
-        Ok(AutoencoderKL::load(&vb, &self.config)?)
+    fn start(&self) -> Arc<dyn Weights> {
+        self.start.clone()
     }
 
     fn loss(
@@ -120,10 +117,18 @@ pub fn run(args: VaeArgs) -> Result<()> {
             "the images are {w}×{h}: both sides must be multiples of {f}, the VAE's downsampling"
         );
     }
+    let start = match base {
+        Some(weights) => weights,
+        None => {
+            let names = ParamNames::of(|vb| AutoencoderKL::load(vb, &config))?;
+            let origin = format!("a new VAE of {}", config_path.display());
+            Arc::new(names.init_weights(o.seed, origin))
+        }
+    };
     let task = VaeTask {
         config,
         config_json,
-        base,
+        start,
         examples: data.examples.clone(),
         kl_weight: args.kl_weight,
         seed: o.seed,
