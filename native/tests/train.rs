@@ -494,7 +494,9 @@ fn bench_times_a_training_step() {
 
 #[test]
 fn bench_scores_masks_against_the_saturation_truth() {
-    let out = maskforge(&[
+    let model = fixtures().join("tiny-sd15");
+    let controlnet = fixtures().join("tiny-controlnet-sd15");
+    let base = [
         "bench",
         "--height",
         "64",
@@ -510,25 +512,52 @@ fn bench_scores_masks_against_the_saturation_truth() {
         "2",
         "--truth-steps",
         "2",
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--model",
+        s(&model),
+        "--text2mask",
+        s(&model),
+        "--controlnet",
+        s(&controlnet),
     ]);
+    let out = maskforge(&args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     ok(out);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let truth = &report["truth"];
-    let ious: Vec<f64> = truth["region_ious"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(ious.len() as u64, truth["regions"].as_u64().unwrap());
-    assert!(
-        !ious.is_empty() && ious.iter().all(|v| (0.0..=1.0).contains(v)),
-        "{truth}"
+    let check = |block: &serde_json::Value, list: &str, count: Option<&str>| {
+        let ious: Vec<f64> = block[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        if let Some(count) = count {
+            assert_eq!(ious.len() as u64, block[count].as_u64().unwrap());
+        }
+        assert!(
+            !ious.is_empty() && ious.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{block}"
+        );
+        let mean = ious.iter().sum::<f64>() / ious.len() as f64;
+        assert!(
+            (block["mean_iou"].as_f64().unwrap() - mean).abs() < 1e-12,
+            "{block}"
+        );
+    };
+    check(&report["truth"], "region_ious", Some("regions"));
+    check(&report["truth"]["masksyn"], "sample_ious", None);
+    assert_eq!(
+        report["truth"]["masksyn"]["sample_ious"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
-    let mean = ious.iter().sum::<f64>() / ious.len() as f64;
-    assert!(
-        (truth["mean_iou"].as_f64().unwrap() - mean).abs() < 1e-12,
-        "{truth}"
-    );
+
+    // The embedded model by default; Text2Mask needs its ControlNet.
+    let mut args = base.to_vec();
+    args.extend(["--text2mask", s(&model)]);
+    assert_clear_error(&maskforge(&args), &["--text2mask needs --controlnet"]);
 }

@@ -10,8 +10,8 @@ use super::options::{SynthesisOptions, default_size};
 use super::prompts::MaskSynPrompt;
 use super::record::SegGenDetails;
 use super::sample::SegGenSample;
-use super::text2mask::text2mask;
-use super::{DecodeOptions, Palette};
+use super::text2mask::{DrawnMask, text2mask};
+use super::{DecodeOptions, LabelMap, Palette};
 use crate::dataset::{HostWork, SampleGenerator, SampleId};
 use crate::pipelines::{ControlNet, StableDiffusion, image_to_rgb8};
 use crate::readback::{Readback, now};
@@ -59,6 +59,44 @@ impl MaskSyn<'_> {
     }
 }
 
+impl MaskSyn<'_> {
+    /// One sample of `caption` at `seed`: Text2Mask's drawing, the labels read from it, and
+    /// Mask2Img's image of them (interleaved RGB).
+    pub fn draw(
+        &self,
+        caption: &str,
+        seed: u64,
+        on_step: &mut dyn FnMut(usize, usize),
+    ) -> Result<(DrawnMask, LabelMap, Vec<u8>)> {
+        let o = self.options;
+        let size = self.size()?;
+        let decode = DecodeOptions {
+            max_distance: o.max_distance,
+            ..DecodeOptions::for_palette(&self.palette)
+        };
+        let mask_params = o.params(caption, size, o.mask_steps, seed, vec![]);
+        let drawn = now(text2mask(
+            self.text2mask,
+            &mask_params,
+            &self.palette,
+            &decode,
+            Readback::Blocking,
+            &mut *on_step,
+        ))?;
+        let labels = drawn.labels();
+        let (control, _) = mask_control(
+            self.controlnet.clone(),
+            &self.palette,
+            &labels,
+            o.control_scale,
+            &self.sd.device,
+        )?;
+        let params = o.params(caption, size, o.steps, seed, vec![control]);
+        let out = self.sd.txt2img(&params, &mut *on_step)?;
+        Ok((drawn, labels, image_to_rgb8(out.image)?))
+    }
+}
+
 impl SampleGenerator for MaskSyn<'_> {
     type Details = SegGenDetails;
     type Plan = MaskSynPlan;
@@ -82,31 +120,7 @@ impl SampleGenerator for MaskSyn<'_> {
     ) -> Result<HostWork<SegGenDetails>> {
         let o = self.options;
         let size = self.size()?;
-        let seed = plan.sample.seed;
-        let decode = DecodeOptions {
-            max_distance: o.max_distance,
-            ..DecodeOptions::for_palette(&self.palette)
-        };
-        let mask_params = o.params(&plan.caption, size, o.mask_steps, seed, vec![]);
-        let drawn = now(text2mask(
-            self.text2mask,
-            &mask_params,
-            &self.palette,
-            &decode,
-            Readback::Blocking,
-            &mut *on_step,
-        ))?;
-        let labels = drawn.labels();
-        let (control, _) = mask_control(
-            self.controlnet.clone(),
-            &self.palette,
-            &labels,
-            o.control_scale,
-            &self.sd.device,
-        )?;
-        let params = o.params(&plan.caption, size, o.steps, seed, vec![control]);
-        let out = self.sd.txt2img(&params, &mut *on_step)?;
-        let rgb = image_to_rgb8(out.image)?;
+        let (drawn, labels, rgb) = self.draw(&plan.caption, plan.sample.seed, on_step)?;
         let mut details = SegGenDetails::new(
             "masksyn",
             &plan.caption,

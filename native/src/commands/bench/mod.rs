@@ -49,8 +49,9 @@ pub struct BenchArgs {
     /// text-to-image run it wraps.
     #[arg(long)]
     pub seggen_steps: Option<usize>,
-    /// The ControlNet of the ImgSyn timing (diffusers folder or .safetensors).
-    #[arg(long, requires = "seggen_steps")]
+    /// The ControlNet of the ImgSyn timing and of `--text2mask` (diffusers folder or
+    /// .safetensors).
+    #[arg(long)]
     pub controlnet: Option<std::path::PathBuf>,
     /// Also time one training step of the UNet (forward, backward, AdamW) with batch
     /// `--batch` at HxW, as `train unet` runs it (`train_step_ms`).
@@ -64,6 +65,10 @@ pub struct BenchArgs {
     /// Denoising steps of the `--truth` samples.
     #[arg(long, default_value_t = 20)]
     pub truth_steps: usize,
+    /// With `--truth` and `--controlnet` (Mask2Img on `--model`): also score MaskSyn with this
+    /// Text2Mask model (`truth.masksyn`), on scene captions of the shapes world at HxW.
+    #[arg(long, requires = "truth")]
+    pub text2mask: Option<String>,
     /// Parts not to time, reported as null: any of `unet`, `vae`, `text`, comma-separated.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub skip: Vec<Part>,
@@ -187,10 +192,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .then(|| train::train_step_ms(&sd, args.batch, h, w, args.iters, device))
         .transpose()?;
 
-    let truth = args
+    let mut truth = args
         .truth
         .map(|n| truth::mosaic_truth(&sd, args.height, args.width, args.truth_steps, n))
         .transpose()?;
+    if let (Some(t), Some(text2mask), Some(n)) = (truth.as_mut(), &args.text2mask, args.truth) {
+        let Some(controlnet) = &args.controlnet else {
+            bail!("--text2mask needs --controlnet (the Mask2Img ControlNet on --model)");
+        };
+        let drawer = model::load_logged(text2mask, None, device, selected.dtype)?;
+        let net = std::sync::Arc::new(crate::control::load_controlnet(&sd, controlnet)?);
+        t["masksyn"] = truth::masksyn_truth(
+            &drawer,
+            &sd,
+            net,
+            [args.height, args.width],
+            args.truth_steps,
+            n,
+        )?;
+    }
 
     let mut report = serde_json::json!({
         "model": label,

@@ -1,7 +1,10 @@
-//! `bench --truth N`: how well MosaicFusion's masks match their own images on a model of the
-//! shapes world. Each region's final mask is compared with the saturated pixels of the
-//! region's generated image (objects are saturated, backgrounds are not: see
-//! `maskforge_core::shapes::truth`); the report is the mean IoU over all regions.
+//! `bench --truth N`: how well generated masks match their own images on models of the
+//! shapes world, where objects are saturated and backgrounds are not (see
+//! `maskforge_core::shapes::truth`). MosaicFusion: each region's final mask against the
+//! saturated pixels of the region's image. MaskSyn: the foreground Text2Mask drew against
+//! the saturated pixels of Mask2Img's image. Each reported as a mean IoU.
+
+use std::sync::Arc;
 
 use anyhow::Result;
 use maskforge_core::dataset::categories::parse_categories;
@@ -9,8 +12,12 @@ use maskforge_core::mosaic::MosaicFusion;
 use maskforge_core::mosaic::layout::LayoutConfig;
 use maskforge_core::mosaic::plan::{PlanConfig, plan_sample};
 use maskforge_core::mosaic::sample::{GenerateConfig, crop_rgb};
-use maskforge_core::pipelines::StableDiffusion;
+use maskforge_core::pipelines::{ControlNet, StableDiffusion};
+use maskforge_core::seggen::{MaskSyn, SynthesisOptions};
 use maskforge_core::shapes::ShapeClass;
+use maskforge_core::shapes::captions::scene_caption;
+use maskforge_core::shapes::classes::palette as shapes_palette;
+use maskforge_core::shapes::scene::{MAX_OBJECTS, sample_scene};
 use maskforge_core::shapes::truth::{mask_iou, saturation_truth};
 
 /// Mean mask IoU against the saturation truth over the regions of `samples` MosaicFusion
@@ -64,5 +71,58 @@ pub fn mosaic_truth(
         "region": [h, w],
         "mean_iou": mean,
         "region_ious": ious,
+    }))
+}
+
+/// Mean IoU between the foreground Text2Mask draws (labels ≠ 0) and the saturated pixels of
+/// the image Mask2Img makes of it, over `samples` scene captions of the shapes world, at
+/// `h × w` with `steps` steps for both stages.
+pub fn masksyn_truth(
+    text2mask: &StableDiffusion,
+    sd: &StableDiffusion,
+    controlnet: Arc<ControlNet>,
+    [h, w]: [usize; 2],
+    steps: usize,
+    samples: usize,
+) -> Result<serde_json::Value> {
+    let options = SynthesisOptions {
+        height: Some(h),
+        width: Some(w),
+        steps,
+        mask_steps: steps,
+        ..SynthesisOptions::default()
+    };
+    let masksyn = MaskSyn {
+        text2mask,
+        sd,
+        controlnet,
+        palette: Arc::new(shapes_palette()),
+        prompts: &[],
+        per_prompt: 1,
+        options: &options,
+        model: String::new(),
+        text2mask_model: String::new(),
+        controlnet_name: String::new(),
+    };
+    let mut ious = Vec::new();
+    for seed in 0..samples as u64 {
+        let scene = sample_scene(seed, 64, MAX_OBJECTS);
+        let objects: Vec<(&str, &str)> = scene
+            .objects
+            .iter()
+            .map(|o| (o.color.name, o.class.name()))
+            .collect();
+        let caption = scene_caption(&objects);
+        let (_, labels, rgb) = masksyn.draw(&caption, seed, &mut |_, _| {})?;
+        let drawn: Vec<bool> = labels.ids.iter().map(|&l| l != 0).collect();
+        ious.push(mask_iou(&drawn, &saturation_truth(&rgb)));
+    }
+    let mean = ious.iter().sum::<f64>() / ious.len().max(1) as f64;
+    Ok(serde_json::json!({
+        "samples": samples,
+        "steps": steps,
+        "size": [h, w],
+        "mean_iou": mean,
+        "sample_ious": ious,
     }))
 }
