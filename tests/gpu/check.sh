@@ -49,7 +49,7 @@ else
 fi
 for dtype in f32 f16; do
   step "sd15_$dtype" 300 "$bin" bench "${model[@]}" --height $size --width $size --batch 2 --iters 10 \
-    --device wgpu --dtype $dtype --json
+    --device wgpu --dtype $dtype --count-dispatches --json
 done
 if [ ${#xl[@]} -gt 0 ]; then
   step sdxl_f16 400 "$bin" bench "${xl[@]}" --batch 2 --iters 5 --device wgpu --dtype f16 --json

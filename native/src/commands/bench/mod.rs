@@ -1,6 +1,7 @@
 //! `maskforge bench`: median time of the UNet, VAE decoder and text encoder, and optionally
 //! of MosaicFusion and SegGen samples beside the runs they wrap, and of a training step.
 
+mod dispatches;
 mod seggen;
 mod train;
 mod truth;
@@ -69,6 +70,10 @@ pub struct BenchArgs {
     /// Text2Mask model (`truth.masksyn`), on scene captions of the shapes world at HxW.
     #[arg(long, requires = "truth")]
     pub text2mask: Option<String>,
+    /// Also count the kernels one UNet call launches on wgpu (`dispatches_per_unet_call`,
+    /// from CubeCL's execution log; null on the CPU).
+    #[arg(long)]
+    pub count_dispatches: bool,
     /// Parts not to time, reported as null: any of `unet`, `vae`, `text`, comma-separated.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub skip: Vec<Part>,
@@ -93,6 +98,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.batch == 0 || args.iters == 0 {
         bail!("--batch and --iters must be at least 1");
     }
+    let dispatch_log = args.count_dispatches.then(dispatches::enable).transpose()?;
     let selected = device::select(args.device, args.dtype)?;
     let (sd, label) = match (&args.model, &args.arch) {
         (Some(m), _) => (
@@ -155,6 +161,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
             })
         })
         .transpose()?;
+
+    let dispatches_per_unet_call = match &dispatch_log {
+        Some(log) if selected.name != "cpu" => Some(log.count(device, || {
+            drop(
+                sd.unet
+                    .forward(sample.clone(), 500.0, &context, added.as_ref()),
+            );
+        })?),
+        _ => None,
+    };
 
     let latents = noise([1, sd.vae_config.latent_channels, h, w]);
     let vae_decode_ms = timed(Part::Vae)
@@ -224,6 +240,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "vae_decode_ms": vae_decode_ms,
         "text_encode_ms": text_encode_ms,
         "train_step_ms": train_step_ms,
+        "dispatches_per_unet_call": dispatches_per_unet_call,
         // Which GEMM the CPU backend's convolutions and linear layers used.
         "cpu_gemm": maskforge_core::cpu::sgemm::provider().describe(),
         // Which library the CPU backend's convolutions used.
