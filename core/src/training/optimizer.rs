@@ -23,6 +23,8 @@ pub struct ModelOptimizer {
     /// `max_grad_norm` of `clip_grad_norm_`; `None` does not clip.
     pub max_grad_norm: Option<f64>,
     pub ema: Option<Ema>,
+    /// The gradients' total 2-norm before clipping, at the last [`step`](Self::step).
+    pub last_grad_norm: f64,
     accumulated: Vec<Option<Tensor<1>>>,
 }
 
@@ -46,6 +48,7 @@ impl ModelOptimizer {
             schedule,
             max_grad_norm,
             ema,
+            last_grad_norm: 0.0,
             accumulated: vec![None; n],
         })
     }
@@ -53,12 +56,6 @@ impl ModelOptimizer {
     /// The parameter names this optimiser follows.
     pub fn names(&self) -> &ParamNames {
         &self.names
-    }
-
-    /// Rebinds to `model`, a new instance of the same architecture (after a reload).
-    pub fn rebind<M: Module>(&mut self, model: &M) -> Result<()> {
-        self.ids = self.names.bind(model)?;
-        Ok(())
     }
 
     /// Adds the gradients of `model`'s parameters in `grads` to the accumulated ones.
@@ -87,12 +84,13 @@ impl ModelOptimizer {
     }
 
     /// One optimiser step on the accumulated gradients: clipping, AdamW at the schedule's
-    /// learning rate, then the EMA. Returns the updated model and the learning rate used.
+    /// learning rate, then the EMA. Returns the updated model and the learning rate used; the
+    /// gradient norm is left in [`last_grad_norm`](Self::last_grad_norm).
     pub fn step<M: Module>(&mut self, model: M) -> (M, f64) {
         let lr = self.schedule.lr(self.adamw.step);
+        self.last_grad_norm = self.grad_norm();
         if let Some(max) = self.max_grad_norm {
-            let norm = self.grad_norm();
-            let coef = (max as f32 / (norm as f32 + 1e-6)).min(1.0);
+            let coef = (max as f32 / (self.last_grad_norm as f32 + 1e-6)).min(1.0);
             for g in self.accumulated.iter_mut().flatten() {
                 *g = g.clone().mul_scalar(coef);
             }

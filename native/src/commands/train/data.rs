@@ -171,14 +171,19 @@ impl TrainingData {
     /// sees the same batches.
     pub fn batch_indices(&self, seed: u64, k: usize, batch: usize) -> Vec<usize> {
         let n = self.examples.len();
+        // One shuffle per epoch the batch touches (a batch spans at most a few).
+        let mut order: Option<(usize, Vec<usize>)> = None;
         (k * batch..(k + 1) * batch)
             .map(|i| {
-                let epoch = (i / n) as u64;
-                let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-                    seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                ));
-                order[i % n]
+                let epoch = i / n;
+                if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                    let mut shuffled: Vec<usize> = (0..n).collect();
+                    shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    ));
+                    order = Some((epoch, shuffled));
+                }
+                order.as_ref().expect("set above").1[i % n]
             })
             .collect()
     }

@@ -133,13 +133,13 @@ pub fn train<T: Task>(
             loss_sum += loss.into_scalar::<f32>() as f64;
             optimizer.accumulate(&model, scaled.backward());
         }
-        let grad_norm = optimizer.grad_norm();
         let loss = loss_sum / options.grad_accum as f64;
         if !loss.is_finite() {
             bail!("the loss is {loss} at step {}: lower --lr", step + 1);
         }
         let (updated, lr) = optimizer.step(model);
         model = updated;
+        let grad_norm = optimizer.last_grad_norm;
         let done = optimizer.adamw.step;
         let seconds = seconds_before + start.elapsed().as_secs_f64();
         log.append(done, loss, lr, grad_norm, seconds)?;
