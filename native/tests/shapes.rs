@@ -2,7 +2,7 @@
 //! decode to the image size and lie on their class in the label map), label maps use the
 //! palette's ids, `palette decode` with the dataset's own palette gives the label maps back,
 //! the caption files point at real files, runs are byte-identical, and bad input is a clear
-//! error.
+//! error. The shapes-world models committed under `native/models/` load unchanged and draw.
 
 mod common;
 
@@ -215,5 +215,67 @@ fn bad_input_is_a_clear_error() {
     assert_clear_error(
         &shapes(&file, &["--num-images", "1"]),
         &[s(&file), "cannot create"],
+    );
+}
+
+/// The weights committed in `native/models/shapes` (image model) and
+/// `native/models/shapes-text2mask` load as they are and draw at 64×64: txt2img, and Text2Mask
+/// with the shapes world's own palette, whose labels are that palette's ids or 0.
+#[test]
+fn the_committed_shapes_models_load_and_draw() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.png");
+    ok(maskforge(&[
+        "txt2img",
+        "--model",
+        s(&models.join("shapes")),
+        "--prompt",
+        "a photo of a single red star",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--steps",
+        "3",
+        "--guidance",
+        "4",
+        "--out",
+        s(&image),
+    ]));
+    assert_eq!(image::image_dimensions(&image).unwrap(), (64, 64));
+
+    let world = dir.path().join("world");
+    ok(shapes(&world, &["--num-images", "1", "--size", "64"]));
+    let palette: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(world.join("palette.json")).unwrap()).unwrap();
+    let ids: BTreeSet<u64> = palette.iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    let (color, labels) = (dir.path().join("color.png"), dir.path().join("labels.png"));
+    ok(maskforge(&[
+        "text2mask",
+        "--model",
+        s(&models.join("shapes-text2mask")),
+        "--palette",
+        s(&world.join("palette.json")),
+        "--prompt",
+        "a red star and a blue ring",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--steps",
+        "3",
+        "--out-color",
+        s(&color),
+        "--out-labels",
+        s(&labels),
+    ]));
+    let labels = image::open(&labels).unwrap().to_luma8();
+    assert_eq!(labels.dimensions(), (64, 64));
+    // 0 is the background (black, not in the palette).
+    assert!(
+        labels
+            .pixels()
+            .all(|p| p.0[0] == 0 || ids.contains(&(p.0[0] as u64)))
     );
 }

@@ -52,7 +52,7 @@ impl Default for MosaicParams {
 /// blocks) and captured steps.
 #[derive(Debug, Clone)]
 pub struct AttentionMap {
-    /// 8 for 1/8 of the region (the latent size), 16, 32, 64.
+    /// 8 for 1/8 of the region (the latent size with SD's VAE), 16, 32, 64.
     pub denominator: usize,
     pub height: usize,
     pub width: usize,
@@ -110,12 +110,14 @@ pub fn gaussian_weights(h: usize, w: usize) -> Vec<f32> {
 /// Per region and resolution: the running sum of captured maps and how many were added.
 struct Capture {
     sums: Vec<BTreeMap<usize, (Tensor<2>, usize)>>,
+    /// The VAE's downsampling factor: the denominator of the latent resolution.
+    vae_factor: usize,
 }
 
 /// A region's averaged attention at one resolution, still on the device.
 #[derive(Debug, Clone)]
 pub struct PendingMap {
-    /// 8 for 1/8 of the region, 16, 32, 64.
+    /// 8 for 1/8 of the region, 16, 32, 64 (4, 8, … with a VAE that downsamples 4×).
     pub denominator: usize,
     pub height: usize,
     pub width: usize,
@@ -264,6 +266,7 @@ pub fn mosaic_on_device(
     let groups = region_groups(&boxes, params.max_batch / 2);
     let mut capture = Capture {
         sums: vec![BTreeMap::new(); boxes.len()],
+        vae_factor: f,
     };
     let end_step = params.end_step.unwrap_or(params.steps);
 
@@ -385,7 +388,7 @@ impl Capture {
             let Some(level) = res.iter().position(|&r| r == (map.height, map.width)) else {
                 continue;
             };
-            let denominator = 8 << level;
+            let denominator = self.vae_factor << level;
             for (j, &r) in group.iter().enumerate() {
                 let row = map.probs.clone().slice([j..j + 1]);
                 let entry = self.sums[r].entry(denominator);
@@ -404,6 +407,7 @@ impl Capture {
     }
 
     fn finish(self, boxes: &[[usize; 4]]) -> Vec<Vec<PendingMap>> {
+        let factor = self.vae_factor;
         self.sums
             .into_iter()
             .zip(boxes)
@@ -411,7 +415,8 @@ impl Capture {
                 let res = attention_resolutions(b[1] - b[0], b[3] - b[2]);
                 sums.into_iter()
                     .map(|(denominator, (sum, n))| {
-                        let (height, width) = res[denominator.trailing_zeros() as usize - 3];
+                        let level = (denominator / factor).trailing_zeros() as usize;
+                        let (height, width) = res[level];
                         PendingMap {
                             denominator,
                             height,

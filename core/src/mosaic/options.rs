@@ -125,10 +125,11 @@ impl MosaicOptions {
         if let Some(r) = self
             .attention_resolutions
             .iter()
-            .find(|r| ![8, 16, 32, 64].contains(*r))
+            .find(|r| !r.is_power_of_two() || !(2..=64).contains(*r))
         {
             return Err(Error::Invalid(format!(
-                "attention resolutions take 8, 16, 32 or 64, got {r}"
+                "attention resolutions are fractions of the region: 8, 16, 32 or 64 \
+                 (2 or 4 with VAEs that downsample less), got {r}"
             )));
         }
         if self.steps == 0 {

@@ -212,6 +212,7 @@ pub fn run(args: ControlNetArgs) -> Result<()> {
             noising,
             examples: data.examples.clone(),
             seed: o.seed,
+            proportion_empty_prompts: o.proportion_empty_prompts,
         },
         config,
         config_json,

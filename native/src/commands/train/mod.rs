@@ -94,6 +94,12 @@ pub struct TrainOptions {
     /// Default: `caption`, else `text`.
     #[arg(long, value_delimiter = ',')]
     pub caption_field: Vec<String>,
+    /// Share of captions replaced by the empty prompt, so that the model also learns the
+    /// unconditional prediction classifier-free guidance needs (diffusers'
+    /// `--proportion_empty_prompts`).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(skip_serializing_if = "is_zero")]
+    pub proportion_empty_prompts: f64,
     /// Write a checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 100)]
     #[serde(skip)]
@@ -126,12 +132,21 @@ impl TrainOptions {
             (0.0..1.0).contains(&self.ema_decay),
             "--ema-decay must be in [0, 1)"
         );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.proportion_empty_prompts),
+            "--proportion-empty-prompts must be in [0, 1]"
+        );
         Ok(())
     }
 
     fn max_grad_norm(&self) -> Option<f64> {
         (self.max_grad_norm > 0.0).then_some(self.max_grad_norm)
     }
+}
+
+/// Keeps runs from before `--proportion-empty-prompts` resumable: their identity lacks it.
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Runs `train`.

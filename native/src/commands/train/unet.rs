@@ -52,6 +52,8 @@ pub(super) struct Conditioning {
     pub noising: Noising,
     pub examples: Vec<super::data::Example>,
     pub seed: u64,
+    /// Share of captions replaced by the empty prompt.
+    pub proportion_empty_prompts: f64,
 }
 
 impl Conditioning {
@@ -77,8 +79,11 @@ impl Conditioning {
         let captions: Vec<&str> = indices
             .iter()
             .map(|&i| {
-                let c = &self.examples[i].captions;
-                c[pick.random_range(0..c.len())].as_str()
+                pick_caption(
+                    &self.examples[i].captions,
+                    self.proportion_empty_prompts,
+                    &mut pick,
+                )
             })
             .collect();
         let context = match text_encoder {
@@ -104,6 +109,14 @@ impl Conditioning {
             timesteps,
         })
     }
+}
+
+/// One of an example's captions, or the empty prompt with probability `empty`.
+fn pick_caption<'a>(captions: &'a [String], empty: f64, rng: &mut impl Rng) -> &'a str {
+    if empty > 0.0 && rng.random::<f64>() < empty {
+        return "";
+    }
+    captions[rng.random_range(0..captions.len())].as_str()
 }
 
 /// Reads `--objective` into the scheduler config, or takes the config's.
@@ -309,6 +322,7 @@ pub fn run(args: UNetArgs) -> Result<()> {
             noising,
             examples: data.examples.clone(),
             seed: o.seed,
+            proportion_empty_prompts: o.proportion_empty_prompts,
         },
         config,
         config_json,
@@ -361,4 +375,25 @@ pub(super) fn check_fits(
         bail!("the images are {w}×{h}: both sides must be multiples of {f} for this VAE and UNet");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_prompts_come_in_their_proportion() {
+        let captions = vec!["a red star".to_string(), "a star".to_string()];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let draws: Vec<&str> = (0..2000)
+            .map(|_| pick_caption(&captions, 0.1, &mut rng))
+            .collect();
+        let empty = draws.iter().filter(|c| c.is_empty()).count();
+        assert!((150..250).contains(&empty), "{empty} empty of 2000");
+        assert!(draws.contains(&"a red star") && draws.contains(&"a star"));
+        let never = (0..500).all(|_| !pick_caption(&captions, 0.0, &mut rng).is_empty());
+        assert!(never);
+        let always = (0..50).all(|_| pick_caption(&captions, 1.0, &mut rng).is_empty());
+        assert!(always);
+    }
 }
