@@ -39,6 +39,20 @@ function loadProgress(p) {
   setStatus($("model-status"), p.phase === "init" ? "Building the model…" : `${verb} ${p.file} (${(p.loaded / 1e6).toFixed(1)} MB)`);
 }
 
+/** Puts a model's own MosaicFusion settings (its `mosaic.json`) into the dataset and txt2img fields. */
+function showSettings(settings) {
+  const text = (v) => Array.isArray(v) ? v.join("x") : String(v);
+  if (settings.region_size !== undefined) {
+    $("region-size").value = text(settings.region_size);
+    const [h, w] = text(settings.region_size).split("x");
+    $("t-height").value = h;
+    $("t-width").value = w ?? h;
+  }
+  if (settings.overlap !== undefined) $("overlap").value = text(settings.overlap);
+  if (settings.steps !== undefined) $("steps").value = $("t-steps").value = settings.steps;
+  if (settings.guidance !== undefined) $("guidance").value = $("t-guidance").value = settings.guidance;
+}
+
 async function load(fromFolder) {
   $("load").disabled = true;
   const device = $("device").value;
@@ -51,6 +65,7 @@ async function load(fromFolder) {
       : await Pipeline.load($("model-url").value, {
         device, onProgress: loadProgress, controlnet: $("controlnet-url").value || undefined,
       });
+    showSettings(pipe.mosaicSettings);
     setStatus($("model-status"), `Loaded on ${pipe.device} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     $("model-status").dataset.device = pipe.device;
     $("generate").disabled = false;

@@ -1,50 +1,81 @@
-//! The model built into the binary, used when `--model` is left out: `tests/fixtures/tiny-sd15`,
-//! a tiny Stable Diffusion 1.5-layout pipeline with *random* weights (UNet 32/64/64 channels,
-//! 32-wide CLIP text encoder, real CLIP vocabulary, PNDM scheduler), stored as one fp16
-//! single-file checkpoint (9 MB). Its images are noise: it exists so that every command runs
-//! on a fresh machine with nothing downloaded. Real work needs `--model`.
+//! The model built into the binary, used when `--model` is left out: a small Stable Diffusion
+//! 1.5-layout pipeline (`native/models/shapes/`, fp16) trained with `maskforge train` on the
+//! shapes world; README's "The shapes model" gives its commands and state. It draws single
+//! shapes in the world's colours on low-colour backgrounds, so the masks of a quick start can
+//! be judged against their images. Its MosaicFusion settings (`mosaic.json`: 64×64 regions,
+//! 25 steps, the attention resolutions of its 4× VAE) replace Stable Diffusion's where neither
+//! `--config` nor a flag sets them.
 
 use anyhow::{Context, Result};
 use burn::tensor::{DType, Device};
 use maskforge_core::arch::Arch;
 use maskforge_core::pipelines::StableDiffusion;
-use maskforge_core::weights::Bytes;
-use std::sync::Arc;
 
 /// How the embedded model is named in logs and manifests.
-pub const NAME: &str = "embedded:tiny-sd15 (random weights)";
+pub const NAME: &str = "embedded:shapes";
 
-const CHECKPOINT: &[u8] = include_bytes!("../../tests/fixtures/tiny-sd15.safetensors");
+/// The model's files, by their paths in a diffusers folder (the tokenizer is CLIP's, which
+/// the architecture's configs hold).
+const FILES: [(&str, &[u8]); 8] = [
+    (
+        "model_index.json",
+        include_bytes!("../models/shapes/model_index.json"),
+    ),
+    (
+        "scheduler/scheduler_config.json",
+        include_bytes!("../models/shapes/scheduler/scheduler_config.json"),
+    ),
+    (
+        "unet/config.json",
+        include_bytes!("../models/shapes/unet/config.json"),
+    ),
+    (
+        "unet/diffusion_pytorch_model.safetensors",
+        include_bytes!("../models/shapes/unet/diffusion_pytorch_model.safetensors"),
+    ),
+    (
+        "vae/config.json",
+        include_bytes!("../models/shapes/vae/config.json"),
+    ),
+    (
+        "vae/diffusion_pytorch_model.safetensors",
+        include_bytes!("../models/shapes/vae/diffusion_pytorch_model.safetensors"),
+    ),
+    (
+        "text_encoder/config.json",
+        include_bytes!("../models/shapes/text_encoder/config.json"),
+    ),
+    (
+        "text_encoder/model.safetensors",
+        include_bytes!("../models/shapes/text_encoder/model.safetensors"),
+    ),
+];
 
 /// Loads the embedded model.
 pub fn load(device: &Device, dtype: DType) -> Result<StableDiffusion> {
-    let mut configs = Arch::Sd15.configs();
-    let files: [(&str, &[u8]); 5] = [
-        (
-            "model_index.json",
-            include_bytes!("../../tests/fixtures/tiny-sd15/model_index.json"),
-        ),
-        (
-            "unet/config.json",
-            include_bytes!("../../tests/fixtures/tiny-sd15/unet/config.json"),
-        ),
-        (
-            "vae/config.json",
-            include_bytes!("../../tests/fixtures/tiny-sd15/vae/config.json"),
-        ),
-        (
-            "text_encoder/config.json",
-            include_bytes!("../../tests/fixtures/tiny-sd15/text_encoder/config.json"),
-        ),
-        (
-            "scheduler/scheduler_config.json",
-            include_bytes!("../../tests/fixtures/tiny-sd15/scheduler/scheduler_config.json"),
-        ),
-    ];
-    for (path, bytes) in files {
-        configs.insert(path, bytes.to_vec());
+    let mut source = Arch::Sd15.configs();
+    for (path, bytes) in FILES {
+        source.insert(path, bytes.to_vec());
     }
-    let bytes: Bytes = Arc::new(CHECKPOINT);
-    StableDiffusion::load_single_file(NAME, bytes, &configs, device, dtype)
-        .context("loading the embedded model")
+    StableDiffusion::load(&source, device, dtype).context("loading the embedded model")
+}
+
+/// The embedded model's own `generate` settings (its folder's `mosaic.json`), as run-file
+/// keys.
+pub fn mosaic_defaults() -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_slice(include_bytes!("../models/shapes/mosaic.json"))
+        .expect("the embedded model's mosaic.json is a JSON object")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maskforge_core::mosaic::MosaicOptions;
+
+    #[test]
+    fn the_settings_are_valid_options() {
+        let options: MosaicOptions = serde_json::from_value(mosaic_defaults().into()).unwrap();
+        assert_eq!(options.region_size, (64, 64));
+        options.config(NAME.into()).expect("valid settings");
+    }
 }

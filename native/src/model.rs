@@ -5,10 +5,27 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::tensor::{DType, Device};
 use maskforge_core::arch::Arch;
+use maskforge_core::mosaic::options::MODEL_SETTINGS;
 use maskforge_core::pipelines::StableDiffusion;
 use maskforge_core::weights::{FileSource, SafetensorsFile};
 
 use crate::source::{DirSource, HubSource, map_file};
+
+/// A model's own MosaicFusion settings (run-file keys, which `--config` and the flags
+/// override): the embedded model's without `model`, else those of the [`MODEL_SETTINGS`]
+/// file a model folder may hold (none for other models).
+pub fn mosaic_settings(model: Option<&str>) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let Some(model) = model else {
+        return Ok(crate::embedded::mosaic_defaults());
+    };
+    let path = Path::new(model).join(MODEL_SETTINGS);
+    if !path.is_file() {
+        return Ok(serde_json::Map::new());
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a JSON object of settings", path.display()))
+}
 
 /// Loads the pipeline named by `--model`, with `--config` for single files.
 pub fn load(

@@ -150,3 +150,38 @@ fn bad_inputs_are_clear_errors() {
         &["out.safetensors", "cannot write"],
     );
 }
+
+#[test]
+fn half_stores_f32_tensors_as_f16() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixtures().join("tiny-sd15/vae/diffusion_pytorch_model.safetensors");
+    let out = dir.path().join("vae.fp16.safetensors");
+    let run = maskforge(&["convert", s(&input), s(&out), "--half"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (a, b) = (std::fs::read(&input).unwrap(), std::fs::read(&out).unwrap());
+    let (a, b) = (
+        SafeTensors::deserialize(&a).unwrap(),
+        SafeTensors::deserialize(&b).unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (key, want) in a.tensors() {
+        let got = b.tensor(&key).unwrap();
+        assert_eq!(
+            (got.dtype(), got.shape()),
+            (safetensors::Dtype::F16, want.shape()),
+            "{key}"
+        );
+        let rounded: Vec<u8> = want
+            .data()
+            .chunks_exact(4)
+            .flat_map(|v| {
+                half::f16::from_f32(f32::from_le_bytes(v.try_into().unwrap())).to_le_bytes()
+            })
+            .collect();
+        assert_eq!(got.data(), rounded.as_slice(), "{key}");
+    }
+}

@@ -1,4 +1,4 @@
-//! `maskforge generate` end to end on the embedded tiny model: the dataset is valid COCO/LVIS
+//! `maskforge generate` end to end on the embedded shapes model: the dataset is valid COCO/LVIS
 //! (read back with hotcoco: masks decode, area and bbox agree, ids unique), the manifest
 //! records every sample, reruns are byte-identical, and bad input is a clear error.
 
@@ -183,10 +183,10 @@ fn generates_a_valid_reproducible_dataset() {
             let prompt = region["prompt"].as_str().unwrap();
             assert!(prompt.starts_with("a photo of a single "), "{prompt}");
             assert!(region["token_index"].as_u64().unwrap() >= 5);
-            assert_eq!(region["attention_resolutions"], serde_json::json!([8, 16]));
+            assert_eq!(region["attention_resolutions"], serde_json::json!([4, 8]));
         }
-        assert_eq!(r["model"], "embedded:tiny-sd15 (random weights)");
-        assert_eq!(r["scheduler"], "pndm");
+        assert_eq!(r["model"], "embedded:shapes");
+        assert_eq!(r["scheduler"], "ddim");
     }
     // Main categories cycle through the pool: with `--main-frequency r` every sample has a bow.
     let rare = dir.path().join("rare");
@@ -428,6 +428,7 @@ fn settings_come_from_a_toml_file_and_flags_win() {
     assert_eq!(run["num_images"], 2);
     assert_eq!(run["regions"], serde_json::json!([1, 2]));
     assert_eq!(run["seed"], 5);
+    assert_eq!(run["guidance"], 4.0, "the embedded model's own setting");
     assert!(run.get("karras_sigmas").is_none(), "written only when set");
     std::fs::write(&toml, "num_images = 2\nbogus = 1\n").unwrap();
     let o = maskforge(&[

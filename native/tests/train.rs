@@ -556,7 +556,13 @@ fn bench_scores_masks_against_the_saturation_truth() {
         2
     );
 
-    // The embedded model by default; Text2Mask needs its ControlNet.
+    // The embedded model by default, with its own settings; Text2Mask needs its ControlNet.
+    let out = maskforge(&base);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ok(out);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    check(&report["truth"], "region_ious", Some("regions"));
+    assert_eq!(report["model"], "embedded:shapes", "{report}");
     let mut args = base.to_vec();
     args.extend(["--text2mask", s(&model)]);
     assert_clear_error(&maskforge(&args), &["--text2mask needs --controlnet"]);

@@ -3,7 +3,7 @@
 // compare it with the native runner's output for the same settings (reference/dataset);
 // then cancel a run, use the txt2img tab, make SegGen datasets (reference/seggen) from an
 // uploaded and a drawn label map, and detect instances in an uploaded image with the tiny
-// DiffusionInst (reference/diffinst).
+// DiffusionInst (reference/diffinst); last, a first visit with the default (shapes) model.
 import { readFile, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,7 +20,7 @@ import { COCO_CATEGORY_IDS } from "./diffinst.mjs";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
 const device = process.env.MASKFORGE_APP_DEVICE ?? "cpu";
-// The native reference: `maskforge generate --categories tests/fixtures/categories.json
+// The native reference: `maskforge generate --model tests/fixtures/tiny-sd15 --categories tests/fixtures/categories.json
 // --num-images 4 --regions 1,2,4 --region-size 64x64 --overlap 16x16 --steps 3 --seed 1`.
 const SETTINGS = { regions: [1, 2, 4], regionSize: "64x64", overlap: "16x16", steps: 3, guidance: 7.5, seed: 1, count: 4 };
 
@@ -264,6 +264,28 @@ try {
     await page.click("#load");
     await page.waitForSelector("#model-status.error", { timeout: 30_000 });
     assert.match(await page.textContent("#model-status"), /model_index\.json: not found \(HTTP 404\)/);
+  });
+
+  await check("app: a first visit loads the shapes model served beside it, with its settings", async () => {
+    const fresh = await browser.newPage();
+    fresh.on("pageerror", (e) => console.error(`  [browser] ${e}`));
+    await fresh.goto(`${server.url}/www/dist/index.html`);
+    await fresh.waitForSelector("body[data-ready=true]", { timeout: 60_000 });
+    assert.equal(await fresh.inputValue("#model-url"), "./models/shapes/");
+    await fresh.selectOption("#device", device);
+    await fresh.click("#load");
+    await fresh.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 });
+    assert.equal(await fresh.getAttribute("#model-status", "data-device"), device, await fresh.textContent("#model-status"));
+    assert.equal(await fresh.inputValue("#region-size"), "64x64");
+    assert.equal(await fresh.inputValue("#overlap"), "16x16");
+    // One sample of the default categories with two steps: the model's attention resolutions apply.
+    await fresh.fill("#steps", "2");
+    await fresh.fill("#count", "1");
+    await fresh.click("#generate");
+    await fresh.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 300_000 });
+    assert.equal(await fresh.getAttribute("#gen-status", "data-state"), "done", await fresh.textContent("#gen-status"));
+    assert.equal(await fresh.locator("#gallery .sample canvas").count(), 1);
+    await fresh.close();
   });
 } finally {
   await browser.close();

@@ -10,6 +10,7 @@ use maskforge_core::dataset::{
     Category, SampleGenerator, assemble_annotations, main_pool, parse_categories,
 };
 use maskforge_core::imaging::control_image::decode_control_image;
+use maskforge_core::mosaic::options::MODEL_SETTINGS;
 use maskforge_core::mosaic::sample::encode_image;
 use maskforge_core::mosaic::{MosaicFusion, MosaicOptions};
 use maskforge_core::pipelines::{
@@ -79,6 +80,7 @@ export interface CategoryInput {
   frequency?: "r" | "c" | "f";
   [key: string]: unknown;
 }
+/** MosaicFusion options; those left out come from the model's `mosaicSettings`, then the defaults. */
 export interface GenerateOptions {
   /** Categories, or the text of an LVIS/COCO file, a JSON array or one name per line. */
   categories: CategoryInput[] | string;
@@ -103,7 +105,7 @@ export interface GenerateOptions {
   refine?: "none" | "bilateral";
   /** "otsu" or a fraction in (0, 1) of the attention map's maximum. */
   threshold?: "otsu" | number;
-  /** Attention resolutions to average (8, 16, 32, 64; default [32, 16, 8]). */
+  /** Attention resolutions to average, as fractions of the region (2 … 64; default [32, 16, 8]). */
   attentionResolutions?: number | number[];
   /** Format of the sample's image (`png` field): "png" (default) or "jpg". */
   imageFormat?: "png" | "jpg";
@@ -147,6 +149,9 @@ pub(crate) struct Inner {
     device: &'static str,
     /// The model's URL (or folder name).
     pub(crate) model: String,
+    /// The model's own MosaicFusion settings (its `mosaic.json`, run-file keys), under the
+    /// options `generate` is given.
+    settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A loaded Stable Diffusion pipeline (1.x/2.x or SDXL).
@@ -257,6 +262,14 @@ impl Pipeline {
         self.inner.device.to_string()
     }
 
+    /// The model's own MosaicFusion settings (its folder's `mosaic.json`, e.g. a small model's
+    /// `region_size`), which `generate` uses where its options are silent; `{}` for most.
+    #[wasm_bindgen(getter, js_name = mosaicSettings, unchecked_return_type = "Record<string, unknown>")]
+    pub fn mosaic_settings(&self) -> Result<JsValue, JsError> {
+        let text = serde_json::to_string(&self.inner.settings).expect("JSON serialises");
+        json_to_js(&text).map_err(err)
+    }
+
     /// One image from a prompt; resolves to `{ png }`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Txt2ImgResult>")]
     pub fn txt2img(
@@ -298,6 +311,18 @@ impl Pipeline {
         on_progress: &Option<js_sys::Function>,
     ) -> Result<Pipeline, JsError> {
         call1(on_progress, &progress("init", "", 0, None));
+        let settings = match source.exists(MODEL_SETTINGS) {
+            true => {
+                let bytes = source.read(MODEL_SETTINGS).map_err(err)?;
+                serde_json::from_slice((*bytes).as_ref()).map_err(|e| {
+                    err(format!(
+                        "{}: not a JSON object of settings: {e}",
+                        source.display(MODEL_SETTINGS)
+                    ))
+                })?
+            }
+            false => serde_json::Map::new(),
+        };
         let sd = StableDiffusion::load(source, &device, DType::F32).map_err(err)?;
         let controlnet = controlnet
             .map(|(source, url)| -> maskforge_core::Result<_> {
@@ -313,6 +338,7 @@ impl Pipeline {
                 controlnet,
                 device: name,
                 model,
+                settings,
             }),
         })
     }
@@ -400,13 +426,17 @@ impl Origin {
 
 /// Downloads what `StableDiffusion::load` reads: `model_index.json`, then the files of its
 /// [`PipelineFiles`] plan (one weight set per component, the `.fp16.` variant or plain files,
-/// whichever `fp16_first` tries first; single file or sharded).
+/// whichever `fp16_first` tries first; single file or sharded); and the model's own
+/// MosaicFusion settings when it has them.
 async fn fetch_model(f: &Origin, fp16_first: bool) -> Result<MemorySource, String> {
     let mut source = MemorySource::new(f.url("").trim_end_matches('/'));
     let bytes = f.required(MODEL_INDEX).await?;
     let index = ModelIndex::from_json(&bytes, &f.url(MODEL_INDEX)).map_err(|e| e.to_string())?;
     source.insert(MODEL_INDEX, bytes);
     fetch_files(f, &PipelineFiles::pipeline(&index, fp16_first), &mut source).await?;
+    if let Some(bytes) = f.get(MODEL_SETTINGS).await? {
+        source.insert(MODEL_SETTINGS, bytes);
+    }
     Ok(source)
 }
 
@@ -576,7 +606,7 @@ impl Inner {
         let index = o.whole("index", 0)?.unwrap_or(0);
         let model_name = o.string("modelName")?.unwrap_or_else(|| self.model.clone());
         let on_step = o.function("onStep")?;
-        let mosaic_options = mosaic_options(&options)?;
+        let mosaic_options = mosaic_options(&options, &self.settings)?;
         let config = mosaic_options
             .config(model_name)
             .map_err(|e| format!("generate: {e}"))?;
@@ -626,8 +656,11 @@ impl Inner {
 }
 
 /// The MosaicFusion options among `generate`'s (the core's [`MosaicOptions`], read from the
-/// object's JSON; `null` fields count as absent).
-fn mosaic_options(options: &JsValue) -> Result<MosaicOptions, String> {
+/// object's JSON; `null` fields count as absent) over the model's own `settings`.
+fn mosaic_options(
+    options: &JsValue,
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<MosaicOptions, String> {
     let copy = js_sys::Object::new();
     if options.is_object() {
         for key in js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>()).iter() {
@@ -645,5 +678,26 @@ fn mosaic_options(options: &JsValue) -> Result<MosaicOptions, String> {
         .map_err(|e| format!("generate: {}", js_message(&e)))?
         .as_string()
         .unwrap_or_default();
-    serde_json::from_str(&json).map_err(|e| format!("generate: {e}"))
+    let given: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&json).map_err(|e| format!("generate: {e}"))?;
+    let mut merged: serde_json::Map<String, serde_json::Value> = given
+        .into_iter()
+        .map(|(k, v)| (snake_case(&k), v))
+        .collect();
+    for (key, value) in settings {
+        merged.entry(key.clone()).or_insert(value.clone());
+    }
+    serde_json::from_value(merged.into()).map_err(|e| format!("generate: {e}"))
+}
+
+/// `regionSize` → `region_size`: the run-file key of a JS option name.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }

@@ -14,6 +14,10 @@ use crate::dataset::Frequency;
 use crate::error::{Error, Result};
 use crate::schedulers::SchedulerKind;
 
+/// The file of a model folder that holds the model's own MosaicFusion settings (a JSON object
+/// of [`MosaicOptions`] keys, e.g. a small model's region size), used under the user's.
+pub const MODEL_SETTINGS: &str = "mosaic.json";
+
 /// Everything a user sets about MosaicFusion samples. Field names are the CLI's flags and the
 /// run file's keys (`region_size` ↔ `--region-size`); the JS API's camelCase names are aliases.
 /// Sizes read as `"HxW"`, `[h, w]` or one number; lists as arrays, one number or `"1,2,4"`.

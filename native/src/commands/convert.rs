@@ -22,6 +22,9 @@ pub struct ConvertArgs {
     pub input: PathBuf,
     /// The `.safetensors` file to write.
     pub output: PathBuf,
+    /// Store F32 tensors as F16 (round to nearest), as committed fp16 weights are.
+    #[arg(long)]
+    pub half: bool,
 }
 
 /// One tensor to write.
@@ -103,6 +106,10 @@ pub fn run(args: ConvertArgs) -> Result<()> {
             })
             .collect()
     };
+    let tensors: Vec<(String, Tensor)> = match args.half {
+        true => tensors.into_iter().map(|(k, t)| (k, to_half(t))).collect(),
+        false => tensors,
+    };
     write_atomically(&args.output, |tmp| {
         safetensors::serialize_to_file(
             tensors.iter().map(|(k, t)| (k.as_str(), t)),
@@ -127,4 +134,24 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         dtypes.join(", "),
     );
     Ok(())
+}
+
+/// `t` with F32 values stored as F16; other dtypes unchanged.
+fn to_half(t: Tensor<'_>) -> Tensor<'_> {
+    if t.dtype != Dtype::F32 {
+        return t;
+    }
+    let data: Vec<u8> = t
+        .data
+        .chunks_exact(4)
+        .flat_map(|b| {
+            let v = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            half::f16::from_f32(v).to_le_bytes()
+        })
+        .collect();
+    Tensor {
+        dtype: Dtype::F16,
+        shape: t.shape,
+        data: Cow::Owned(data),
+    }
 }

@@ -30,8 +30,9 @@ pub struct GenerateArgs {
     /// A TOML file of settings.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Diffusers folder, single-file checkpoint or repo id; default: the embedded tiny model
-    /// (random weights, for trying the pipeline only).
+    /// Diffusers folder, single-file checkpoint or repo id; default: the embedded shapes
+    /// model, with its own settings (64x64 regions, 16x16 overlap, 25 steps, guidance 4) under
+    /// the flags and `--config`.
     #[arg(long)]
     pub model: Option<String>,
     /// Diffusers folder whose configs a single-file checkpoint uses.
@@ -101,8 +102,9 @@ struct Resolved {
 }
 
 impl GenerateArgs {
-    /// The flags over the `--config` file's keys over the defaults. The file's MosaicFusion
-    /// keys deserialize into the core's [`MosaicOptions`] with the flags' values.
+    /// The flags over the `--config` file's keys over the embedded model's settings (when no
+    /// model is given) over the defaults. The MosaicFusion keys deserialize into the core's
+    /// [`MosaicOptions`].
     fn resolve(&self) -> Result<Resolved> {
         let (file, mut table) = match &self.config {
             Some(path) => {
@@ -125,6 +127,13 @@ impl GenerateArgs {
         };
         let flags = serde_json::to_value(&self.options).expect("flags serialise");
         table.extend(flags.as_object().expect("flags are an object").clone());
+        let model = match table.get("model") {
+            Some(serde_json::Value::String(m)) => Some(m.clone()),
+            _ => None,
+        };
+        for (key, value) in model::mosaic_settings(self.model.as_deref().or(model.as_deref()))? {
+            table.entry(key).or_insert(value);
+        }
         const SHELL_KEYS: [&str; 10] = [
             "model",
             "model_config",
@@ -427,4 +436,58 @@ pub fn collect_command(out: &Path, min_agreement: Option<f64>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: GenerateArgs,
+    }
+
+    fn resolve(extra: &[&str]) -> Resolved {
+        let mut argv = vec!["generate", "--categories", "c.json", "--num-images", "1"];
+        argv.extend_from_slice(&["--out", "out"]);
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).args.resolve().unwrap()
+    }
+
+    #[test]
+    fn a_models_own_settings_sit_under_config_and_flags() {
+        let embedded = resolve(&[]).options;
+        let own: MosaicOptions =
+            serde_json::from_value(embedded::mosaic_defaults().into()).unwrap();
+        assert_eq!(embedded, own);
+        let flagged = resolve(&["--steps", "7"]).options;
+        assert_eq!((flagged.steps, flagged.region_size), (7, (64, 64)));
+        let other = resolve(&["--model", "some/model"]).options;
+        assert_eq!(other, MosaicOptions::default());
+        // A model folder's own settings, under the flags; a bad file is named.
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().to_str().unwrap();
+        std::fs::write(
+            dir.path().join("mosaic.json"),
+            r#"{"steps": 9, "guidance": 3}"#,
+        )
+        .unwrap();
+        let folder_options = resolve(&["--model", folder, "--guidance", "2"]).options;
+        assert_eq!((folder_options.steps, folder_options.guidance), (9, 2.0));
+        std::fs::write(dir.path().join("mosaic.json"), "[1]").unwrap();
+        let mut argv = vec![
+            "generate",
+            "--categories",
+            "c",
+            "--num-images",
+            "1",
+            "--out",
+            "o",
+        ];
+        argv.extend(["--model", folder]);
+        let e = Cli::parse_from(argv).args.resolve().err().unwrap();
+        assert!(format!("{e:#}").contains("mosaic.json"), "{e:#}");
+    }
 }

@@ -12,6 +12,8 @@ use anyhow::{Result, bail};
 use burn::tensor::{Device, Distribution, Tensor};
 use clap::Args;
 use maskforge_core::arch::Arch;
+use maskforge_core::mosaic::MosaicOptions;
+use maskforge_core::mosaic::options::MODEL_SETTINGS;
 use maskforge_core::pipelines::StableDiffusion;
 
 use crate::device::{self, DTypeArg, DeviceArg};
@@ -59,8 +61,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub train: bool,
     /// Also score this many MosaicFusion samples (regions of HxW, `--truth-steps` steps,
-    /// the shapes world's classes) against the saturation truth of their own images: the
-    /// mean mask IoU (`truth.mean_iou`). Meaningful on a model of the shapes world.
+    /// the shapes world's classes, the model's own `mosaic.json` settings)
+    /// against the saturation truth of their own images: the mean mask IoU
+    /// (`truth.mean_iou`). Meaningful on a model of the shapes world.
     #[arg(long)]
     pub truth: Option<usize>,
     /// Denoising steps of the `--truth` samples.
@@ -88,6 +91,12 @@ pub enum Part {
     Unet,
     Vae,
     Text,
+}
+
+/// The band neighbouring `--truth` regions share along a side of `size` pixels: an eighth of
+/// it, in whole multiples of 16.
+fn overlap(size: usize) -> usize {
+    (size / 8).max(16) / 16 * 16
 }
 
 /// Runs `bench`.
@@ -210,7 +219,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let mut truth = args
         .truth
-        .map(|n| truth::mosaic_truth(&sd, args.height, args.width, args.truth_steps, n))
+        .map(|n| {
+            // The model's own settings (as `generate` reads them), at HxW.
+            let settings = match &args.arch {
+                Some(_) => serde_json::Map::new(),
+                None => model::mosaic_settings(args.model.as_deref())?,
+            };
+            let mut options: MosaicOptions = serde_json::from_value(settings.into())
+                .map_err(|e| anyhow::anyhow!("the model's {MODEL_SETTINGS}: {e}"))?;
+            options.region_size = (args.height, args.width);
+            options.overlap = (overlap(args.height), overlap(args.width));
+            options.steps = args.truth_steps;
+            truth::mosaic_truth(&sd, &options, n)
+        })
         .transpose()?;
     if let (Some(t), Some(text2mask), Some(n)) = (truth.as_mut(), &args.text2mask, args.truth) {
         let Some(controlnet) = &args.controlnet else {

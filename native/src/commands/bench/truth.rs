@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use maskforge_core::dataset::categories::parse_categories;
 use maskforge_core::mosaic::MosaicFusion;
-use maskforge_core::mosaic::layout::LayoutConfig;
-use maskforge_core::mosaic::plan::{PlanConfig, plan_sample};
-use maskforge_core::mosaic::sample::{GenerateConfig, crop_rgb};
+use maskforge_core::mosaic::MosaicOptions;
+use maskforge_core::mosaic::plan::plan_sample;
+use maskforge_core::mosaic::sample::crop_rgb;
 use maskforge_core::pipelines::{ControlNet, StableDiffusion};
 use maskforge_core::seggen::{MaskSyn, SynthesisOptions};
 use maskforge_core::shapes::ShapeClass;
@@ -21,13 +21,11 @@ use maskforge_core::shapes::scene::{MAX_OBJECTS, sample_scene};
 use maskforge_core::shapes::truth::{mask_iou, saturation_truth};
 
 /// Mean mask IoU against the saturation truth over the regions of `samples` MosaicFusion
-/// samples with regions of `h × w` and `steps` denoising steps (seeds 0, 1, ...), with the
-/// shapes world's classes as categories.
+/// samples made with `options` (seeds 0, 1, ...), with the shapes world's classes as
+/// categories.
 pub fn mosaic_truth(
     sd: &StableDiffusion,
-    h: usize,
-    w: usize,
-    steps: usize,
+    options: &MosaicOptions,
     samples: usize,
 ) -> Result<serde_json::Value> {
     let names: String = ShapeClass::ALL
@@ -36,22 +34,7 @@ pub fn mosaic_truth(
         .collect();
     let categories = parse_categories(names.as_bytes(), "<shapes world classes>")?;
     let pool: Vec<usize> = (0..categories.len()).collect();
-    let layout = LayoutConfig {
-        region_height: h,
-        region_width: w,
-        overlap_height: (h / 8).max(16) / 16 * 16,
-        overlap_width: (w / 8).max(16) / 16 * 16,
-        ..LayoutConfig::default()
-    };
-    let mut config = GenerateConfig {
-        plan: PlanConfig {
-            layout,
-            ..PlanConfig::default()
-        },
-        ..GenerateConfig::default()
-    };
-    config.plan.validate()?;
-    config.denoise.steps = steps;
+    let config = options.config(String::new())?;
     let mosaic = MosaicFusion::new(sd, config.clone(), &categories, &pool, 0);
     let mut ious = Vec::new();
     for index in 0..samples as u64 {
@@ -67,8 +50,8 @@ pub fn mosaic_truth(
     Ok(serde_json::json!({
         "samples": samples,
         "regions": ious.len(),
-        "steps": steps,
-        "region": [h, w],
+        "steps": options.steps,
+        "region": [options.region_size.0, options.region_size.1],
         "mean_iou": mean,
         "region_ious": ious,
     }))
