@@ -14,9 +14,14 @@ use maskforge_core::pipelines::StableDiffusion;
 /// How the embedded model is named in logs and manifests.
 pub const NAME: &str = "embedded:shapes";
 
-/// The model's files, by their paths in a diffusers folder (the tokenizer is CLIP's, which
-/// the architecture's configs hold).
-const FILES: [(&str, &[u8]); 8] = [
+/// The model's files, by their paths in a diffusers folder. The tokenizer is CLIP's, which the
+/// architecture's configs hold, with the model's own `tokenizer_config.json` (it pads prompts
+/// to fewer tokens than Stable Diffusion's 77).
+const FILES: [(&str, &[u8]); 9] = [
+    (
+        "tokenizer/tokenizer_config.json",
+        include_bytes!("../models/shapes/tokenizer/tokenizer_config.json"),
+    ),
     (
         "model_index.json",
         include_bytes!("../models/shapes/model_index.json"),
@@ -77,5 +82,15 @@ mod tests {
         let options: MosaicOptions = serde_json::from_value(mosaic_defaults().into()).unwrap();
         assert_eq!(options.region_size, (64, 64));
         options.config(NAME.into()).expect("valid settings");
+    }
+
+    #[test]
+    fn the_model_loads_with_its_own_tokenizer_settings() {
+        let sd = load(&Device::flex(), DType::F32).unwrap();
+        let config: serde_json::Value = serde_json::from_slice(FILES[0].1).unwrap();
+        let own = config["model_max_length"].as_u64().unwrap() as usize;
+        assert_eq!(sd.tokenizer.max_length(), own);
+        let context = sd.encode_prompts(&["a photo of a single star"], None);
+        assert_eq!(context.dims(), [1, own, sd.unet_config.cross_attention_dim]);
     }
 }
