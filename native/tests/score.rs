@@ -29,8 +29,15 @@ fn generate(dir: &Path) -> std::path::PathBuf {
     let categories = dir.join("categories.json");
     std::fs::write(&categories, CATEGORIES).unwrap();
     let out = dir.join("data");
+    // The tiny fixture model as a single-file checkpoint (its masks give both categories here).
+    let model = fixtures().join("tiny-sd15.safetensors");
+    let configs = fixtures().join("tiny-sd15");
     ok(&[
         "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--model-config",
+        configs.to_str().unwrap(),
         "--categories",
         categories.to_str().unwrap(),
         "--num-images",
