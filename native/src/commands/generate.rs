@@ -102,9 +102,9 @@ struct Resolved {
 }
 
 impl GenerateArgs {
-    /// The flags over the `--config` file's keys over the embedded model's settings (when no
-    /// model is given) over the defaults. The MosaicFusion keys deserialize into the core's
-    /// [`MosaicOptions`].
+    /// The flags over the `--config` file's keys over the model's own settings (its
+    /// `mosaic.json`; the embedded model's without a model) over the defaults. The MosaicFusion
+    /// keys deserialize into the core's [`MosaicOptions`].
     fn resolve(&self) -> Result<Resolved> {
         let (file, mut table) = match &self.config {
             Some(path) => {
