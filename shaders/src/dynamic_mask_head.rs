@@ -3,9 +3,12 @@
 //! thread per (instance, pixel): it reads the pixel's 8 mask-feature channels once and keeps
 //! the hidden activations in registers, so nothing `[K, 8, H, W]`-sized is ever stored.
 
-use burn::backend::Cube;
 use burn::backend::wgpu::CubeTensor;
+use burn::backend::{Dispatch, TensorMetadata};
 use burn::tensor::{Shape, Tensor};
+
+use crate::ops::KernelOps;
+use crate::resample::is_cube_device;
 use cubecl::prelude::CubeDim;
 
 /// Mask-feature channels.
@@ -64,12 +67,21 @@ mod kernel {
 /// # Shapes
 /// `features`: `[8, H·W]`, `kernels`: `[K·153]` → `[K, H·W]` (K ≥ 1)
 pub fn dynamic_mask_head(features: Tensor<2>, kernels: Tensor<1>) -> Option<Tensor<2>> {
-    let [channels, pixels] = features.dims();
+    let [channels, _] = features.dims();
     assert_eq!(channels, CHANNELS, "mask features have 8 channels");
-    let [flat] = kernels.dims();
-    let instances = flat / PARAMS;
-    let features: CubeTensor = features.try_into_primitive::<Cube>().ok()?;
-    let kernels: CubeTensor = kernels.try_into_primitive::<Cube>().ok()?;
+    if !is_cube_device(&features.device()) {
+        return None;
+    }
+    Some(Tensor::from_dispatch(Dispatch::dynamic_mask_head(
+        features.into_dispatch(),
+        kernels.into_dispatch(),
+    )))
+}
+
+/// Launches the kernel on CubeCL tensors (see [`KernelOps::dynamic_mask_head`]).
+pub(crate) fn launch(features: CubeTensor, kernels: CubeTensor) -> CubeTensor {
+    let pixels = features.shape()[1];
+    let instances = kernels.shape()[0] / PARAMS;
     let client = features.client.clone();
     let n = instances * pixels;
     let output = CubeTensor::new_contiguous(
@@ -89,5 +101,5 @@ pub fn dynamic_mask_head(features: Tensor<2>, kernels: Tensor<1>) -> Option<Tens
         kernels.into_tensor_arg(),
         output.clone().into_tensor_arg(),
     );
-    Some(Tensor::<2>::from_primitive::<Cube>(output))
+    output
 }

@@ -8,5 +8,6 @@
 
 pub mod dynamic_mask_head;
 pub mod nearest_color;
+pub mod ops;
 pub mod resample;
 pub mod roi_align;

@@ -3,9 +3,12 @@
 //! than a limit. Colours are whole numbers held in f32, so every distance is exact and the
 //! result equals an integer search on the host.
 
-use burn::backend::Cube;
 use burn::backend::wgpu::CubeTensor;
+use burn::backend::{Dispatch, TensorMetadata};
 use burn::tensor::{Shape, Tensor};
+
+use crate::ops::KernelOps;
+use crate::resample::is_cube_device;
 use cubecl::prelude::CubeDim;
 
 mod kernel {
@@ -52,9 +55,19 @@ mod kernel {
 /// # Shapes
 /// `pixels`: `[n, 3]`, `colors`: `[k, 3]` → `[n]`
 pub fn nearest_color(pixels: Tensor<2>, colors: Tensor<2>, max_d2: f32) -> Option<Tensor<1>> {
-    let [n, _] = pixels.dims();
-    let pixels: CubeTensor = pixels.try_into_primitive::<Cube>().ok()?;
-    let colors: CubeTensor = colors.try_into_primitive::<Cube>().ok()?;
+    if !is_cube_device(&pixels.device()) {
+        return None;
+    }
+    Some(Tensor::from_dispatch(Dispatch::nearest_color(
+        pixels.into_dispatch(),
+        colors.into_dispatch(),
+        max_d2,
+    )))
+}
+
+/// Launches the kernel on CubeCL tensors (see [`KernelOps::nearest_color`]).
+pub(crate) fn launch(pixels: CubeTensor, colors: CubeTensor, max_d2: f32) -> CubeTensor {
+    let n = pixels.shape()[0];
     let client = pixels.client.clone();
     let output = CubeTensor::new_contiguous(
         client.clone(),
@@ -74,5 +87,5 @@ pub fn nearest_color(pixels: Tensor<2>, colors: Tensor<2>, max_d2: f32) -> Optio
         output.clone().into_tensor_arg(),
         max_d2,
     );
-    Some(Tensor::<1>::from_primitive::<Cube>(output))
+    output
 }

@@ -3,11 +3,12 @@
 //! (rows, then the transposed image) give Pillow's 8-bit bicubic resize with its 8-bit rounding
 //! between passes.
 
-use burn::backend::Cube;
-use burn::backend::DispatchDevice;
 use burn::backend::wgpu::CubeTensor;
+use burn::backend::{Dispatch, DispatchDevice, TensorMetadata};
 use burn::tensor::Device;
 use burn::tensor::{Shape, Tensor, TensorData};
+
+use crate::ops::KernelOps;
 use cubecl::prelude::CubeDim;
 
 mod kernel {
@@ -66,7 +67,9 @@ pub fn resample_rows(
     weights: &[Vec<f32>],
 ) -> Option<Tensor<2>> {
     let device = input.device();
-    let [h, _] = input.dims();
+    if !is_cube_device(&device) {
+        return None;
+    }
     let out_w = starts.len();
     let taps = weights.iter().map(Vec::len).max().unwrap_or(0);
     let mut flat = vec![0f32; out_w * taps];
@@ -81,10 +84,23 @@ pub fn resample_rows(
         &device,
     );
     let weights = Tensor::<1>::from_data(TensorData::new(flat, [out_w * taps]), &device);
-    let input: CubeTensor = input.try_into_primitive::<Cube>().ok()?;
-    let starts: CubeTensor = starts.try_into_primitive::<Cube>().ok()?;
-    let weights: CubeTensor = weights.try_into_primitive::<Cube>().ok()?;
+    Some(Tensor::from_dispatch(Dispatch::resample_rows(
+        input.into_dispatch(),
+        starts.into_dispatch(),
+        weights.into_dispatch(),
+        taps as u32,
+    )))
+}
+
+/// Launches the kernel on CubeCL tensors (see [`KernelOps::resample_rows`]).
+pub(crate) fn launch(
+    input: CubeTensor,
+    starts: CubeTensor,
+    weights: CubeTensor,
+    taps: u32,
+) -> CubeTensor {
     let client = input.client.clone();
+    let [h, out_w] = [input.shape()[0], starts.shape()[0]];
     let n = h * out_w;
     let output = CubeTensor::new_contiguous(
         client.clone(),
@@ -103,7 +119,7 @@ pub fn resample_rows(
         starts.into_tensor_arg(),
         weights.into_tensor_arg(),
         output.clone().into_tensor_arg(),
-        taps as u32,
+        taps,
     );
-    Some(Tensor::<2>::from_primitive::<Cube>(output))
+    output
 }

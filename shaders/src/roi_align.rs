@@ -2,10 +2,13 @@
 //! samples of its bin with torchvision's border rules (samples beyond one pixel outside are 0,
 //! others are clamped to the map) and its float32 arithmetic in the same order.
 
-use burn::backend::Cube;
 use burn::backend::wgpu::CubeTensor;
+use burn::backend::{Dispatch, TensorMetadata};
 use burn::tensor::{Shape, Tensor};
 use cubecl::prelude::CubeDim;
+
+use crate::ops::KernelOps;
+use crate::resample::is_cube_device;
 
 mod kernel {
     use cubecl::prelude::*;
@@ -136,12 +139,21 @@ pub fn roi_align(
     boxes: Tensor<1>,
     params: RoiAlignParams,
 ) -> Option<Tensor<4>> {
-    let [_, channels, _, _] = features.dims();
-    let [flat] = boxes.dims();
-    let rois = flat / 5;
+    if !is_cube_device(&features.device()) {
+        return None;
+    }
+    Some(Tensor::from_dispatch(Dispatch::roi_align(
+        features.into_dispatch(),
+        boxes.into_dispatch(),
+        params,
+    )))
+}
+
+/// Launches the kernel on CubeCL tensors (see [`KernelOps::roi_align`]).
+pub(crate) fn launch(input: CubeTensor, boxes: CubeTensor, params: RoiAlignParams) -> CubeTensor {
+    let channels = input.shape()[1];
+    let rois = boxes.shape()[0] / 5;
     let out = params.output_size;
-    let input: CubeTensor = features.try_into_primitive::<Cube>().ok()?;
-    let boxes: CubeTensor = boxes.try_into_primitive::<Cube>().ok()?;
     let client = input.client.clone();
     let n = rois * channels * out * out;
     let output = CubeTensor::new_contiguous(
@@ -170,5 +182,5 @@ pub fn roi_align(
         params.sampling_ratio as u32,
         min_size,
     );
-    Some(Tensor::<4>::from_primitive::<Cube>(output))
+    output
 }
