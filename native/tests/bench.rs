@@ -1,11 +1,11 @@
 //! `maskforge bench --count-dispatches`: the kernels of one UNet call on wgpu (lavapipe in CI),
-//! counted from CubeCL's execution log; null on the CPU.
+//! counted from CubeCL's execution log, and the device allocator's peak; both null on the CPU.
 
 mod common;
 
 use common::{fixtures, maskforge};
 
-fn dispatches(device: &str) -> serde_json::Value {
+fn bench(device: &str) -> serde_json::Value {
     let model = fixtures().join("tiny-sd15");
     let out = maskforge(&[
         "bench",
@@ -29,14 +29,21 @@ fn dispatches(device: &str) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    report["dispatches_per_unet_call"].clone()
+    serde_json::from_str(stdout.trim()).unwrap()
 }
 
 #[test]
-fn counts_the_kernels_of_a_unet_call() {
-    assert!(dispatches("cpu").is_null());
-    let n = dispatches("wgpu").as_u64().expect("a count on wgpu");
+fn counts_the_kernels_and_the_peak_memory_of_a_unet_call() {
+    let cpu = bench("cpu");
+    assert!(cpu["dispatches_per_unet_call"].is_null());
+    assert!(cpu["peak_device_mb"].is_null());
+    let wgpu = bench("wgpu");
+    // At least the tiny UNet's weights (8.3 MB in f32); its activations at 64² are far smaller.
+    let mb = wgpu["peak_device_mb"].as_f64().expect("a peak on wgpu");
+    assert!((8.0..1024.0).contains(&mb), "{mb} MB");
+    let n = wgpu["dispatches_per_unet_call"]
+        .as_u64()
+        .expect("a count on wgpu");
     // The tiny UNet has 3 blocks down and up with attention: hundreds of kernels, not a few.
     assert!((200..100_000).contains(&n), "{n} dispatches");
 }

@@ -2,6 +2,7 @@
 //! of MosaicFusion and SegGen samples beside the runs they wrap, and of a training step.
 
 mod dispatches;
+mod memory;
 mod seggen;
 mod train;
 mod truth;
@@ -180,6 +181,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         })?),
         _ => None,
     };
+    // After the UNet calls: weights, activations and attention at their largest.
+    let peak_device_mb = memory::peak_device_mb(device);
 
     let latents = noise([1, sd.vae_config.latent_channels, h, w]);
     let vae_decode_ms = timed(Part::Vae)
@@ -262,6 +265,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "text_encode_ms": text_encode_ms,
         "train_step_ms": train_step_ms,
         "dispatches_per_unet_call": dispatches_per_unet_call,
+        // The device allocator's peak through the UNet calls (null on the CPU).
+        "peak_device_mb": peak_device_mb,
         // Which GEMM the CPU backend's convolutions and linear layers used.
         "cpu_gemm": maskforge_core::cpu::sgemm::provider().describe(),
         // Which library the CPU backend's convolutions used.
