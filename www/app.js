@@ -2,8 +2,11 @@
 // cancel, show it with mask overlays, download it as a zip in the native runner's format;
 // text to image; SegGen's ImgSyn (images for an uploaded or drawn label map, as a zip);
 // DiffusionInst detection (boxes, masks and category ids over an uploaded image).
-// trunk builds the `maskforge-web` crate (web/) into ./maskforge-web.js and initialises it.
-import { Detector, Pipeline, colorize, datasetZip, palette, seggenZip } from "./maskforge-web.js";
+// trunk builds the `maskforge-web` crate (web/) into ./maskforge-web.js and initialises it. The
+// pipeline runs in a Web Worker (`pipeline-worker.js`): the page never waits on a model, and
+// Cancel stops a sample mid-way.
+import { Detector, colorize, datasetZip, palette, seggenZip } from "./maskforge-web.js";
+import { CancelledError, PipelineWorker } from "./pipeline-worker.js";
 import { decodeRle } from "./coco.js";
 
 const $ = (id) => document.getElementById(id);
@@ -61,8 +64,8 @@ async function load(fromFolder) {
     pipe?.free();
     pipe = null;
     pipe = fromFolder
-      ? await Pipeline.fromFiles($("model-folder").files, { device, onProgress: loadProgress })
-      : await Pipeline.load($("model-url").value, {
+      ? await PipelineWorker.fromFiles($("model-folder").files, { device, onProgress: loadProgress })
+      : await PipelineWorker.load($("model-url").value, {
         device, onProgress: loadProgress, controlnet: $("controlnet-url").value || undefined,
       });
     showSettings(pipe.mosaicSettings);
@@ -175,7 +178,6 @@ $("generate").addEventListener("click", async () => {
     for (let k = 0; k < count && !cancelled; k++) {
       setStatus(status, `Sample ${k + 1} of ${count}…`);
       $("gen-progress").value = k / count;
-      await nextFrame(); // let the page paint and take a click on Cancel
       const s = await pipe.generate({
         ...options, index: k,
         onStep: (i, n) => { $("gen-progress").value = (k + i / n) / count; },
@@ -189,8 +191,13 @@ $("generate").addEventListener("click", async () => {
     setStatus(status, `${cancelled ? "Cancelled after" : "Done:"} ${samples.length} samples (${kept} kept) in ${secs} s.`);
     status.dataset.state = cancelled ? "cancelled" : "done";
   } catch (e) {
-    setStatus(status, `Generation failed: ${e.message ?? e}`, true);
-    status.dataset.state = "error";
+    if (e instanceof CancelledError) {
+      setStatus(status, `Cancelled after ${samples.length} samples.`);
+      status.dataset.state = "cancelled";
+    } else {
+      setStatus(status, `Generation failed: ${e.message ?? e}`, true);
+      status.dataset.state = "error";
+    }
   } finally {
     $("generate").disabled = false;
     $("load").disabled = false;
@@ -201,7 +208,7 @@ $("generate").addEventListener("click", async () => {
 
 $("cancel").addEventListener("click", () => {
   cancelled = true;
-  setStatus($("gen-status"), "Cancelling after this sample…");
+  pipe.cancel();
 });
 
 /** Offers `bytes` as a download named `name`. */
@@ -225,7 +232,6 @@ $("t-run").addEventListener("click", async () => {
   const status = $("t-status");
   $("t-run").disabled = true;
   setStatus(status, "Generating…");
-  await nextFrame();
   const t0 = performance.now();
   try {
     const out = await pipe.txt2img({
@@ -360,7 +366,6 @@ $("s-run").addEventListener("click", async () => {
     for (let k = 0; k < count && !segCancelled; k++) {
       setStatus(status, `Image ${k + 1} of ${count}…`);
       $("s-progress").value = k / count;
-      await nextFrame();
       const [s] = (await pipe.imgsyn({
         ...options, index: k,
         onStep: (i, n) => { $("s-progress").value = (k + i / n) / count; },
@@ -380,8 +385,13 @@ $("s-run").addEventListener("click", async () => {
     setStatus(status, `${segCancelled ? "Cancelled after" : "Done:"} ${segSamples.length} images in ${secs} s.`);
     status.dataset.state = segCancelled ? "cancelled" : "done";
   } catch (e) {
-    setStatus(status, `Generation failed: ${e.message ?? e}`, true);
-    status.dataset.state = "error";
+    if (e instanceof CancelledError) {
+      setStatus(status, `Cancelled after ${segSamples.length} images.`);
+      status.dataset.state = "cancelled";
+    } else {
+      setStatus(status, `Generation failed: ${e.message ?? e}`, true);
+      status.dataset.state = "error";
+    }
   } finally {
     $("s-run").disabled = false;
     $("load").disabled = false;
@@ -392,7 +402,7 @@ $("s-run").addEventListener("click", async () => {
 
 $("s-cancel").addEventListener("click", () => {
   segCancelled = true;
-  setStatus($("s-status"), "Cancelling after this image…");
+  pipe.cancel();
 });
 
 $("s-download").addEventListener("click", () => {
