@@ -23,3 +23,22 @@ mod pipeline;
 mod seggen;
 #[cfg(target_arch = "wasm32")]
 mod zip;
+
+#[cfg(target_arch = "wasm32")]
+unsafe extern "C" {
+    /// wasm-ld's function that runs the static constructors (CubeCL registers its IR dialects
+    /// with `inventory`).
+    fn __wasm_call_ctors();
+}
+
+/// Runs the static constructors once, when the module is instantiated. Without an explicit
+/// call wasm-ld links the module "command-style" and runs every constructor again at the start
+/// of each export call, e.g. each of the thousands of `__externref_table_alloc` calls per UNet
+/// step, which made WebGPU steps cost seconds on the host alone.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+fn start() {
+    // SAFETY: called once, by wasm-bindgen's initialisation, before any other export.
+    unsafe { __wasm_call_ctors() }
+    console_error_panic_hook::set_once();
+}
