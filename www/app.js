@@ -17,6 +17,12 @@ let cancelled = false;
 
 const nextFrame = () => new Promise((r) => setTimeout(r, 0));
 const setStatus = (el, text, error = false) => { el.textContent = text; el.classList.toggle("error", error); };
+/** Shows why a run stopped: Cancel (the worker's `CancelledError`) after `done`, or an error. */
+function showStopped(status, e, done) {
+  const cancelled = e instanceof CancelledError;
+  setStatus(status, cancelled ? `Cancelled after ${done}.` : `Generation failed: ${e.message ?? e}`, !cancelled);
+  status.dataset.state = cancelled ? "cancelled" : "error";
+}
 
 if (!window.wasmBindings) {
   await new Promise((ok) => addEventListener("TrunkApplicationStarted", ok, { once: true }));
@@ -191,13 +197,7 @@ $("generate").addEventListener("click", async () => {
     setStatus(status, `${cancelled ? "Cancelled after" : "Done:"} ${samples.length} samples (${kept} kept) in ${secs} s.`);
     status.dataset.state = cancelled ? "cancelled" : "done";
   } catch (e) {
-    if (e instanceof CancelledError) {
-      setStatus(status, `Cancelled after ${samples.length} samples.`);
-      status.dataset.state = "cancelled";
-    } else {
-      setStatus(status, `Generation failed: ${e.message ?? e}`, true);
-      status.dataset.state = "error";
-    }
+    showStopped(status, e, `${samples.length} samples`);
   } finally {
     $("generate").disabled = false;
     $("load").disabled = false;
@@ -385,13 +385,7 @@ $("s-run").addEventListener("click", async () => {
     setStatus(status, `${segCancelled ? "Cancelled after" : "Done:"} ${segSamples.length} images in ${secs} s.`);
     status.dataset.state = segCancelled ? "cancelled" : "done";
   } catch (e) {
-    if (e instanceof CancelledError) {
-      setStatus(status, `Cancelled after ${segSamples.length} images.`);
-      status.dataset.state = "cancelled";
-    } else {
-      setStatus(status, `Generation failed: ${e.message ?? e}`, true);
-      status.dataset.state = "error";
-    }
+    showStopped(status, e, `${segSamples.length} images`);
   } finally {
     $("s-run").disabled = false;
     $("load").disabled = false;
