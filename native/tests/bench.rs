@@ -1,5 +1,6 @@
 //! `maskforge bench --count-dispatches`: the kernels of one UNet call on wgpu (lavapipe in CI),
-//! counted from CubeCL's execution log, and the device allocator's peak; both null on the CPU.
+//! counted from CubeCL's execution log, and the device allocator's peak; both null on the CPU;
+//! and the backend stack that ran, shader compiler included.
 
 mod common;
 
@@ -38,6 +39,14 @@ fn counts_the_kernels_and_the_peak_memory_of_a_unet_call() {
     assert!(cpu["dispatches_per_unet_call"].is_null());
     assert!(cpu["peak_device_mb"].is_null());
     let wgpu = bench("wgpu");
+    // lavapipe is a Vulkan driver: WGSL in the default build, SPIR-V with the `vulkan` feature.
+    let compiler = if cfg!(feature = "vulkan") {
+        "wgpu<spirv>"
+    } else {
+        "wgpu<wgsl>"
+    };
+    let runtime = wgpu["runtime"].as_str().expect("the runtime named");
+    assert!(runtime.contains(compiler), "{runtime}");
     // At least the tiny UNet's weights (8.3 MB in f32); its activations at 64² are far smaller.
     let mb = wgpu["peak_device_mb"].as_f64().expect("a peak on wgpu");
     assert!((8.0..1024.0).contains(&mb), "{mb} MB");

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# One-command GPU check: builds the CLI, runs the wgpu parity tests on the machine's GPU, times
-# SD 1.5 at 512² (batch 2, f32 and f16) and SDXL at 1024² (f16) with `maskforge bench`, and
-# PyTorch on CUDA side by side when it is installed. Writes one JSON file.
+# One-command GPU check: builds the CLI with the GPU backends this machine has (`cuda` with an
+# NVIDIA driver, `vulkan` with a Vulkan loader, `metal` on macOS), runs the wgpu parity tests on
+# the GPU, times SD 1.5 at 512² (batch 2, f32 and f16, each backend) and SDXL at 1024² (f16, the
+# first of cuda, vulkan, wgpu) with `maskforge bench`, and PyTorch on CUDA side by side when it
+# is installed. Writes one JSON file.
 #
 #   bash tests/gpu/check.sh [OUT.json]          # default: $OUT/gpu-check.json, else ./gpu-check.json
 #
@@ -35,24 +37,58 @@ log "device"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
     || echo "no nvidia-smi"; } >"$parts/gpu.txt"
 
+# The GPU backends to build besides wgpu, fastest first. cudarc reads the CUDA version from nvcc,
+# or from CUDARC_CUDA_VERSION (the driver's, from nvidia-smi) where there is no toolkit.
+# MASKFORGE_CHECK_BACKENDS (e.g. "wgpu") overrides the detection.
+backends=() features=()
+if [ -n "${MASKFORGE_CHECK_BACKENDS:-}" ]; then
+  read -ra backends <<<"${MASKFORGE_CHECK_BACKENDS//,/ }"
+  for b in "${backends[@]}"; do [ "$b" = wgpu ] || features+=("$b"); done
+elif nvidia-smi >/dev/null 2>&1; then
+  backends+=(cuda) features+=(cuda)
+  if ! command -v nvcc >/dev/null && [ -z "${CUDARC_CUDA_VERSION:-}" ]; then
+    v=$(nvidia-smi | grep -o 'CUDA Version: [0-9]*\.[0-9]*' | grep -o '[0-9]*\.[0-9]*' || true)
+    [ -n "$v" ] && export CUDARC_CUDA_VERSION=$(printf '%d0%d0' "${v%.*}" "${v#*.}")
+  fi
+fi
+if [ -n "${MASKFORGE_CHECK_BACKENDS:-}" ]; then
+  :
+elif [ "$(uname)" = Darwin ]; then
+  backends+=(metal) features+=(metal)
+# A hardware Vulkan driver: NVIDIA's, or a DRM render node for Mesa's (not lavapipe alone, whose
+# SPIR-V pipelines crash, see README).
+elif { compgen -G "/usr/share/vulkan/icd.d/nvidia_icd*.json" || compgen -G "/dev/dri/renderD*" \
+    || compgen -G "/etc/vulkan/icd.d/nvidia_icd*.json"; } >/dev/null; then
+  backends+=(vulkan) features+=(vulkan)
+fi
+[[ " ${backends[*]} " == *" wgpu "* ]] || backends+=(wgpu)
+# One feature set for the build and the tests, so both share one compiled burn.
+feature_list=$(IFS=,; echo "${features[*]/#/maskforge/}")
+log "backends: ${backends[*]}"
+
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
-step build 900 cargo build --profile "$profile" --workspace --bin maskforge
+step build 900 cargo build --profile "$profile" --workspace --bin maskforge --features "$feature_list"
 bin=$CARGO_TARGET_DIR/$dir/maskforge
+# The parity tests run on wgpu; with `vulkan` built, on its SPIR-V compiler.
 
 if [ "$quick" = 1 ]; then
-  step parity 600 cargo test --profile "$profile" --workspace --test parity_wgpu -- wgpu_txt2img
+  step parity 600 cargo test --profile "$profile" --workspace --features "$feature_list" \
+    --test parity_wgpu -- wgpu_txt2img
   model=(--model tests/fixtures/tiny-sd15) size=64 xl=()
 else
-  step parity 900 cargo test --profile "$profile" --workspace --test parity_wgpu --test seggen_parity \
-    -- wgpu
+  step parity 900 cargo test --profile "$profile" --workspace --features "$feature_list" \
+    --test parity_wgpu --test seggen_parity -- wgpu
   model=(--arch sd15) size=512 xl=(--arch sdxl --height 1024 --width 1024)
 fi
-for dtype in f32 f16; do
-  step "sd15_$dtype" 300 "$bin" bench "${model[@]}" --height $size --width $size --batch 2 --iters 10 \
-    --device wgpu --dtype $dtype --count-dispatches --json
+for backend in "${backends[@]}"; do
+  for dtype in f32 f16; do
+    step "sd15_${backend}_$dtype" 300 "$bin" bench "${model[@]}" --height $size --width $size \
+      --batch 2 --iters 10 --device "$backend" --dtype $dtype --count-dispatches --json
+  done
 done
 if [ ${#xl[@]} -gt 0 ]; then
-  step sdxl_f16 400 "$bin" bench "${xl[@]}" --batch 2 --iters 5 --device wgpu --dtype f16 --json
+  step "sdxl_${backends[0]}_f16" 400 "$bin" bench "${xl[@]}" --batch 2 --iters 5 \
+    --device "${backends[0]}" --dtype f16 --json
 fi
 if python3 -c "import torch, diffusers; assert torch.cuda.is_available()" 2>/dev/null; then
   for dtype in f32 f16; do
@@ -81,12 +117,17 @@ for status in sorted(parts.glob("*.status")):
                            if l.startswith("test ") and not l.endswith("seconds")]
     report["steps"][name] = entry
 bench = report["steps"]
-for arch in ("sd15_f32", "sd15_f16", "sdxl_f16"):
-    ours, theirs = bench.get(arch, {}).get("result"), bench.get(f"torch_{arch}", {}).get("result")
-    if ours and ours.get("unet_ms"):
-        report.setdefault("unet_it_per_s", {})[arch] = 1e3 / ours["unet_ms"]
+for name, step in bench.items():
+    arch, _, rest = name.partition("_")
+    if arch not in ("sd15", "sdxl") or not isinstance(step.get("result"), dict):
+        continue
+    ours, dtype = step["result"], rest.rpartition("_")[2]
+    theirs = bench.get(f"torch_{arch}_{dtype}", {}).get("result")
+    if ours.get("unet_ms"):
+        report.setdefault("unet_it_per_s", {})[name] = 1e3 / ours["unet_ms"]
+        report.setdefault("peak_device_mb", {})[name] = ours.get("peak_device_mb")
         if theirs and theirs.get("unet_ms"):
-            report.setdefault("unet_ms_over_torch", {})[arch] = ours["unet_ms"] / theirs["unet_ms"]
+            report.setdefault("unet_ms_over_torch", {})[name] = ours["unet_ms"] / theirs["unet_ms"]
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(report, indent=1) + "\n")
 print(out)

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use maskforge_core::dataset::parse_categories;
 use maskforge_core::diffusioninst::mask_head::instance_masks;
 use maskforge_core::diffusioninst::preprocess::RgbImage;
@@ -470,6 +470,67 @@ fn wgpu_diffinst_swin_backbone_matches_pytorch() {
 /// detectron2's `ROIPooler` (`tests/fixtures/roi_align_ref.py`). The kernel repeats
 /// torchvision's f32 operations: measured bit-equal on lavapipe; the bound leaves room for
 /// drivers that contract them into FMAs.
+/// lavapipe is a Vulkan driver: burn compiles to WGSL in the default build and to SPIR-V with
+/// the `vulkan` feature (`cargo test -p maskforge-tests --features vulkan`).
+#[test]
+fn wgpu_runs_the_shader_compiler_of_the_build() {
+    on_wgpu("runtime", |device| {
+        use burn::backend::{Backend, Dispatch};
+        let name = Dispatch::name(device.as_dispatch());
+        let compiler = if cfg!(feature = "vulkan") {
+            "wgpu<spirv>"
+        } else {
+            "wgpu<wgsl>"
+        };
+        assert!(name.contains(compiler), "{name}");
+    });
+}
+
+/// Mebibytes at the wgpu allocator's high-water mark so far (CubeCL's pool pages at their peak).
+fn peak_pool_mb(device: &Device) -> f64 {
+    use burn::backend::{Backend, Dispatch};
+    let pools = Dispatch::memory_pool_report(device.as_dispatch()).expect("pools on wgpu");
+    let peak: u64 = pools.iter().map(|p| p.page_size * p.pages_peak).sum();
+    peak as f64 / (1u64 << 20) as f64
+}
+
+/// Self-attention over 8,192 tokens runs burn's flash kernel on wgpu (its autotune tries the
+/// flash kernels before the separate-kernel fallback when the sequence is longer than the head):
+/// the allocator's peak grows by far less than the 8,192² scores (256 MiB in f32) would take, and
+/// the result equals the CPU's.
+#[test]
+fn wgpu_self_attention_never_holds_the_scores() {
+    on_wgpu("flash attention", |device| {
+        let (n, c) = (8192, 8);
+        let mut state = 1u32;
+        let mut next = move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+        };
+        let qkv: Vec<Vec<f32>> = (0..3)
+            .map(|_| (0..n * c).map(|_| next()).collect())
+            .collect();
+        let run = |device: &Device| {
+            let t = |v: &Vec<f32>| {
+                Tensor::<3>::from_data(TensorData::new(v.clone(), [1, n, c]), device)
+            };
+            maskforge_core::nn::attention(t(&qkv[0]), t(&qkv[1]), t(&qkv[2]), 1, false, false)
+        };
+        let before = peak_pool_mb(&device);
+        let out = values(run(&device));
+        let grown = peak_pool_mb(&device) - before;
+        let scores_mb = (n * n * 4) as f64 / (1u64 << 20) as f64;
+        assert!(grown < scores_mb / 4.0, "the peak grew by {grown:.1} MiB");
+        let host = values(run(&Device::flex()));
+        let err = out
+            .iter()
+            .zip(&host)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-4, "max abs error {err}");
+    });
+}
+
 #[test]
 fn wgpu_roi_align_matches_torchvision() {
     on_wgpu("ROIAlign", |device| {

@@ -318,6 +318,12 @@ try {
     const e = await rejection(`await maskforge.Pipeline.load(arg, { device: "cpu", variant: "bf16" })`, model);
     assert.match(e?.message ?? "", /`variant` must be "fp16" or "fp32", got "bf16"/);
   });
+  await check("errors: a bad dtype, and f16 on the CPU, reject", async () => {
+    let e = await rejection(`await maskforge.Pipeline.load(arg, { device: "cpu", dtype: "bf16" })`, model);
+    assert.match(e?.message ?? "", /`dtype` must be "auto", "f32" or "f16", got "bf16"/);
+    e = await rejection(`await maskforge.Pipeline.load(arg, { device: "cpu", dtype: "f16" })`, model);
+    assert.match(e?.message ?? "", /dtype "f16" needs a WebGPU adapter with the `shader-f16` feature \(cpu has none\)/);
+  });
   await check("errors: an unknown device rejects", async () => {
     const e = await rejection(`await maskforge.Pipeline.load(arg, { device: "tpu" })`, model);
     assert.match(e?.message ?? "", /device must be "auto", "webgpu" or "cpu", got "tpu"/);
@@ -371,9 +377,14 @@ try {
     assert.deepEqual(entries[0][6], { id: 7, name: "road", color: [140, 140, 140] });
     assert.equal(entries[1].find((c) => c.name === "snow").isthing, 0);
   });
-  if (devices.includes("webgpu")) await check("auto: picks WebGPU when the browser has it", async () => {
-    const d = await page.evaluate(async (model) => (await maskforge.Pipeline.load(model, { device: "auto" })).device, model);
-    assert.equal(d, "webgpu");
+  if (devices.includes("webgpu")) await check("auto: picks WebGPU when the browser has it, f16 only with shader-f16", async () => {
+    const r = await page.evaluate(async (model) => {
+      const p = await maskforge.Pipeline.load(model, { device: "auto" });
+      const adapter = await navigator.gpu.requestAdapter();
+      return { device: p.device, dtype: p.dtype, f16: adapter.features.has("shader-f16") };
+    }, model);
+    assert.equal(r.device, "webgpu");
+    assert.equal(r.dtype, r.f16 ? "f16" : "f32");
   });
 } finally {
   await browser.close();

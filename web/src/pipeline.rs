@@ -41,8 +41,12 @@ export interface LoadProgress {
 export interface LoadOptions {
   device?: DeviceKind;
   /** Weight files to try first when a folder has both: "fp16" (default: half the download
-   * and memory; widened to f32 on load) or "fp32". */
+   * and memory) or "fp32". */
   variant?: "fp16" | "fp32";
+  /** What the weights are kept in and the model runs in. "auto" (default): f16 on a WebGPU
+   * adapter with `shader-f16` unless `variant` is "fp32", else f32 (fp16 files widened on load).
+   * "f16" is refused without `shader-f16`. Softmax, norms and the VAE run in f32 either way. */
+  dtype?: "auto" | "f32" | "f16";
   onProgress?: (progress: LoadProgress) => void;
   /** Base URL of a diffusers ControlNet folder (e.g. a segmentation ControlNet) that
    * conditions every txt2img; `Pipeline.load` only. */
@@ -180,8 +184,14 @@ impl Pipeline {
             options.map(JsValue::from).unwrap_or_default(),
         )
         .map_err(err)?;
-        let (kind, on_progress, fp16_first) = load_options(&o).map_err(err)?;
+        let LoadOptions {
+            kind,
+            on_progress,
+            fp16_first,
+            dtype,
+        } = load_options(&o).map_err(err)?;
         let (device, name) = crate::device::select(&kind).await.map_err(err)?;
+        let dtype = choose_dtype(dtype, &device, name, fp16_first).map_err(err)?;
         let origin = Origin::Http(Fetcher::new(&base_url, on_progress.clone()).await);
         let source = fetch_model(&origin, fp16_first).await.map_err(err)?;
         let controlnet = match o.string("controlnet").map_err(err)? {
@@ -195,7 +205,13 @@ impl Pipeline {
             }
             None => None,
         };
-        Self::build(&source, controlnet, device, name, base_url, &on_progress)
+        Self::build(
+            &source,
+            controlnet,
+            (device, name, dtype),
+            base_url,
+            &on_progress,
+        )
     }
 
     /// Loads a diffusers folder chosen by the user (`<input type=file webkitdirectory>`): the
@@ -213,8 +229,14 @@ impl Pipeline {
             options.map(JsValue::from).unwrap_or_default(),
         )
         .map_err(err)?;
-        let (kind, on_progress, fp16_first) = load_options(&o).map_err(err)?;
+        let LoadOptions {
+            kind,
+            on_progress,
+            fp16_first,
+            dtype,
+        } = load_options(&o).map_err(err)?;
         let (device, name) = crate::device::select(&kind).await.map_err(err)?;
+        let dtype = choose_dtype(dtype, &device, name, fp16_first).map_err(err)?;
         let mut root = String::from("local folder");
         let mut by_path = HashMap::new();
         for file in js_sys::Array::from(&files).iter() {
@@ -247,7 +269,7 @@ impl Pipeline {
                 "Pipeline.fromFiles: `controlnet` is only read by Pipeline.load",
             ));
         }
-        Self::build(&source, None, device, name, root, &on_progress)
+        Self::build(&source, None, (device, name, dtype), root, &on_progress)
     }
 
     /// Deletes the downloaded model files from the Cache Storage API.
@@ -260,6 +282,15 @@ impl Pipeline {
     #[wasm_bindgen(getter, unchecked_return_type = "\"webgpu\" | \"cpu\"")]
     pub fn device(&self) -> String {
         self.inner.device.to_string()
+    }
+
+    /// What the weights are kept in and the model runs in: "f32" or "f16" (see `LoadOptions.dtype`).
+    #[wasm_bindgen(getter, unchecked_return_type = "\"f32\" | \"f16\"")]
+    pub fn dtype(&self) -> String {
+        match self.inner.sd.dtype {
+            DType::F16 => "f16".into(),
+            _ => "f32".into(),
+        }
     }
 
     /// The model's own MosaicFusion settings (its folder's `mosaic.json`, e.g. a small model's
@@ -305,8 +336,7 @@ impl Pipeline {
     fn build(
         source: &MemorySource,
         controlnet: Option<(MemorySource, String)>,
-        device: Device,
-        name: &'static str,
+        (device, name, dtype): (Device, &'static str, DType),
         model: String,
         on_progress: &Option<js_sys::Function>,
     ) -> Result<Pipeline, JsError> {
@@ -323,10 +353,10 @@ impl Pipeline {
             }
             false => serde_json::Map::new(),
         };
-        let sd = StableDiffusion::load(source, &device, DType::F32).map_err(err)?;
+        let sd = StableDiffusion::load(source, &device, dtype).map_err(err)?;
         let controlnet = controlnet
             .map(|(source, url)| -> maskforge_core::Result<_> {
-                let net = ControlNet::load(&source, &device, DType::F32)?;
+                let net = ControlNet::load(&source, &device, dtype)?;
                 sd.check_controlnet(&net)?;
                 Ok((Arc::new(net), url))
             })
@@ -357,9 +387,29 @@ fn progress(phase: &str, file: &str, loaded: usize, total: Option<usize>) -> JsV
     ])
 }
 
-/// The options `load` and `fromFiles` share: device, progress callback, fp16 variant first.
-fn load_options(o: &Obj) -> Result<(String, Option<js_sys::Function>, bool), String> {
+/// The options `load` and `fromFiles` share.
+struct LoadOptions {
+    /// `device`: "auto", "webgpu" or "cpu".
+    kind: String,
+    on_progress: Option<js_sys::Function>,
+    /// `variant` is not "fp32".
+    fp16_first: bool,
+    /// `dtype`: `None` for "auto".
+    dtype: Option<DType>,
+}
+
+fn load_options(o: &Obj) -> Result<LoadOptions, String> {
     let kind = o.string("device")?.unwrap_or_else(|| "auto".into());
+    let dtype = match o.string("dtype")?.as_deref() {
+        None | Some("auto") => None,
+        Some("f32") => Some(DType::F32),
+        Some("f16") => Some(DType::F16),
+        Some(v) => {
+            return Err(format!(
+                "Pipeline.load: `dtype` must be \"auto\", \"f32\" or \"f16\", got \"{v}\""
+            ));
+        }
+    };
     let on_progress = o.function("onProgress")?;
     let fp16_first = match o.string("variant")?.as_deref() {
         None | Some("fp16") => true,
@@ -370,7 +420,31 @@ fn load_options(o: &Obj) -> Result<(String, Option<js_sys::Function>, bool), Str
             ));
         }
     };
-    Ok((kind, on_progress, fp16_first))
+    Ok(LoadOptions {
+        kind,
+        on_progress,
+        fp16_first,
+        dtype,
+    })
+}
+
+/// `LoadOptions.dtype` on the chosen device: f16 needs WebGPU with `shader-f16`.
+fn choose_dtype(
+    asked: Option<DType>,
+    device: &Device,
+    name: &str,
+    fp16_first: bool,
+) -> Result<DType, String> {
+    let f16 = name == "webgpu" && device.supports_dtype(DType::F16);
+    match asked {
+        Some(DType::F16) if !f16 => Err(format!(
+            "Pipeline.load: dtype \"f16\" needs a WebGPU adapter with the `shader-f16` feature \
+             ({name} has none); use \"f32\" or \"auto\""
+        )),
+        Some(dtype) => Ok(dtype),
+        None if f16 && fp16_first => Ok(DType::F16),
+        None => Ok(DType::F32),
+    }
 }
 
 /// Where model files come from: HTTP, or files the user picked.

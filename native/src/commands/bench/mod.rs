@@ -255,6 +255,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut report = serde_json::json!({
         "model": label,
         "device": selected.name,
+        // burn's backend stack, shader compiler included (`wgpu<wgsl>`, `wgpu<spirv>`, `cuda`).
+        "runtime": selected.runtime(),
         "dtype": format!("{:?}", args.dtype).to_lowercase(),
         "height": args.height,
         "width": args.width,
