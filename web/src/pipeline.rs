@@ -185,13 +185,10 @@ impl Pipeline {
         )
         .map_err(err)?;
         let LoadOptions {
-            kind,
             on_progress,
             fp16_first,
-            dtype,
-        } = load_options(&o).map_err(err)?;
-        let (device, name) = crate::device::select(&kind).await.map_err(err)?;
-        let dtype = choose_dtype(dtype, &device, name, fp16_first).map_err(err)?;
+            device,
+        } = load_options(&o).await.map_err(err)?;
         let origin = Origin::Http(Fetcher::new(&base_url, on_progress.clone()).await);
         let source = fetch_model(&origin, fp16_first).await.map_err(err)?;
         let controlnet = match o.string("controlnet").map_err(err)? {
@@ -205,13 +202,7 @@ impl Pipeline {
             }
             None => None,
         };
-        Self::build(
-            &source,
-            controlnet,
-            (device, name, dtype),
-            base_url,
-            &on_progress,
-        )
+        Self::build(&source, controlnet, device, base_url, &on_progress)
     }
 
     /// Loads a diffusers folder chosen by the user (`<input type=file webkitdirectory>`): the
@@ -230,13 +221,10 @@ impl Pipeline {
         )
         .map_err(err)?;
         let LoadOptions {
-            kind,
             on_progress,
             fp16_first,
-            dtype,
-        } = load_options(&o).map_err(err)?;
-        let (device, name) = crate::device::select(&kind).await.map_err(err)?;
-        let dtype = choose_dtype(dtype, &device, name, fp16_first).map_err(err)?;
+            device,
+        } = load_options(&o).await.map_err(err)?;
         let mut root = String::from("local folder");
         let mut by_path = HashMap::new();
         for file in js_sys::Array::from(&files).iter() {
@@ -269,7 +257,7 @@ impl Pipeline {
                 "Pipeline.fromFiles: `controlnet` is only read by Pipeline.load",
             ));
         }
-        Self::build(&source, None, (device, name, dtype), root, &on_progress)
+        Self::build(&source, None, device, root, &on_progress)
     }
 
     /// Deletes the downloaded model files from the Cache Storage API.
@@ -387,18 +375,16 @@ fn progress(phase: &str, file: &str, loaded: usize, total: Option<usize>) -> JsV
     ])
 }
 
-/// The options `load` and `fromFiles` share.
+/// The options `load` and `fromFiles` share, with the device opened.
 struct LoadOptions {
-    /// `device`: "auto", "webgpu" or "cpu".
-    kind: String,
     on_progress: Option<js_sys::Function>,
     /// `variant` is not "fp32".
     fp16_first: bool,
-    /// `dtype`: `None` for "auto".
-    dtype: Option<DType>,
+    /// The device of `device`, its name ("webgpu" or "cpu") and the dtype of `dtype`.
+    device: (Device, &'static str, DType),
 }
 
-fn load_options(o: &Obj) -> Result<LoadOptions, String> {
+async fn load_options(o: &Obj<'_>) -> Result<LoadOptions, String> {
     let kind = o.string("device")?.unwrap_or_else(|| "auto".into());
     let dtype = match o.string("dtype")?.as_deref() {
         None | Some("auto") => None,
@@ -420,11 +406,12 @@ fn load_options(o: &Obj) -> Result<LoadOptions, String> {
             ));
         }
     };
+    let (device, name) = crate::device::select(&kind).await?;
+    let dtype = choose_dtype(dtype, &device, name, fp16_first)?;
     Ok(LoadOptions {
-        kind,
         on_progress,
         fp16_first,
-        dtype,
+        device: (device, name, dtype),
     })
 }
 
