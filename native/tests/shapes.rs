@@ -218,9 +218,10 @@ fn bad_input_is_a_clear_error() {
     );
 }
 
-/// The weights committed in `native/models/shapes` (image model) and
-/// `native/models/shapes-text2mask` load as they are and draw at 64×64: txt2img, and Text2Mask
-/// with the shapes world's own palette, whose labels are that palette's ids or 0.
+/// The weights committed in `native/models/shapes` (image model), `native/models/shapes-text2mask`
+/// and `native/models/shapes-mask2img` load as they are and draw at 64×64: txt2img, Text2Mask
+/// with the shapes world's own palette (labels are that palette's ids or 0), and ImgSyn from
+/// the world's label map.
 #[test]
 fn the_committed_shapes_models_load_and_draw() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
@@ -278,4 +279,40 @@ fn the_committed_shapes_models_load_and_draw() {
             .pixels()
             .all(|p| p.0[0] == 0 || ids.contains(&(p.0[0] as u64)))
     );
+
+    // Mask2Img: the ControlNet steers the embedded image model (no `--model`) from the
+    // world's own label map.
+    let synth = dir.path().join("imgsyn");
+    ok(maskforge(&[
+        "imgsyn",
+        "--labels",
+        s(&world.join("annotations")),
+        "--prompts",
+        s(&world.join("prompts.jsonl")),
+        "--per-mask",
+        "1",
+        "--controlnet",
+        s(&models.join("shapes-mask2img")),
+        "--palette",
+        s(&world.join("palette.json")),
+        "--out",
+        s(&synth),
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]));
+    let images: Vec<_> = std::fs::read_dir(synth.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(images.len(), 1);
+    assert_eq!(image::image_dimensions(&images[0]).unwrap(), (64, 64));
+    let run = std::fs::read_to_string(synth.join("run.json")).unwrap();
+    assert!(run.contains("\"embedded:shapes\""), "{run}");
 }

@@ -27,14 +27,15 @@ use crate::device::{self, DTypeArg, DeviceArg};
 use crate::pool::WriterPool;
 use crate::progress::{Bar, sample_bar};
 use crate::storage::DirStorage;
-use crate::{control, model};
+use crate::{control, embedded, model};
 
 /// The options ImgSyn and MaskSyn share.
 #[derive(Debug, Args)]
 pub struct SynthesisFlags {
-    /// Mask2Img's base model: diffusers folder or single-file checkpoint.
+    /// Mask2Img's base model: diffusers folder or single-file checkpoint. Default: the
+    /// embedded shapes model (`native/models/shapes-mask2img` is its ControlNet).
     #[arg(long)]
-    pub model: String,
+    pub model: Option<String>,
     /// Mask2Img's ControlNet, conditioned on colour maps: diffusers folder or .safetensors.
     #[arg(long)]
     pub controlnet: PathBuf,
@@ -79,6 +80,13 @@ pub struct SynthesisFlags {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl SynthesisFlags {
+    /// `--model` as runs record it.
+    fn model_name(&self) -> String {
+        self.model.clone().unwrap_or_else(|| embedded::NAME.into())
+    }
 }
 
 /// Arguments of `maskforge imgsyn`.
@@ -189,7 +197,7 @@ pub fn imgsyn(args: ImgSynArgs) -> Result<()> {
         },
         prompts.len() as u64 * per_prompt,
     )?;
-    let sd = shell.load_model(&f.model)?;
+    let sd = shell.load_base(f.model.as_deref())?;
     let generator = ImgSyn {
         sd: &sd,
         controlnet: Arc::new(control::load_controlnet(&sd, &f.controlnet)?),
@@ -197,7 +205,7 @@ pub fn imgsyn(args: ImgSynArgs) -> Result<()> {
         prompts: &prompts,
         per_mask: per_prompt,
         options: &options,
-        model: f.model.clone(),
+        model: f.model_name(),
         controlnet_name: f.controlnet.display().to_string(),
         labels: &load,
     };
@@ -236,7 +244,7 @@ pub fn masksyn(args: MaskSynArgs) -> Result<()> {
         prompts.len() as u64 * per_prompt,
     )?;
     let text2mask = shell.load_model(&args.text2mask)?;
-    let sd = shell.load_model(&f.model)?;
+    let sd = shell.load_base(f.model.as_deref())?;
     let generator = MaskSyn {
         text2mask: &text2mask,
         sd: &sd,
@@ -245,7 +253,7 @@ pub fn masksyn(args: MaskSynArgs) -> Result<()> {
         prompts: &prompts,
         per_prompt,
         options: &options,
-        model: f.model.clone(),
+        model: f.model_name(),
         text2mask_model: args.text2mask.clone(),
         controlnet_name: f.controlnet.display().to_string(),
     };
@@ -296,7 +304,7 @@ impl<'a> Shell<'a> {
         all.extend_from_slice(folders);
         let storage = Arc::new(DirStorage::create(&flags.out, &all)?);
         let run_file = RunFile {
-            model: flags.model.clone(),
+            model: flags.model_name(),
             num_images,
             seed: flags.seed,
             categories: palette_categories(palette),
@@ -322,6 +330,17 @@ impl<'a> Shell<'a> {
 
     fn load_model(&self, name: &str) -> Result<StableDiffusion> {
         model::load_logged(name, None, &self.selected.device, self.selected.dtype)
+    }
+
+    /// Mask2Img's base model: `--model`, else the embedded one.
+    fn load_base(&self, model: Option<&str>) -> Result<StableDiffusion> {
+        match model {
+            Some(m) => self.load_model(m),
+            None => {
+                tracing::info!("no --model: using {}", embedded::NAME);
+                Ok(embedded::load(&self.selected.device, self.selected.dtype)?)
+            }
+        }
     }
 
     /// Makes this shard's samples; assembles the dataset when the run is not sharded.

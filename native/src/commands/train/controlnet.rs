@@ -34,9 +34,11 @@ pub struct ControlNetArgs {
     #[arg(long, default_value = "colors")]
     pub conditioning_field: String,
     /// Channels of the conditioning encoder's blocks (each after the first halves the size):
-    /// their number sets the downsampling, which must equal the VAE's.
-    #[arg(long, value_delimiter = ',', default_value = "16,32,96,256")]
-    pub conditioning_channels: Vec<usize>,
+    /// their number sets the downsampling, which must equal the VAE's. Default: diffusers'
+    /// 16,32,96,256, cut to the VAE's number of levels (16,32,96 for a VAE that downsamples
+    /// by 4).
+    #[arg(long, value_delimiter = ',')]
+    pub conditioning_channels: Option<Vec<usize>>,
     /// The training objective; default: the scheduler config's `prediction_type`.
     #[arg(long, value_parser = ["epsilon", "v_prediction"])]
     pub objective: Option<String>,
@@ -147,6 +149,17 @@ fn config_from_unet(unet: &[u8], file: &str, conditioning: &[usize]) -> Result<V
     Ok(serde_json::to_vec_pretty(&config)?)
 }
 
+/// diffusers' conditioning encoder widths (16, 32, 96, 256) for a VAE of `levels` levels:
+/// one block per level, so that both downsample alike.
+fn default_conditioning_channels(levels: usize) -> Vec<usize> {
+    let mut widths = vec![16, 32, 96, 256];
+    while widths.len() < levels {
+        widths.push(256);
+    }
+    widths.truncate(levels.max(1));
+    widths
+}
+
 /// Runs `train controlnet`.
 pub fn run(args: ControlNetArgs) -> Result<()> {
     let o = &args.options;
@@ -167,42 +180,44 @@ pub fn run(args: ControlNetArgs) -> Result<()> {
     let source = DirSource::new(&args.model)?;
     let sd = StableDiffusion::load(&source, &device, DType::F32)?;
     check_fits(&sd, &sd.unet_config, &sd.unet_origin, &data)?;
-    let (config_json, config_name, start): (Vec<u8>, String, Arc<dyn Weights>) =
-        match &args.controlnet {
-            Some(dir) => {
-                let cn = DirSource::new(dir)?;
-                let path = dir.join("config.json");
-                let json = std::fs::read(&path)
-                    .with_context(|| format!("{}: cannot read", path.display()))?;
-                let weights =
-                    load_component_weights(&cn, PipelineFiles::controlnet(false).component("")?)?;
-                (json, path.display().to_string(), Arc::new(weights))
-            }
-            None => {
-                let path = args.model.join("unet/config.json");
-                let unet_json = std::fs::read(&path)
-                    .with_context(|| format!("{}: cannot read", path.display()))?;
-                let json = config_from_unet(
-                    &unet_json,
-                    &path.display().to_string(),
-                    &args.conditioning_channels,
-                )?;
-                let config = ControlNetConfig::from_json(&json, "controlnet/config.json")?;
-                let unet = unet_weights(&source)?;
-                let start = controlnet_from_unet(&config, &unet, o.seed)?;
-                (
-                    json,
-                    "the ControlNet made from the UNet".into(),
-                    Arc::new(start),
-                )
-            }
-        };
+    let (config_json, config_name, start): (Vec<u8>, String, Arc<dyn Weights>) = match &args
+        .controlnet
+    {
+        Some(dir) => {
+            let cn = DirSource::new(dir)?;
+            let path = dir.join("config.json");
+            let json =
+                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            let weights =
+                load_component_weights(&cn, PipelineFiles::controlnet(false).component("")?)?;
+            (json, path.display().to_string(), Arc::new(weights))
+        }
+        None => {
+            let path = args.model.join("unet/config.json");
+            let unet_json =
+                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            let levels = sd.vae_config.block_out_channels.len();
+            let conditioning = args
+                .conditioning_channels
+                .clone()
+                .unwrap_or_else(|| default_conditioning_channels(levels));
+            let json = config_from_unet(&unet_json, &path.display().to_string(), &conditioning)?;
+            let config = ControlNetConfig::from_json(&json, "controlnet/config.json")?;
+            let unet = unet_weights(&source)?;
+            let start = controlnet_from_unet(&config, &unet, o.seed)?;
+            (
+                json,
+                "the ControlNet made from the UNet".into(),
+                Arc::new(start),
+            )
+        }
+    };
     let config = ControlNetConfig::from_json(&config_json, &config_name)?;
     let factor = 1usize << (config.conditioning_embedding_out_channels.len() - 1);
     let vae_factor = 1usize << (sd.vae_config.block_out_channels.len() - 1);
     if factor != vae_factor {
         bail!(
-            "{config_name}: the conditioning encoder downsamples by {factor} (conditioning_embedding_out_channels), the VAE by {vae_factor}"
+            "{config_name}: the conditioning encoder downsamples by {factor} (conditioning_embedding_out_channels, set by --conditioning-channels), the VAE by {vae_factor}"
         );
     }
     let (noising, _) = noising(&sd, args.objective.as_deref())?;
@@ -220,4 +235,17 @@ pub fn run(args: ControlNetArgs) -> Result<()> {
     };
     let identity = serde_json::json!({ "train": "controlnet", "args": args });
     train(&task, o, identity, &data, &device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_conditioning_channels;
+
+    #[test]
+    fn the_default_encoder_downsamples_as_the_vae() {
+        assert_eq!(default_conditioning_channels(4), [16, 32, 96, 256]);
+        assert_eq!(default_conditioning_channels(3), [16, 32, 96]);
+        assert_eq!(default_conditioning_channels(1), [16]);
+        assert_eq!(default_conditioning_channels(5), [16, 32, 96, 256, 256]);
+    }
 }
