@@ -1,7 +1,7 @@
 //! `maskforge train unet` end to end on the tiny fixtures: a run killed with `kill -9` and
 //! resumed ends with the same weights as an uninterrupted one, the loss log has one row per
 //! step, the result is a diffusers folder `txt2img` loads, a UNet trains from scratch from a
-//! config, and bad input is a clear error.
+//! config, token grounding adds its term, and bad input is a clear error.
 
 mod common;
 
@@ -292,6 +292,67 @@ fn trains_a_unet_from_scratch_and_reports_bad_input() {
             "diffusion_pytorch_model.safetensors",
             "down_blocks.0.resnets.2",
         ],
+    );
+}
+
+#[test]
+fn token_grounding_changes_training_and_needs_label_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(dir.path());
+    let model = fixtures().join("tiny-sd15");
+    let with_captions = |args: &mut Vec<&str>| {
+        args.extend([
+            "--caption-field",
+            "/objects/0/caption,/objects/0/caption_plain",
+        ])
+    };
+    let (plain, grounded) = (dir.path().join("plain"), dir.path().join("grounded"));
+    let mut args = train_args(&data, &plain, &model, "2");
+    with_captions(&mut args);
+    ok(maskforge(&args));
+    let mut args = train_args(&data, &grounded, &model, "2");
+    with_captions(&mut args);
+    args.extend(["--grounding-loss", "1"]);
+    ok(maskforge(&args));
+    // The same draws, one more term: a higher loss and other weights.
+    let first_loss = |run: &Path| -> f64 {
+        let log = std::fs::read_to_string(run.join("logs/loss.csv")).unwrap();
+        let row = log
+            .lines()
+            .find(|l| l.starts_with("1,"))
+            .unwrap()
+            .to_string();
+        row.split(',').nth(1).unwrap().parse().unwrap()
+    };
+    let (p, g) = (first_loss(&plain), first_loss(&grounded));
+    assert!(g > p + 1e-3, "grounded loss {g}, plain {p}");
+    assert_ne!(
+        std::fs::read(plain.join(UNET)).unwrap(),
+        std::fs::read(grounded.join(UNET)).unwrap()
+    );
+
+    // Data without label maps, and a label map of the wrong size.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
+    std::fs::write(
+        bare.join("metadata.jsonl"),
+        "{\"file_name\": \"a.png\", \"text\": \"a photo of a single star\"}\n",
+    )
+    .unwrap();
+    let o = dir.path().join("o1");
+    let mut args = train_args(&bare, &o, &model, "1");
+    args.extend(["--grounding-loss", "1"]);
+    assert_clear_error(&maskforge(&args), &["a.png", "--grounding-loss", "labels"]);
+    image::GrayImage::new(32, 32)
+        .save(data.join("annotations/000000000003.png"))
+        .unwrap();
+    let o = dir.path().join("o2");
+    let mut args = train_args(&data, &o, &model, "1");
+    args.extend(["--grounding-loss", "1"]);
+    assert_clear_error(
+        &maskforge(&args),
+        &["000000000003.png", "label map is 32×32", "64×64"],
     );
 }
 

@@ -24,13 +24,16 @@ use std::sync::{Arc, OnceLock};
 use burn::module::Module;
 use burn::tensor::{DType, Device};
 use maskforge_core::models::diffusion::controlnet::{ControlNetConfig, ControlNetModel};
-use maskforge_core::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use maskforge_core::models::diffusion::unet::{
+    CrossAttentionProbe, UNet2DConditionConfig, UNet2DConditionModel, UNetHooks,
+};
 use maskforge_core::models::diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
 use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
 use maskforge_core::text::clip::ClipTextConfig;
 use maskforge_core::training::{
-    AdamW, AdamWConfig, DenoisingBatch, LrSchedule, LrScheduleKind, ModelOptimizer, Noising,
-    ParamNames, TextToImage, controlnet_from_unet, controlnet_loss, unet_loss, vae_loss,
+    AdamW, AdamWConfig, DenoisingBatch, GroundingTargets, LrSchedule, LrScheduleKind,
+    ModelOptimizer, Noising, ParamNames, TextToImage, controlnet_from_unet, controlnet_loss,
+    grounding_loss, unet_loss, vae_loss,
 };
 use maskforge_core::weights::{
     HostTensor, PrefixedWeights, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights,
@@ -161,6 +164,7 @@ fn batch(exp: &Expected, run: &str, k: usize, device: &Device) -> DenoisingBatch
         context: exp.tensor("context", device),
         noise: exp.tensor(&format!("{run}.noise.{k}"), device),
         timesteps: t.iter().map(|&t| t as usize).collect(),
+        grounding: None,
     }
 }
 
@@ -276,6 +280,69 @@ fn check_training(device: &Device, grad_tol: f32, weight_tol: f32) {
 #[test]
 fn cpu_training_steps_match_diffusers() {
     check_training(&Device::flex(), 1e-5, 1e-5);
+}
+
+/// Token grounding: `unet_loss` adds the weighted grounding term of its own cross-attention,
+/// and AdamW steps on that term move the name token's attention onto the object.
+#[test]
+fn grounding_steps_pull_attention_onto_the_object() {
+    let t = tiny();
+    let exp = Expected::load("train");
+    let device = Device::flex().autodiff();
+    let vb = VarBuilder::from_weights(t.weights.clone(), &device, DType::F32);
+    let mut unet = UNet2DConditionModel::load(&vb, &t.config, "config.json").unwrap();
+    let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
+    let plain = batch(&exp, "A", 0, &device);
+    let [b, _, h, w] = plain.latents.dims();
+    // The object: the top-left quarter of the latent grid; token 2 of every caption.
+    let mask: Vec<f32> = (0..h * w)
+        .map(|i| ((i / w) < h / 2 && (i % w) < w / 2) as u8 as f32)
+        .collect();
+    let targets = GroundingTargets {
+        tokens: vec![Some(2); b],
+        masks: vec![mask; b],
+        height: h,
+        width: w,
+        weight: 0.5,
+    };
+    let grounded = DenoisingBatch {
+        grounding: Some(targets.clone()),
+        ..plain.clone()
+    };
+    let grounding = |unet: &UNet2DConditionModel| {
+        let (noisy, ts) = (
+            noising.add_noise(&plain.latents, &plain.noise, &plain.timesteps),
+            plain
+                .timesteps
+                .iter()
+                .map(|&t| t as f32)
+                .collect::<Vec<_>>(),
+        );
+        let mut probe = CrossAttentionProbe::new(targets.tokens.clone());
+        let hooks = UNetHooks {
+            probe: Some(&mut probe),
+            ..UNetHooks::default()
+        };
+        unet.forward_per_sample(noisy, &ts, &plain.context, None, hooks);
+        assert!(!probe.maps.is_empty());
+        grounding_loss(&probe.maps, &targets)
+    };
+    let scalar = |t: burn::tensor::Tensor<1>| t.into_scalar::<f32>() as f64;
+    let before = scalar(grounding(&unet));
+    relative(
+        "denoising + 0.5 · grounding",
+        scalar(unet_loss(&unet, &noising, &grounded)),
+        scalar(unet_loss(&unet, &noising, &plain)) + 0.5 * before,
+        1e-5,
+    );
+    let mut opt = optimizer(unet_names(&t), &unet, CONSTANT, false);
+    for _ in 0..10 {
+        let loss = grounding(&unet);
+        opt.accumulate(&unet, loss.backward());
+        unet = opt.step(unet).0;
+    }
+    let after = scalar(grounding(&unet));
+    assert!(after < 0.7 * before, "grounding loss {before} → {after}");
 }
 
 fn wgpu_device() -> &'static Device {

@@ -3,10 +3,13 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
+use super::grounding::{GroundingTargets, grounding_loss};
 use super::noising::{Noising, mse_loss};
 use crate::error::Result;
 use crate::models::diffusion::controlnet::ControlNetModel;
-use crate::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel, UNetHooks};
+use crate::models::diffusion::unet::{
+    CrossAttentionProbe, UNet2DConditionConfig, UNet2DConditionModel, UNetHooks,
+};
 use crate::text::clip::{ClipTextConfig, ClipTextModel};
 use crate::weights::VarBuilder;
 
@@ -46,6 +49,8 @@ pub struct DenoisingBatch {
     pub noise: Tensor<4>,
     /// `[B]` in `0..num_train_timesteps`.
     pub timesteps: Vec<usize>,
+    /// Name tokens and object masks, when the loss includes token grounding.
+    pub grounding: Option<GroundingTargets>,
 }
 
 impl DenoisingBatch {
@@ -56,7 +61,8 @@ impl DenoisingBatch {
 }
 
 /// diffusers' `train_text_to_image` loss: the MSE between the UNet's prediction on the
-/// noised latents and the objective's target.
+/// noised latents and the objective's target; plus, with `batch.grounding`, the weighted
+/// [`grounding_loss`] of the same call's cross-attention.
 ///
 /// # Shapes
 /// → `[1]`
@@ -66,11 +72,25 @@ pub fn unet_loss(
     batch: &DenoisingBatch,
 ) -> Tensor<1> {
     let (noisy, t) = batch.noisy(noising);
-    let pred = unet.forward_per_sample(noisy, &t, &batch.context, None, UNetHooks::default());
-    mse_loss(
+    let mut probe = batch
+        .grounding
+        .as_ref()
+        .map(|g| CrossAttentionProbe::new(g.tokens.clone()));
+    let hooks = UNetHooks {
+        probe: probe.as_mut(),
+        ..UNetHooks::default()
+    };
+    let pred = unet.forward_per_sample(noisy, &t, &batch.context, None, hooks);
+    let denoising = mse_loss(
         pred,
         noising.target(&batch.latents, &batch.noise, &batch.timesteps),
-    )
+    );
+    match (&batch.grounding, probe) {
+        (Some(targets), Some(probe)) if !targets.masks.is_empty() => {
+            denoising + grounding_loss(&probe.maps, targets) * targets.weight
+        }
+        _ => denoising,
+    }
 }
 
 /// diffusers' `train_controlnet` loss: as [`unet_loss`], the UNet steered by `controlnet`

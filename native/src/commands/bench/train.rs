@@ -59,6 +59,7 @@ pub fn train_step_ms(
         timesteps: (0..batch)
             .map(|i| (i * 397 + 100) % noising.num_timesteps())
             .collect(),
+        grounding: None,
     };
     super::time(iters, device, || {
         let model = unet.take().expect("put back after each step");

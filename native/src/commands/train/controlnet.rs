@@ -228,6 +228,7 @@ pub fn run(args: ControlNetArgs) -> Result<()> {
             examples: data.examples.clone(),
             seed: o.seed,
             proportion_empty_prompts: o.proportion_empty_prompts,
+            grounding: None,
         },
         config,
         config_json,

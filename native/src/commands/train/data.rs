@@ -21,6 +21,16 @@ pub struct Example {
     /// The captions it may be trained with (one is drawn per use).
     pub captions: Vec<String>,
     pub conditioning: Option<PathBuf>,
+    /// The label map (pixel = category id) and the objects drawn, when the captions file
+    /// has them (the shapes world's `labels` and `objects`): what token grounding needs.
+    pub objects: Option<ObjectLabels>,
+}
+
+/// An example's label map and the `(name, category id)` of each object in it.
+#[derive(Debug, Clone)]
+pub struct ObjectLabels {
+    pub labels: PathBuf,
+    pub objects: Vec<(String, u32)>,
 }
 
 /// The examples of a data folder, all images of one size.
@@ -58,6 +68,7 @@ impl TrainingData {
                 image,
                 captions: Vec::new(),
                 conditioning: None,
+                objects: None,
             })
             .collect();
         Self::checked(examples, &dir.display().to_string())
@@ -127,10 +138,24 @@ impl TrainingData {
                 }
                 None => None,
             };
+            let objects = field(&["labels"]).map(|labels| ObjectLabels {
+                labels: dir.join(labels),
+                objects: v
+                    .get("objects")
+                    .and_then(|o| o.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| {
+                        let name = o.get("name")?.as_str()?.to_string();
+                        Some((name, u32::try_from(o.get("category_id")?.as_u64()?).ok()?))
+                    })
+                    .collect(),
+            });
             examples.push(Example {
                 image: dir.join(image),
                 captions,
                 conditioning,
+                objects,
             });
         }
         Self::checked(examples, &file.display().to_string())

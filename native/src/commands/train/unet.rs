@@ -7,12 +7,15 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{DType, Device, Tensor};
 use clap::Args;
 use maskforge_core::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use maskforge_core::mosaic::plan::attention_token_index;
 use maskforge_core::pipelines::{MODEL_INDEX, ModelIndex, PipelineFiles, StableDiffusion};
 use maskforge_core::rng::TorchRng;
 use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
 use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
 use maskforge_core::training::checkpoint::safetensors_bytes;
-use maskforge_core::training::{DenoisingBatch, Noising, ParamNames, TextToImage, unet_loss};
+use maskforge_core::training::{
+    DenoisingBatch, GroundingTargets, Noising, ParamNames, TextToImage, unet_loss,
+};
 use maskforge_core::weights::{
     FileSource, HostTensor, MemorySource, PrefixedWeights, SafetensorsWeights, VarBuilder, Weights,
     load_component_weights,
@@ -42,6 +45,11 @@ pub struct UNetArgs {
     /// written to the result's `text_encoder/`.
     #[arg(long)]
     pub train_text_encoder: bool,
+    /// Add token grounding (TokenCompose) with this weight: the cross-attention of each
+    /// caption's object name is trained onto the object's pixels in the data's label maps
+    /// (the shapes world's `labels`), the maps MosaicFusion reads as masks.
+    #[arg(long, value_name = "WEIGHT")]
+    pub grounding_loss: Option<f32>,
     #[command(flatten)]
     pub options: TrainOptions,
 }
@@ -54,6 +62,8 @@ pub(super) struct Conditioning {
     pub seed: u64,
     /// Share of captions replaced by the empty prompt.
     pub proportion_empty_prompts: f64,
+    /// Weight of the token grounding loss, when trained with it.
+    pub grounding: Option<f32>,
 }
 
 impl Conditioning {
@@ -96,6 +106,10 @@ impl Conditioning {
             }
             None => sd.encode_prompts(&captions, None).cast(DType::F32),
         };
+        let grounding = self
+            .grounding
+            .map(|weight| self.grounding_targets(indices, &captions, weight))
+            .transpose()?;
         let noise = rng.randn_like(&latents);
         let mut uniform = rand_chacha::ChaCha8Rng::seed_from_u64(mix);
         let timesteps = indices
@@ -107,6 +121,52 @@ impl Conditioning {
             context,
             noise,
             timesteps,
+            grounding,
+        })
+    }
+
+    /// For each example of a micro-batch, the first of its objects whose name is in its
+    /// caption: that name's token and the object's pixels in the label map.
+    fn grounding_targets(
+        &self,
+        indices: &[usize],
+        captions: &[&str],
+        weight: f32,
+    ) -> Result<GroundingTargets> {
+        let mut tokens = Vec::new();
+        let mut masks = Vec::new();
+        let mut size = (0, 0);
+        for (&i, caption) in indices.iter().zip(captions) {
+            let example = &self.examples[i];
+            let labels = example
+                .objects
+                .as_ref()
+                .with_context(|| format!("{}: no label map", example.image.display()))?;
+            let found = labels.objects.iter().find_map(|(name, id)| {
+                let token = attention_token_index(&self.sd.tokenizer, caption, name).ok()?;
+                Some((token, *id))
+            });
+            let Some((token, id)) = found.filter(|_| !caption.is_empty()) else {
+                tokens.push(None);
+                continue;
+            };
+            let map = image::open(&labels.labels)
+                .with_context(|| format!("{}: cannot read the label map", labels.labels.display()))?
+                .to_luma8();
+            size = (map.height() as usize, map.width() as usize);
+            tokens.push(Some(token));
+            masks.push(
+                map.pixels()
+                    .map(|p| if u32::from(p.0[0]) == id { 1.0 } else { 0.0 })
+                    .collect(),
+            );
+        }
+        Ok(GroundingTargets {
+            tokens,
+            masks,
+            height: size.0,
+            width: size.1,
+            weight,
         })
     }
 }
@@ -306,6 +366,9 @@ pub fn run(args: UNetArgs) -> Result<()> {
     };
     let sd = StableDiffusion::load(&Overlay { top, base: &source }, &device, DType::F32)?;
     check_fits(&sd, &config, &config_name, &data)?;
+    if args.grounding_loss.is_some() {
+        check_label_maps(&data)?;
+    }
     let (noising, _) = noising(&sd, args.objective.as_deref())?;
     let mut start = vec![("unet.".to_string(), unet_start)];
     if args.train_text_encoder {
@@ -323,6 +386,7 @@ pub fn run(args: UNetArgs) -> Result<()> {
             examples: data.examples.clone(),
             seed: o.seed,
             proportion_empty_prompts: o.proportion_empty_prompts,
+            grounding: args.grounding_loss,
         },
         config,
         config_json,
@@ -331,6 +395,32 @@ pub fn run(args: UNetArgs) -> Result<()> {
     };
     let identity = serde_json::json!({ "train": "unet", "args": args });
     train(&task, o, identity, &data, &device)
+}
+
+/// Token grounding needs every example's label map, of the images' size.
+fn check_label_maps(data: &TrainingData) -> Result<()> {
+    for example in &data.examples {
+        let labels = example.objects.as_ref().with_context(|| {
+            format!(
+                "{}: --grounding-loss needs a `labels` map and `objects` for every example \
+                 (as `maskforge shapes` writes); this one has none",
+                example.image.display()
+            )
+        })?;
+        let dims = image::image_dimensions(&labels.labels)
+            .with_context(|| format!("{}: cannot read the label map", labels.labels.display()))?;
+        if dims != data.size {
+            bail!(
+                "{}: the label map is {}×{}, the images {}×{}",
+                labels.labels.display(),
+                dims.0,
+                dims.1,
+                data.size.0,
+                data.size.1
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The weights of a diffusers folder's UNet.
