@@ -37,6 +37,19 @@ fn shapes(dir: &Path) -> PathBuf {
     data
 }
 
+/// `dir/bare`: the first image of the shapes world `data` as `a.png`, captioned in a
+/// `metadata.jsonl` when `caption` is given (no label maps, no conditioning images).
+fn image_folder(dir: &Path, data: &Path, caption: Option<&str>) -> PathBuf {
+    let bare = dir.join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
+    if let Some(text) = caption {
+        let line = serde_json::json!({ "file_name": "a.png", "text": text });
+        std::fs::write(bare.join("metadata.jsonl"), format!("{line}\n")).unwrap();
+    }
+    bare
+}
+
 fn train_args<'a>(data: &'a Path, out: &'a Path, model: &'a Path, steps: &'a str) -> Vec<&'a str> {
     vec![
         "train",
@@ -206,9 +219,7 @@ fn trains_a_unet_from_scratch_and_reports_bad_input() {
     );
 
     // A data folder without captions.
-    let bare = dir.path().join("bare");
-    std::fs::create_dir_all(&bare).unwrap();
-    std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
+    let bare = image_folder(dir.path(), &data, None);
     let o = dir.path().join("o1");
     assert_clear_error(
         &maskforge(&train_args(&bare, &o, &model, "1")),
@@ -332,14 +343,7 @@ fn token_grounding_changes_training_and_needs_label_maps() {
     );
 
     // Data without label maps, and a label map of the wrong size.
-    let bare = dir.path().join("bare");
-    std::fs::create_dir_all(&bare).unwrap();
-    std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
-    std::fs::write(
-        bare.join("metadata.jsonl"),
-        "{\"file_name\": \"a.png\", \"text\": \"a photo of a single star\"}\n",
-    )
-    .unwrap();
+    let bare = image_folder(dir.path(), &data, Some("a photo of a single star"));
     let o = dir.path().join("o1");
     let mut args = train_args(&bare, &o, &model, "1");
     args.extend(["--grounding-loss", "1"]);
@@ -433,14 +437,7 @@ fn trains_a_controlnet_that_imgsyn_loads() {
         &["downsamples by 2", "VAE by 8"],
     );
     // Captions without the conditioning images.
-    let bare = dir.path().join("bare");
-    std::fs::create_dir_all(&bare).unwrap();
-    std::fs::copy(data.join("images/000000000001.png"), bare.join("a.png")).unwrap();
-    std::fs::write(
-        bare.join("metadata.jsonl"),
-        "{\"file_name\": \"a.png\", \"text\": \"a star\"}\n",
-    )
-    .unwrap();
+    let bare = image_folder(dir.path(), &data, Some("a star"));
     let mut a = args(&dir.path().join("o2"), "8,8,16,16");
     let d = a.iter().position(|x| x == "--data").unwrap();
     a[d + 1] = s(&bare).to_string();
