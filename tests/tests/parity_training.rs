@@ -2,7 +2,8 @@
 //! diffusers' `train_text_to_image` loop (run A: epsilon, warm-up + cosine, clipping, EMA;
 //! run B: v_prediction with two accumulated micro-batches), `train_controlnet`'s (run C,
 //! the UNet frozen), a VAE's reconstruction + KL objective (run D) and the UNet trained with
-//! its text encoder (run E, `--train-text-encoder`); on the CPU and on wgpu
+//! its text encoder (run E, `--train-text-encoder`) and with token grounding (run G,
+//! `--grounding-loss`: TokenCompose's term on the cross-attention); on the CPU and on wgpu
 //! (lavapipe in CI). Checked: losses, gradients, gradient norms, learning rates, the weights
 //! after AdamW, and the EMA.
 //!
@@ -282,8 +283,101 @@ fn cpu_training_steps_match_diffusers() {
     check_training(&Device::flex(), 1e-5, 1e-5);
 }
 
-/// Token grounding: `unet_loss` adds the weighted grounding term of its own cross-attention,
-/// and AdamW steps on that term move the name token's attention onto the object.
+/// The grounding targets of runs G and the pull test: token 2 of every caption, the
+/// top-left quarter of the latent grid, weight 0.5.
+fn quarter_targets(batch: &DenoisingBatch) -> GroundingTargets {
+    let [b, _, h, w] = batch.latents.dims();
+    let mask: Vec<f32> = (0..h * w)
+        .map(|i| ((i / w) < h / 2 && (i % w) < w / 2) as u8 as f32)
+        .collect();
+    GroundingTargets {
+        tokens: vec![Some(2); b],
+        masks: vec![mask; b],
+        height: h,
+        width: w,
+        weight: 0.5,
+    }
+}
+
+/// The unweighted grounding term of one probed UNet call on `batch`, with the maps it read.
+fn probed_grounding(
+    unet: &UNet2DConditionModel,
+    noising: &Noising,
+    batch: &DenoisingBatch,
+    targets: &GroundingTargets,
+) -> (burn::tensor::Tensor<1>, CrossAttentionProbe) {
+    let noisy = noising.add_noise(&batch.latents, &batch.noise, &batch.timesteps);
+    let ts: Vec<f32> = batch.timesteps.iter().map(|&t| t as f32).collect();
+    let mut probe = CrossAttentionProbe::new(targets.tokens.clone());
+    let hooks = UNetHooks {
+        probe: Some(&mut probe),
+        ..UNetHooks::default()
+    };
+    unet.forward_per_sample(noisy, &ts, &batch.context, None, hooks);
+    assert!(!probe.maps.is_empty());
+    (grounding_loss(&probe.maps, targets), probe)
+}
+
+/// Run G: one AdamW step of `denoising + 0.5 · grounding` on run A's first micro-batch, as
+/// `train_ref.py` computes it: each cross-attention layer's probabilities of the token (call
+/// order), the grounding and total losses, the gradients and the updated weights.
+fn check_grounding(device: &Device, grad_tol: f32, weight_tol: f32) {
+    let t = tiny();
+    let exp = Expected::load("train");
+    let device = device.clone().autodiff();
+    let vb = VarBuilder::from_weights(t.weights.clone(), &device, DType::F32);
+    let unet = UNet2DConditionModel::load(&vb, &t.config, "config.json").unwrap();
+    let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
+    let plain = batch(&exp, "A", 0, &device);
+    let targets = quarter_targets(&plain);
+    let (_, losses) = exp.host("G.loss");
+
+    let (term, probe) = probed_grounding(&unet, &noising, &plain, &targets);
+    let (_, layers) = exp.host("G.layers");
+    assert_eq!(
+        probe.maps.len(),
+        layers[0] as usize,
+        "cross-attention layers"
+    );
+    for (k, map) in probe.maps.iter().enumerate() {
+        let (shape, expected) = exp.host(&format!("G.probs.{k}"));
+        assert_eq!(map.probs.dims().to_vec(), shape, "G.probs.{k}: shape");
+        let got = map.probs.clone().into_data().try_to_vec::<f32>().unwrap();
+        assert_close(&format!("G.probs.{k}"), &got, &expected, 1e-5);
+    }
+    let scalar = |t: burn::tensor::Tensor<1>| t.into_scalar::<f32>() as f64;
+    relative("G.grounding", scalar(term), losses[2] as f64, 1e-5);
+
+    let grounded = DenoisingBatch {
+        grounding: Some(targets),
+        ..plain
+    };
+    let mut opt = optimizer(unet_names(&t), &unet, CONSTANT, false);
+    let loss = unet_loss(&unet, &noising, &grounded);
+    relative("G.loss", scalar(loss.clone()), losses[0] as f64, 1e-5);
+    opt.accumulate(&unet, loss.backward());
+    check_grads(&exp, "G.grad", &opt.gradients(), grad_tol);
+    let (unet, lr) = opt.step(unet);
+    check_weights(
+        &exp,
+        "G.param",
+        &opt.weights(&unet),
+        weight_tol,
+        Some(("G.grad", lr as f32, grad_tol)),
+    );
+}
+
+#[test]
+fn cpu_grounding_step_matches_pytorch() {
+    check_grounding(&Device::flex(), 1e-5, 1e-5);
+}
+
+#[test]
+fn wgpu_grounding_step_matches_pytorch() {
+    check_grounding(wgpu_device(), 1e-3, 5e-5);
+}
+
+/// Ten AdamW steps on the grounding term move the name token's attention onto the object.
 #[test]
 fn grounding_steps_pull_attention_onto_the_object() {
     let t = tiny();
@@ -293,55 +387,16 @@ fn grounding_steps_pull_attention_onto_the_object() {
     let mut unet = UNet2DConditionModel::load(&vb, &t.config, "config.json").unwrap();
     let noising = Noising::new(&t.scheduler, "scheduler_config.json").unwrap();
     let plain = batch(&exp, "A", 0, &device);
-    let [b, _, h, w] = plain.latents.dims();
-    // The object: the top-left quarter of the latent grid; token 2 of every caption.
-    let mask: Vec<f32> = (0..h * w)
-        .map(|i| ((i / w) < h / 2 && (i % w) < w / 2) as u8 as f32)
-        .collect();
-    let targets = GroundingTargets {
-        tokens: vec![Some(2); b],
-        masks: vec![mask; b],
-        height: h,
-        width: w,
-        weight: 0.5,
-    };
-    let grounded = DenoisingBatch {
-        grounding: Some(targets.clone()),
-        ..plain.clone()
-    };
-    let grounding = |unet: &UNet2DConditionModel| {
-        let (noisy, ts) = (
-            noising.add_noise(&plain.latents, &plain.noise, &plain.timesteps),
-            plain
-                .timesteps
-                .iter()
-                .map(|&t| t as f32)
-                .collect::<Vec<_>>(),
-        );
-        let mut probe = CrossAttentionProbe::new(targets.tokens.clone());
-        let hooks = UNetHooks {
-            probe: Some(&mut probe),
-            ..UNetHooks::default()
-        };
-        unet.forward_per_sample(noisy, &ts, &plain.context, None, hooks);
-        assert!(!probe.maps.is_empty());
-        grounding_loss(&probe.maps, &targets)
-    };
+    let targets = quarter_targets(&plain);
     let scalar = |t: burn::tensor::Tensor<1>| t.into_scalar::<f32>() as f64;
-    let before = scalar(grounding(&unet));
-    relative(
-        "denoising + 0.5 · grounding",
-        scalar(unet_loss(&unet, &noising, &grounded)),
-        scalar(unet_loss(&unet, &noising, &plain)) + 0.5 * before,
-        1e-5,
-    );
+    let before = scalar(probed_grounding(&unet, &noising, &plain, &targets).0);
     let mut opt = optimizer(unet_names(&t), &unet, CONSTANT, false);
     for _ in 0..10 {
-        let loss = grounding(&unet);
+        let loss = probed_grounding(&unet, &noising, &plain, &targets).0;
         opt.accumulate(&unet, loss.backward());
         unet = opt.step(unet).0;
     }
-    let after = scalar(grounding(&unet));
+    let after = scalar(probed_grounding(&unet, &noising, &plain, &targets).0);
     assert!(after < 0.7 * before, "grounding loss {before} → {after}");
 }
 
