@@ -1,15 +1,18 @@
 //! `maskforge train unet` end to end on the tiny fixtures: a run killed with `kill -9` and
 //! resumed ends with the same weights as an uninterrupted one, the loss log has one row per
 //! step, the result is a diffusers folder `txt2img` loads, a UNet trains from scratch from a
-//! config, token grounding adds its term, and bad input is a clear error.
+//! config, token grounding adds its term, a VAE fine-tunes whole or its decoder only, and bad
+//! input is a clear error.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{assert_clear_error, fixtures, maskforge};
+use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, Weights};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -35,6 +38,23 @@ fn shapes(dir: &Path) -> PathBuf {
         "--quiet",
     ]));
     data
+}
+
+/// Every tensor of a safetensors file, by key, as f32.
+fn tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
+    let bytes = maskforge_native::source::map_file(path).unwrap();
+    let file = SafetensorsWeights::new(vec![
+        SafetensorsFile::parse(path.display().to_string(), bytes).unwrap(),
+    ])
+    .unwrap();
+    Weights::keys(&file)
+        .unwrap()
+        .into_iter()
+        .map(|k| {
+            let t = file.read(&k).unwrap().unwrap();
+            (k, t.data)
+        })
+        .collect()
 }
 
 /// `dir/bare`: the first image of the shapes world `data` as `a.png`, captioned in a
@@ -489,6 +509,54 @@ fn trains_a_vae_from_a_config_or_a_pipeline() {
         "2",
         "--quiet",
     ]));
+
+    // The decoder only: the encoder's and quant_conv's tensors stay bit for bit.
+    let decoder = dir.path().join("decoder");
+    ok(maskforge(&[
+        "train",
+        "vae",
+        "--model",
+        s(&model),
+        "--decoder-only",
+        "--data",
+        s(&data),
+        "--out",
+        s(&decoder),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--quiet",
+    ]));
+    let base = tensors(&model.join("vae/diffusion_pytorch_model.safetensors"));
+    let tuned = tensors(&decoder.join("diffusion_pytorch_model.safetensors"));
+    assert_eq!(
+        base.keys().collect::<Vec<_>>(),
+        tuned.keys().collect::<Vec<_>>()
+    );
+    let moved: Vec<&String> = base.keys().filter(|k| base[*k] != tuned[*k]).collect();
+    assert!(
+        !moved.is_empty()
+            && moved
+                .iter()
+                .all(|k| k.starts_with("decoder.") || k.starts_with("post_quant_conv.")),
+        "{moved:?}"
+    );
+    assert_clear_error(
+        &maskforge(&[
+            "train",
+            "vae",
+            "--config",
+            s(&config),
+            "--decoder-only",
+            "--data",
+            s(&data),
+            "--out",
+            s(&dir.path().join("o")),
+        ]),
+        &["--decoder-only", "--model"],
+    );
+
     let bad = dir.path().join("bad");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::copy(

@@ -1,5 +1,6 @@
 //! `maskforge train vae`: an `AutoencoderKL` trained on reconstruction plus a weighted KL
-//! divergence, from a diffusers config (from scratch) or fine-tuning a pipeline's VAE.
+//! divergence, from a diffusers config (from scratch) or fine-tuning a pipeline's VAE, whole
+//! or its decoder only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub struct VaeArgs {
     /// Weight of the KL term.
     #[arg(long, default_value_t = 1e-6)]
     pub kl_weight: f64,
+    /// Train the decoder (and `post_quant_conv`) only: the encoder stays as it is, so the
+    /// latents, and a UNet trained on them, stay valid.
+    #[arg(long)]
+    pub decoder_only: bool,
     #[command(flatten)]
     pub options: TrainOptions,
 }
@@ -44,6 +49,7 @@ struct VaeTask {
     start: Arc<dyn Weights>,
     examples: Vec<Example>,
     kl_weight: f64,
+    decoder_only: bool,
     seed: u64,
 }
 
@@ -51,7 +57,12 @@ impl Task for VaeTask {
     type Model = AutoencoderKL;
 
     fn build(&self, vb: &VarBuilder) -> maskforge_core::Result<Self::Model> {
-        AutoencoderKL::load(vb, &self.config)
+        let vae = AutoencoderKL::load(vb, &self.config)?;
+        Ok(if self.decoder_only {
+            vae.freeze_encoder()
+        } else {
+            vae
+        })
     }
 
     fn start(&self) -> Arc<dyn Weights> {
@@ -90,6 +101,9 @@ pub fn run(args: VaeArgs) -> Result<()> {
     let data = TrainingData::open_images(&o.data, &o.image_field)?;
     let device = super::device(o)?;
     let (config_path, base) = match (&args.config, &args.model) {
+        (Some(_), None) if args.decoder_only => {
+            bail!("--decoder-only fine-tunes an existing VAE: give --model, not --config")
+        }
         (Some(config), None) => (config.clone(), None),
         (None, Some(model)) => {
             let dir = if model.join("vae/config.json").is_file() {
@@ -131,6 +145,7 @@ pub fn run(args: VaeArgs) -> Result<()> {
         start,
         examples: data.examples.clone(),
         kl_weight: args.kl_weight,
+        decoder_only: args.decoder_only,
         seed: o.seed,
     };
     let identity = serde_json::json!({ "train": "vae", "args": args });

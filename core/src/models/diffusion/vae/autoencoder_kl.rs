@@ -49,6 +49,18 @@ impl AutoencoderKL {
         })
     }
 
+    /// The same VAE with the encoder and `quant_conv` left out of training (their parameters
+    /// no longer record gradients): fine-tuning then moves only the decoder, so the latent
+    /// space, and every UNet trained on it, stays as it was (how Stability fine-tuned
+    /// `sd-vae-ft-mse`).
+    pub fn freeze_encoder(self) -> Self {
+        Self {
+            encoder: self.encoder.no_grad(),
+            quant_conv: self.quant_conv.map(|q| q.no_grad()),
+            ..self
+        }
+    }
+
     /// Encodes images in [-1, 1].
     ///
     /// # Shapes
