@@ -306,8 +306,7 @@ fn probed_grounding(
     batch: &DenoisingBatch,
     targets: &GroundingTargets,
 ) -> (burn::tensor::Tensor<1>, CrossAttentionProbe) {
-    let noisy = noising.add_noise(&batch.latents, &batch.noise, &batch.timesteps);
-    let ts: Vec<f32> = batch.timesteps.iter().map(|&t| t as f32).collect();
+    let (noisy, ts) = batch.noisy(noising);
     let mut probe = CrossAttentionProbe::new(targets.tokens.clone());
     let hooks = UNetHooks {
         probe: Some(&mut probe),

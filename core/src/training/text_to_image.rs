@@ -54,7 +54,11 @@ pub struct DenoisingBatch {
 }
 
 impl DenoisingBatch {
-    fn noisy(&self, noising: &Noising) -> (Tensor<4>, Vec<f32>) {
+    /// The noised latents and the timesteps as the UNet takes them.
+    ///
+    /// # Shapes
+    /// → (`[B, C, h, w]`, `B` timesteps)
+    pub fn noisy(&self, noising: &Noising) -> (Tensor<4>, Vec<f32>) {
         let noisy = noising.add_noise(&self.latents, &self.noise, &self.timesteps);
         (noisy, self.timesteps.iter().map(|&t| t as f32).collect())
     }
