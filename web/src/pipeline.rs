@@ -107,6 +107,12 @@ export interface GenerateOptions {
   minAreaFrac?: number;
   maxAreaFrac?: number;
   refine?: "none" | "bilateral";
+  /** The bilateral solver's bandwidths: pixels, 8-bit luma and chroma levels (16, 16, 8). */
+  sigmaSpatial?: number;
+  sigmaLuma?: number;
+  sigmaChroma?: number;
+  /** The fraction of its maximum the solver's output must exceed to stay in the mask (0.5). */
+  bfsThreshold?: number;
   /** "otsu" or a fraction in (0, 1) of the attention map's maximum. */
   threshold?: "otsu" | number;
   /** Attention resolutions to average, as fractions of the region (2 … 64; default [32, 16, 8]). */

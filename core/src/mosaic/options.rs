@@ -57,6 +57,19 @@ pub struct MosaicOptions {
     pub max_area_frac: f64,
     /// `none` or `bilateral` (the fast bilateral solver, twice).
     pub refine: String,
+    /// The bilateral solver's bandwidths, MosaicFusion's `--sigma_spatial`, `--sigma_luma` and
+    /// `--sigma_chroma` (pixels; 8-bit luma and chroma levels); `None`: its 16, 16 and 8, made
+    /// for regions of about 512 pixels. Written only when set, as `karras_sigmas`.
+    #[serde(alias = "sigmaSpatial", skip_serializing_if = "Option::is_none")]
+    pub sigma_spatial: Option<f64>,
+    #[serde(alias = "sigmaLuma", skip_serializing_if = "Option::is_none")]
+    pub sigma_luma: Option<f64>,
+    #[serde(alias = "sigmaChroma", skip_serializing_if = "Option::is_none")]
+    pub sigma_chroma: Option<f64>,
+    /// The fraction of its maximum the solver's output must exceed to stay in the mask,
+    /// MosaicFusion's `--bfs_threshold`; `None`: its 0.5.
+    #[serde(alias = "bfsThreshold", skip_serializing_if = "Option::is_none")]
+    pub bfs_threshold: Option<f64>,
     /// `otsu`, or a fixed fraction in (0, 1) of the attention map's maximum.
     #[serde(deserialize_with = "text_or_number")]
     pub threshold: String,
@@ -87,6 +100,10 @@ impl Default for MosaicOptions {
             min_area_frac: filter.min_area_frac,
             max_area_frac: filter.max_area_frac,
             refine: "bilateral".into(),
+            sigma_spatial: None,
+            sigma_luma: None,
+            sigma_chroma: None,
+            bfs_threshold: None,
             threshold: "otsu".into(),
             attention_resolutions: vec![32, 16, 8],
             image_format: "png".into(),
@@ -95,6 +112,44 @@ impl Default for MosaicOptions {
 }
 
 impl MosaicOptions {
+    /// MosaicFusion's refinement with the solver settings given.
+    fn bilateral(&self) -> Result<Refine> {
+        let mut refine = Refine::bilateral();
+        let Refine::Bilateral {
+            params, threshold, ..
+        } = &mut refine
+        else {
+            unreachable!("bilateral refinement")
+        };
+        for (name, given, value) in [
+            (
+                "sigma_spatial",
+                self.sigma_spatial,
+                &mut params.sigma_spatial,
+            ),
+            ("sigma_luma", self.sigma_luma, &mut params.sigma_luma),
+            ("sigma_chroma", self.sigma_chroma, &mut params.sigma_chroma),
+        ] {
+            if let Some(v) = given {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(Error::Invalid(format!(
+                        "{name} must be a positive number, got {v}"
+                    )));
+                }
+                *value = v;
+            }
+        }
+        if let Some(v) = self.bfs_threshold {
+            if !(v > 0.0 && v < 1.0) {
+                return Err(Error::Invalid(format!(
+                    "bfs_threshold must be a number in (0, 1), got {v}"
+                )));
+            }
+            *threshold = v;
+        }
+        Ok(refine)
+    }
+
     /// The checked settings; `model_name` is recorded in the manifest.
     pub fn config(&self, model_name: String) -> Result<GenerateConfig> {
         let threshold = match self.threshold.as_str() {
@@ -110,7 +165,7 @@ impl MosaicOptions {
         };
         let refine = match self.refine.as_str() {
             "none" => Refine::None,
-            "bilateral" => Refine::bilateral(),
+            "bilateral" => self.bilateral()?,
             r => {
                 return Err(Error::Invalid(format!(
                     "refine must be `none` or `bilateral`, got `{r}`"
@@ -318,6 +373,63 @@ mod tests {
         let config = o.config("m".into()).unwrap();
         assert!(config.denoise.karras_sigmas);
         assert_eq!(config.denoise.scheduler, Some(SchedulerKind::Heun));
+    }
+
+    #[test]
+    fn bilateral_sigmas_reach_the_solver_and_are_written_only_when_set() {
+        let json = serde_json::to_value(MosaicOptions::default()).unwrap();
+        assert!(json.get("sigma_spatial").is_none(), "{json}");
+        let o: MosaicOptions = serde_json::from_str(
+            r#"{"sigmaSpatial": 4, "sigma_chroma": 6.5, "bfsThreshold": 0.3}"#,
+        )
+        .unwrap();
+        assert_eq!(serde_json::to_value(&o).unwrap()["sigma_spatial"], 4.0);
+        let Refine::Bilateral {
+            params,
+            times,
+            threshold,
+        } = o.config("m".into()).unwrap().refine
+        else {
+            panic!("bilateral refinement");
+        };
+        let mosaicfusion = crate::masks::BilateralSolverParams::default();
+        assert_eq!(
+            (params.sigma_spatial, params.sigma_luma, params.sigma_chroma),
+            (4.0, mosaicfusion.sigma_luma, 6.5)
+        );
+        assert_eq!((times, threshold), (2, 0.3));
+        for (bad, name, needle) in [
+            (0.0, "sigma_luma", "sigma_luma must be a positive number"),
+            (
+                f64::NAN,
+                "sigma_luma",
+                "sigma_luma must be a positive number",
+            ),
+            (
+                f64::INFINITY,
+                "sigma_luma",
+                "sigma_luma must be a positive number",
+            ),
+            (
+                1.0,
+                "bfs_threshold",
+                "bfs_threshold must be a number in (0, 1)",
+            ),
+            (
+                -0.5,
+                "bfs_threshold",
+                "bfs_threshold must be a number in (0, 1)",
+            ),
+        ] {
+            let mut o = MosaicOptions::default();
+            *if name == "sigma_luma" {
+                &mut o.sigma_luma
+            } else {
+                &mut o.bfs_threshold
+            } = Some(bad);
+            let e = o.config("m".into()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -263,6 +263,24 @@ pub struct OptionFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refine: Option<String>,
+    /// The bilateral solver's spatial bandwidth in pixels (MosaicFusion's, for regions of
+    /// about 512 pixels) [default: 16].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_spatial: Option<f64>,
+    /// The bilateral solver's luma bandwidth (8-bit levels) [default: 16].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_luma: Option<f64>,
+    /// The bilateral solver's chroma bandwidth (8-bit levels) [default: 8].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_chroma: Option<f64>,
+    /// The fraction of its maximum the bilateral solver's output must exceed to stay in the
+    /// mask [default: 0.5].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bfs_threshold: Option<f64>,
     /// otsu, or a fixed fraction in (0, 1) of the attention map's maximum [default: otsu].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
