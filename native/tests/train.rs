@@ -652,7 +652,7 @@ fn bench_scores_masks_against_the_saturation_truth() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     ok(out);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let check = |block: &serde_json::Value, list: &str, count: Option<&str>| {
+    let check = |block: &serde_json::Value, list: &str, count: Option<&str>, mean: &str| {
         let ious: Vec<f64> = block[list]
             .as_array()
             .unwrap()
@@ -662,18 +662,21 @@ fn bench_scores_masks_against_the_saturation_truth() {
         if let Some(count) = count {
             assert_eq!(ious.len() as u64, block[count].as_u64().unwrap());
         }
+        assert!(ious.iter().all(|v| (0.0..=1.0).contains(v)), "{block}");
+        let average = ious.iter().sum::<f64>() / ious.len().max(1) as f64;
         assert!(
-            !ious.is_empty() && ious.iter().all(|v| (0.0..=1.0).contains(v)),
-            "{block}"
-        );
-        let mean = ious.iter().sum::<f64>() / ious.len() as f64;
-        assert!(
-            (block["mean_iou"].as_f64().unwrap() - mean).abs() < 1e-12,
+            (block[mean].as_f64().unwrap() - average).abs() < 1e-12,
             "{block}"
         );
     };
-    check(&report["truth"], "region_ious", Some("regions"));
-    check(&report["truth"]["masksyn"], "sample_ious", None);
+    let truth = &report["truth"];
+    check(truth, "region_ious", Some("regions"), "region_mean_iou");
+    check(truth, "annotation_ious", Some("annotations"), "mean_iou");
+    // Two samples of up to 4 regions; at most one annotation per region (`largest`).
+    let regions = truth["regions"].as_u64().unwrap();
+    assert!((2..=8).contains(&regions), "{truth}");
+    assert!(truth["annotations"].as_u64().unwrap() <= regions, "{truth}");
+    check(&report["truth"]["masksyn"], "sample_ious", None, "mean_iou");
     assert_eq!(
         report["truth"]["masksyn"]["sample_ious"]
             .as_array()
@@ -687,9 +690,56 @@ fn bench_scores_masks_against_the_saturation_truth() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     ok(out);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    check(&report["truth"], "region_ious", Some("regions"));
+    check(
+        &report["truth"],
+        "region_ious",
+        Some("regions"),
+        "region_mean_iou",
+    );
+    check(
+        &report["truth"],
+        "annotation_ious",
+        Some("annotations"),
+        "mean_iou",
+    );
     assert_eq!(report["model"], "embedded:shapes", "{report}");
     let mut args = base.to_vec();
     args.extend(["--text2mask", s(&model)]);
     assert_clear_error(&maskforge(&args), &["--text2mask needs --controlnet"]);
+}
+
+/// `maskforge bench --truth --json`, as issue 17 writes it: 16 samples of the embedded model at
+/// its own region size (64×64 from its `mosaic.json`); one step each keeps it short.
+#[test]
+fn bench_truth_without_a_count_scores_16_samples_at_the_models_size() {
+    let out = maskforge(&[
+        "bench",
+        "--truth",
+        "--json",
+        "--truth-steps",
+        "1",
+        "--iters",
+        "1",
+        "--skip",
+        "unet,vae,text",
+        "--device",
+        "cpu",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ok(out);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (report["height"].as_u64(), report["width"].as_u64()),
+        (Some(64), Some(64))
+    );
+    let truth = &report["truth"];
+    assert_eq!(truth["samples"], 16, "{truth}");
+    assert_eq!(truth["region"], serde_json::json!([64, 64]), "{truth}");
+    assert_eq!(truth["steps"], 1, "{truth}");
+    let regions = truth["regions"].as_u64().unwrap();
+    assert!(regions >= 16, "{truth}");
+    assert!(
+        (0.0..=1.0).contains(&truth["mean_iou"].as_f64().unwrap()),
+        "{truth}"
+    );
 }

@@ -89,6 +89,8 @@ pub struct Sample {
     pub width: usize,
     /// Final region masks (region-local, row-major), for previews.
     pub region_masks: Vec<Vec<bool>>,
+    /// The region of each of the record's annotations, in their order.
+    pub annotation_regions: Vec<usize>,
 }
 
 /// Interleaved RGB of `rgb`'s box `y1..y2 × x1..x2`.
@@ -187,6 +189,7 @@ pub fn finish_sample(
 
     let boxes: Vec<_> = plan.regions.iter().map(|r| r.bbox).collect();
     let found = extract_instances(&masks, &boxes, height, width, &config.filter, config.policy)?;
+    let annotation_regions = found.instances.iter().map(|i| i.region).collect();
     let id = plan.index + 1;
     let kept = found.dropped.is_none();
     let image = kept.then(|| {
@@ -277,5 +280,6 @@ pub fn finish_sample(
         height,
         width,
         region_masks: masks,
+        annotation_regions,
     })
 }

@@ -29,10 +29,12 @@ pub struct BenchArgs {
     /// A real architecture with random weights: sd15, sd21 or sdxl.
     #[arg(long)]
     pub arch: Option<String>,
-    #[arg(long, default_value_t = 512)]
-    pub height: usize,
-    #[arg(long, default_value_t = 512)]
-    pub width: usize,
+    /// Default: the model's own region size (its `mosaic.json`), else 512.
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// Default: the model's own region size (its `mosaic.json`), else 512.
+    #[arg(long)]
+    pub width: Option<usize>,
     /// UNet batch (2 = one image with classifier-free guidance).
     #[arg(long, default_value_t = 2)]
     pub batch: usize,
@@ -64,12 +66,13 @@ pub struct BenchArgs {
     /// Also score this many MosaicFusion samples (regions of HxW, `--truth-steps` steps,
     /// the shapes world's classes, the model's own `mosaic.json` settings)
     /// against the saturation truth of their own images: the mean mask IoU
-    /// (`truth.mean_iou`). Meaningful on a model of the shapes world.
-    #[arg(long)]
+    /// (`truth.mean_iou`). Meaningful on a model of the shapes world. `--truth` alone: 16.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "16")]
     pub truth: Option<usize>,
-    /// Denoising steps of the `--truth` samples.
-    #[arg(long, default_value_t = 20)]
-    pub truth_steps: usize,
+    /// Denoising steps of the `--truth` samples. Default: the model's own (`mosaic.json`),
+    /// else 20.
+    #[arg(long)]
+    pub truth_steps: Option<usize>,
     /// With `--truth` and `--controlnet` (Mask2Img on `--model`): also score MaskSyn with this
     /// Text2Mask model (`truth.masksyn`), on scene captions of the shapes world at HxW.
     #[arg(long, requires = "truth")]
@@ -102,7 +105,26 @@ fn overlap(size: usize) -> usize {
 
 /// Runs `bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.height % 8 != 0 || args.width % 8 != 0 || args.height == 0 || args.width == 0 {
+    // The model's own settings (as `generate` reads them): the default size and truth steps.
+    let settings = match &args.arch {
+        Some(_) => serde_json::Map::new(),
+        None => model::mosaic_settings(args.model.as_deref())?,
+    };
+    let own = |key: &str| settings.contains_key(key);
+    let options: MosaicOptions = serde_json::from_value(settings.clone().into())
+        .map_err(|e| anyhow::anyhow!("the model's {MODEL_SETTINGS}: {e}"))?;
+    let (height, width) = match (args.height, args.width) {
+        (Some(h), Some(w)) => (h, w),
+        (h, w) if own("region_size") => (
+            h.unwrap_or(options.region_size.0),
+            w.unwrap_or(options.region_size.1),
+        ),
+        (h, w) => (h.unwrap_or(512), w.unwrap_or(512)),
+    };
+    let truth_steps = args
+        .truth_steps
+        .unwrap_or(if own("steps") { options.steps } else { 20 });
+    if height % 8 != 0 || width % 8 != 0 || height == 0 || width == 0 {
         bail!("--height and --width must be positive multiples of 8");
     }
     if args.batch == 0 || args.iters == 0 {
@@ -130,7 +152,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let device = &selected.device;
     let f = sd.vae_config.scale_factor();
-    let (h, w) = (args.height / f, args.width / f);
+    let (h, w) = (height / f, width / f);
 
     let prompts: Vec<&str> =
         vec!["a photo of a single cat, a small domesticated carnivorous mammal"; args.batch];
@@ -143,9 +165,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         })
         .transpose()?;
     // SDXL's pooled text and time ids; `None` for SD 1.x/2.x.
-    let added = sd
-        .encode_text(&prompts, None)
-        .added_cond(args.height, args.width);
+    let added = sd.encode_text(&prompts, None).added_cond(height, width);
 
     let latent_channels = sd.unet_config.in_channels;
     let noise = |shape: [usize; 4]| {
@@ -194,7 +214,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .transpose()?;
 
     let mosaic = match args.mosaic_steps {
-        Some(steps) => Some(bench_mosaic(&sd, args.height, args.width, steps, device)?),
+        Some(steps) => Some(bench_mosaic(&sd, height, width, steps, device)?),
         None => None,
     };
 
@@ -207,7 +227,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Some(seggen::bench_seggen(
                 &sd,
                 net,
-                [args.height, args.width],
+                [height, width],
                 steps,
                 device,
             )?)
@@ -223,16 +243,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut truth = args
         .truth
         .map(|n| {
-            // The model's own settings (as `generate` reads them), at HxW.
-            let settings = match &args.arch {
-                Some(_) => serde_json::Map::new(),
-                None => model::mosaic_settings(args.model.as_deref())?,
-            };
-            let mut options: MosaicOptions = serde_json::from_value(settings.into())
-                .map_err(|e| anyhow::anyhow!("the model's {MODEL_SETTINGS}: {e}"))?;
-            options.region_size = (args.height, args.width);
-            options.overlap = (overlap(args.height), overlap(args.width));
-            options.steps = args.truth_steps;
+            // The model's own settings at HxW.
+            let mut options = options;
+            options.region_size = (height, width);
+            options.overlap = (overlap(height), overlap(width));
+            options.steps = truth_steps;
             truth::mosaic_truth(&sd, &options, n)
         })
         .transpose()?;
@@ -242,14 +257,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         };
         let drawer = model::load_logged(text2mask, None, device, selected.dtype)?;
         let net = std::sync::Arc::new(crate::control::load_controlnet(&sd, controlnet)?);
-        t["masksyn"] = truth::masksyn_truth(
-            &drawer,
-            &sd,
-            net,
-            [args.height, args.width],
-            args.truth_steps,
-            n,
-        )?;
+        t["masksyn"] = truth::masksyn_truth(&drawer, &sd, net, [height, width], truth_steps, n)?;
     }
 
     let mut report = serde_json::json!({
@@ -258,8 +266,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         // burn's backend stack, shader compiler included (`wgpu<wgsl>`, `wgpu<spirv>`, `cuda`).
         "runtime": selected.runtime(),
         "dtype": format!("{:?}", args.dtype).to_lowercase(),
-        "height": args.height,
-        "width": args.width,
+        "height": height,
+        "width": width,
         "batch": args.batch,
         "iters": args.iters,
         "unet_ms": unet_ms,

@@ -1,7 +1,7 @@
 //! `bench --truth N`: how well generated masks match their own images on models of the
 //! shapes world, where objects are saturated and backgrounds are not (see
-//! `maskforge_core::shapes::truth`). MosaicFusion: each region's final mask against the
-//! saturated pixels of the region's image. MaskSyn: the foreground Text2Mask drew against
+//! `maskforge_core::shapes::truth`). MosaicFusion: each annotation of the dataset (and each
+//! region's final mask) against the saturated pixels of its region's image. MaskSyn: the foreground Text2Mask drew against
 //! the saturated pixels of Mask2Img's image. Each reported as a mean IoU.
 
 use std::sync::Arc;
@@ -20,9 +20,10 @@ use maskforge_core::shapes::classes::palette as shapes_palette;
 use maskforge_core::shapes::scene::{MAX_OBJECTS, sample_scene};
 use maskforge_core::shapes::truth::{mask_iou, saturation_truth};
 
-/// Mean mask IoU against the saturation truth over the regions of `samples` MosaicFusion
-/// samples made with `options` (seeds 0, 1, ...), with the shapes world's classes as
-/// categories.
+/// Mean mask IoU against the saturation truth of `samples` MosaicFusion samples made with
+/// `options` (seeds 0, 1, ...), with the shapes world's classes as categories: over the
+/// annotations of the dataset they make (`mean_iou`; dropped samples have none), and over
+/// every region's final mask, kept or not (`region_mean_iou`).
 pub fn mosaic_truth(
     sd: &StableDiffusion,
     options: &MosaicOptions,
@@ -36,24 +37,54 @@ pub fn mosaic_truth(
     let pool: Vec<usize> = (0..categories.len()).collect();
     let config = options.config(String::new())?;
     let mosaic = MosaicFusion::new(sd, config.clone(), &categories, &pool, 0);
-    let mut ious = Vec::new();
+    let (mut annotation_ious, mut region_ious) = (Vec::new(), Vec::new());
     for index in 0..samples as u64 {
         let plan = plan_sample(index, 0, &categories, &pool, &config.plan, &sd.tokenizer)?;
         let sample = mosaic.generate(&plan, |_, _| {})?;
-        for (region, mask) in plan.regions.iter().zip(&sample.region_masks) {
-            let b = region.bbox;
-            let crop = crop_rgb(&sample.rgb, sample.width, [b.y1, b.y2, b.x1, b.x2]);
-            ious.push(mask_iou(mask, &saturation_truth(&crop)));
+        let truths: Vec<Vec<bool>> = plan
+            .regions
+            .iter()
+            .map(|region| {
+                let b = region.bbox;
+                saturation_truth(&crop_rgb(
+                    &sample.rgb,
+                    sample.width,
+                    [b.y1, b.y2, b.x1, b.x2],
+                ))
+            })
+            .collect();
+        for (truth, mask) in truths.iter().zip(&sample.region_masks) {
+            region_ious.push(mask_iou(mask, truth));
+        }
+        let annotations = &sample.record.details.annotations;
+        for (annotation, &r) in annotations.iter().zip(&sample.annotation_regions) {
+            let b = plan.regions[r].bbox;
+            let rle = &annotation.segmentation;
+            let canvas = hotcoco::mask::decode(&hotcoco::mask::rle_from_string(
+                &rle.counts,
+                rle.size[0],
+                rle.size[1],
+            )?);
+            // Column-major canvas → the region's row-major crop.
+            let h = rle.size[0] as usize;
+            let mask: Vec<bool> = (b.y1..b.y2)
+                .flat_map(|y| (b.x1..b.x2).map(move |x| (x, y)))
+                .map(|(x, y)| canvas[x * h + y] == 1)
+                .collect();
+            annotation_ious.push(mask_iou(&mask, &truths[r]));
         }
     }
-    let mean = ious.iter().sum::<f64>() / ious.len().max(1) as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     Ok(serde_json::json!({
         "samples": samples,
-        "regions": ious.len(),
         "steps": options.steps,
         "region": [options.region_size.0, options.region_size.1],
-        "mean_iou": mean,
-        "region_ious": ious,
+        "annotations": annotation_ious.len(),
+        "mean_iou": mean(&annotation_ious),
+        "annotation_ious": annotation_ious,
+        "regions": region_ious.len(),
+        "region_mean_iou": mean(&region_ious),
+        "region_ious": region_ious,
     }))
 }
 
