@@ -398,37 +398,27 @@ mod tests {
             (4.0, mosaicfusion.sigma_luma, 6.5)
         );
         assert_eq!((times, threshold), (2, 0.3));
-        for (bad, name, needle) in [
-            (0.0, "sigma_luma", "sigma_luma must be a positive number"),
-            (
-                f64::NAN,
-                "sigma_luma",
-                "sigma_luma must be a positive number",
-            ),
-            (
-                f64::INFINITY,
-                "sigma_luma",
-                "sigma_luma must be a positive number",
-            ),
-            (
-                1.0,
-                "bfs_threshold",
-                "bfs_threshold must be a number in (0, 1)",
-            ),
-            (
-                -0.5,
-                "bfs_threshold",
-                "bfs_threshold must be a number in (0, 1)",
-            ),
+        let luma = |v| MosaicOptions {
+            sigma_luma: Some(v),
+            ..Default::default()
+        };
+        let bfs = |v| MosaicOptions {
+            bfs_threshold: Some(v),
+            ..Default::default()
+        };
+        let (positive, fraction) = (
+            "sigma_luma must be a positive number",
+            "bfs_threshold must be a number in (0, 1)",
+        );
+        for (o, needle) in [
+            (luma(0.0), positive),
+            (luma(f64::NAN), positive),
+            (luma(f64::INFINITY), positive),
+            (bfs(1.0), fraction),
+            (bfs(-0.5), fraction),
         ] {
-            let mut o = MosaicOptions::default();
-            *if name == "sigma_luma" {
-                &mut o.sigma_luma
-            } else {
-                &mut o.bfs_threshold
-            } = Some(bad);
             let e = o.config("m".into()).unwrap_err().to_string();
-            assert!(e.contains(needle), "{bad}: {e}");
+            assert!(e.contains(needle), "{e}");
         }
     }
 

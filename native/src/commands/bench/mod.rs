@@ -110,12 +110,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(_) => serde_json::Map::new(),
         None => model::mosaic_settings(args.model.as_deref())?,
     };
-    let own = |key: &str| settings.contains_key(key);
-    let options: MosaicOptions = serde_json::from_value(settings.clone().into())
+    let (own_size, own_steps) = (
+        settings.contains_key("region_size"),
+        settings.contains_key("steps"),
+    );
+    let options: MosaicOptions = serde_json::from_value(settings.into())
         .map_err(|e| anyhow::anyhow!("the model's {MODEL_SETTINGS}: {e}"))?;
     let (height, width) = match (args.height, args.width) {
         (Some(h), Some(w)) => (h, w),
-        (h, w) if own("region_size") => (
+        (h, w) if own_size => (
             h.unwrap_or(options.region_size.0),
             w.unwrap_or(options.region_size.1),
         ),
@@ -123,7 +126,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let truth_steps = args
         .truth_steps
-        .unwrap_or(if own("steps") { options.steps } else { 20 });
+        .unwrap_or(if own_steps { options.steps } else { 20 });
     if height % 8 != 0 || width % 8 != 0 || height == 0 || width == 0 {
         bail!("--height and --width must be positive multiples of 8");
     }

@@ -1,8 +1,9 @@
 //! `bench --truth N`: how well generated masks match their own images on models of the
 //! shapes world, where objects are saturated and backgrounds are not (see
 //! `maskforge_core::shapes::truth`). MosaicFusion: each annotation of the dataset (and each
-//! region's final mask) against the saturated pixels of its region's image. MaskSyn: the foreground Text2Mask drew against
-//! the saturated pixels of Mask2Img's image. Each reported as a mean IoU.
+//! region's final mask) against the saturated pixels of its region's image. MaskSyn: the
+//! foreground Text2Mask drew against the saturated pixels of Mask2Img's image. Each reported
+//! as a mean IoU.
 
 use std::sync::Arc;
 
