@@ -135,6 +135,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let dispatch_log = args.count_dispatches.then(dispatches::enable).transpose()?;
     let selected = device::select(args.device, args.dtype)?;
+    let built = Instant::now();
     let (sd, label) = match (&args.model, &args.arch) {
         (Some(m), _) => (
             model::load_logged(m, None, &selected.device, selected.dtype)?,
@@ -154,15 +155,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ),
     };
     let device = &selected.device;
+    device
+        .sync()
+        .map_err(|e| anyhow::anyhow!("device error: {e:?}"))?;
+    tracing::info!(
+        "bench: {label} on {} in {:.1} s",
+        selected.runtime(),
+        built.elapsed().as_secs_f64()
+    );
     let f = sd.vae_config.scale_factor();
     let (h, w) = (height / f, width / f);
 
     let prompts: Vec<&str> =
         vec!["a photo of a single cat, a small domesticated carnivorous mammal"; args.batch];
     let timed = |part: Part| !args.skip.contains(&part);
-    let text_encode_ms = timed(Part::Text)
+    let text_encode = timed(Part::Text)
         .then(|| {
-            time(args.iters, device, || {
+            time_logged("text encoder", args.iters, device, || {
                 drop(sd.encode_text(&prompts, None));
             })
         })
@@ -184,9 +193,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Distribution::Normal(0.0, 1.0),
         (device, selected.dtype),
     );
-    let unet_ms = timed(Part::Unet)
+    let unet = timed(Part::Unet)
         .then(|| {
-            time(args.iters, device, || {
+            time_logged("UNet", args.iters, device, || {
                 drop(
                     sd.unet
                         .forward(sample.clone(), 500.0, &context, added.as_ref()),
@@ -208,9 +217,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let peak_device_mb = memory::peak_device_mb(device);
 
     let latents = noise([1, sd.vae_config.latent_channels, h, w]);
-    let vae_decode_ms = timed(Part::Vae)
+    let vae_decode = timed(Part::Vae)
         .then(|| {
-            time(args.iters, device, || {
+            time_logged("VAE decoder", args.iters, device, || {
                 drop(sd.decode_latents(latents.clone()));
             })
         })
@@ -273,9 +282,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "width": width,
         "batch": args.batch,
         "iters": args.iters,
-        "unet_ms": unet_ms,
-        "vae_decode_ms": vae_decode_ms,
-        "text_encode_ms": text_encode_ms,
+        "unet_ms": unet.as_ref().map(|t| t.median_ms),
+        "vae_decode_ms": vae_decode.as_ref().map(|t| t.median_ms),
+        "text_encode_ms": text_encode.as_ref().map(|t| t.median_ms),
+        // The warm-up calls: on a GPU, kernel compilation and autotuning included.
+        "first_call_ms": {
+            "unet": unet.as_ref().map(|t| t.first_ms),
+            "vae_decode": vae_decode.as_ref().map(|t| t.first_ms),
+            "text_encode": text_encode.as_ref().map(|t| t.first_ms),
+        },
         "train_step_ms": train_step_ms,
         "dispatches_per_unet_call": dispatches_per_unet_call,
         // The device allocator's peak through the UNet calls (null on the CPU).
@@ -299,7 +314,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Median milliseconds of `iters` calls of `f` after one warm-up, each waited for on `device`.
-fn time(iters: usize, device: &Device, mut f: impl FnMut()) -> Result<f64> {
+fn time(iters: usize, device: &Device, f: impl FnMut()) -> Result<f64> {
+    Ok(time_parts(iters, device, f)?.median_ms)
+}
+
+/// The warm-up call and the median of the calls after it.
+struct Timing {
+    /// The first call: on a GPU, kernel compilation and autotuning included.
+    first_ms: f64,
+    median_ms: f64,
+}
+
+/// Times `f` as [`time`] does, logging each phase, so a run cut short shows where it was.
+fn time_logged(part: &str, iters: usize, device: &Device, f: impl FnMut()) -> Result<Timing> {
+    tracing::info!("bench: {part}: first call");
+    let timing = time_parts(iters, device, f)?;
+    tracing::info!(
+        "bench: {part}: first call {:.0} ms, median of {iters} after it {:.1} ms",
+        timing.first_ms,
+        timing.median_ms
+    );
+    Ok(timing)
+}
+
+/// One warm-up call of `f` and `iters` more, each waited for on `device`.
+fn time_parts(iters: usize, device: &Device, mut f: impl FnMut()) -> Result<Timing> {
     let mut run = || -> Result<f64> {
         let start = Instant::now();
         f();
@@ -308,10 +347,13 @@ fn time(iters: usize, device: &Device, mut f: impl FnMut()) -> Result<f64> {
             .map_err(|e| anyhow::anyhow!("device error: {e:?}"))?;
         Ok(start.elapsed().as_secs_f64() * 1e3)
     };
-    run()?;
+    let first_ms = run()?;
     let mut times = (0..iters).map(|_| run()).collect::<Result<Vec<_>>>()?;
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(Timing {
+        first_ms,
+        median_ms: times[times.len() / 2],
+    })
 }
 
 /// One 4-region sample (regions `h × w`, split at 1.1 and 0.9, the overlap an eighth of the
