@@ -24,6 +24,13 @@ fn ok(out: std::process::Output) -> String {
     stderr
 }
 
+/// The one JSON line a successful `bench` prints.
+fn json_report(out: std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ok(out);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 /// A 16-image shapes world at 64² (8×8 latents for the tiny VAE).
 fn shapes(dir: &Path) -> PathBuf {
     let data = dir.join("shapes");
@@ -609,9 +616,7 @@ fn bench_times_a_training_step() {
         "unet,vae,text",
         "--train",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    ok(out);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = json_report(out);
     let ms = report["train_step_ms"]
         .as_f64()
         .unwrap_or_else(|| panic!("{report}"));
@@ -649,9 +654,7 @@ fn bench_scores_masks_against_the_saturation_truth() {
         s(&controlnet),
     ]);
     let out = maskforge(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    ok(out);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = json_report(out);
     let check = |block: &serde_json::Value, list: &str, count: Option<&str>, mean: &str| {
         let ious: Vec<f64> = block[list]
             .as_array()
@@ -687,9 +690,7 @@ fn bench_scores_masks_against_the_saturation_truth() {
 
     // The embedded model by default, with its own settings; Text2Mask needs its ControlNet.
     let out = maskforge(&base);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    ok(out);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = json_report(out);
     check(
         &report["truth"],
         "region_ious",
@@ -725,9 +726,7 @@ fn bench_truth_without_a_count_scores_16_samples_at_the_models_size() {
         "--device",
         "cpu",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    ok(out);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = json_report(out);
     assert_eq!(
         (report["height"].as_u64(), report["width"].as_u64()),
         (Some(64), Some(64))
