@@ -19,6 +19,10 @@
 # DIR/maskforge-wgsl (a default build, timed as backend `wgsl`: with `vulkan` built, `wgpu`
 # compiles to SPIR-V) and DIR/parity_wgpu (the test binary; it reads the fixtures of the
 # checkout it was built in, at the same path).
+#
+# Autotune results and compiled kernels persist in ~/.cache/cubecl (CubeCL's environment, the
+# CLI's default `persistence` feature; see ./cubecl.toml): a step its limit cut short keeps what
+# it tuned, and a rerun starts from there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

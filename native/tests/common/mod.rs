@@ -41,8 +41,15 @@ pub fn expected(file: &str, key: &str) -> (Vec<usize>, Vec<f32>) {
 }
 
 /// Runs the `maskforge` binary with `args`.
+#[allow(dead_code)]
 pub fn maskforge(args: &[&str]) -> Output {
+    maskforge_in(Path::new("."), args)
+}
+
+/// Runs the `maskforge` binary with `args` in `cwd` (where CubeCL looks for `cubecl.toml`).
+pub fn maskforge_in(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_maskforge"))
+        .current_dir(cwd)
         .args(args)
         .output()
         .expect("runs maskforge")

@@ -19,7 +19,8 @@ pub fn enable() -> Result<DispatchLog> {
     let path =
         std::env::temp_dir().join(format!("maskforge-dispatches-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let mut config = CubeClRuntimeConfig::default();
+    // The configuration CubeCL would load itself (`cubecl.toml`, `CUBECL_*`), plus the log.
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
     config.profiling.logger.level = ProfilingLogLevel::Minimal;
     config.profiling.logger.file = Some(path.clone());
     config.profiling.logger.append = true;
