@@ -176,8 +176,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             })
         })
         .transpose()?;
-    // SDXL's pooled text and time ids; `None` for SD 1.x/2.x.
-    let added = sd.encode_text(&prompts, None).added_cond(height, width);
+    // SDXL's pooled text and time ids. SD 1.x/2.x have none, so a run that skips the text
+    // encoder never calls it (the UNet's context below is random).
+    let added = match sd.text_encoder_2 {
+        Some(_) => sd.encode_text(&prompts, None).added_cond(height, width),
+        None => None,
+    };
 
     let latent_channels = sd.unet_config.in_channels;
     let noise = |shape: [usize; 4]| {
