@@ -41,7 +41,7 @@ cat > web/pkg/package.json <<JSON
     ".": { "types": "./maskforge.d.ts", "default": "./maskforge.js" },
     "./maskforge_bg.wasm": "./maskforge_bg.wasm"
   },
-  "files": ["maskforge.js", "maskforge.d.ts", "maskforge_bg.wasm", "maskforge_bg.wasm.d.ts", "README.md"],
+  "files": ["maskforge.js", "maskforge.d.ts", "maskforge_bg.wasm", "maskforge_bg.wasm.d.ts", "snippets/", "README.md"],
   "sideEffects": false,
   "keywords": ["stable-diffusion", "webgpu", "wasm", "segmentation", "dataset", "mosaicfusion"]
 }

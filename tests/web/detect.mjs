@@ -127,7 +127,9 @@ try {
     let s1;
     await check(`${device}: detect(image A, 1 step, seed 0) equals the PyTorch reference`, async () => {
       const r = await detect(imageA, { steps: 1, seed: 0 });
-      s1 = r.results;
+      // On WebGPU the first call runs untuned fallback kernels while CubeCL tunes them in the
+      // background; later calls run the tuned ones, whose results may differ in the last bits.
+      s1 = device === "webgpu" ? (await detect(imageA, { steps: 1, seed: 0 })).results : r.results;
       const d = compare(r.results, expected["a.s1"], "a.s1");
       console.log(`     ${device}: ${r.results.length} detections; boxes |Δ| ≤ ${d.box.toExponential(2)}, scores |Δ| ≤ ${d.score.toExponential(2)}, ` +
         `${d.differ} mask pixels differ (${Math.round(r.ms)} ms)`);
@@ -181,6 +183,10 @@ try {
       delete r.imageIdSeven;
       for (const [name, results] of Object.entries(r)) assert.deepEqual(results, s1, name);
       assert.ok(ids.length > 0 && ids.every((id) => id === 7), `imageId: ${ids}`);
+    });
+    await check(`${device}: the page logged no error`, async () => {
+      // A kernel the browser refuses shows up only here: an uncaptured wgpu error (a panic).
+      assert.deepEqual(page.browserErrors, []);
     });
     await page.close();
   }

@@ -187,6 +187,10 @@ try {
       const fetched = server.requests.slice(before).filter((r) => r.status === 200).map((r) => r.path);
       assert.deepEqual(fetched, [], "nothing downloaded again (404 probes aside)");
     });
+    await check(`${device}: the page logged no error`, async () => {
+      // A kernel the browser refuses shows up only here: an uncaptured wgpu error (a panic).
+      assert.deepEqual(page.browserErrors, []);
+    });
     await page.close();
   }
 
@@ -385,6 +389,22 @@ try {
     }, model);
     assert.equal(r.device, "webgpu");
     assert.equal(r.dtype, r.f16 ? "f16" : "f32");
+  });
+  if (devices.includes("webgpu")) await check("an adapter without subgroups: webgpu rejects naming it, auto uses the CPU", async () => {
+    // A fresh page (the WebGPU device is made once per page) whose adapters hide `subgroups`.
+    const fresh = await harnessPage(browser, server.url);
+    const r = await fresh.evaluate(async (model) => {
+      const features = Object.getOwnPropertyDescriptor(GPUAdapter.prototype, "features").get;
+      Object.defineProperty(GPUAdapter.prototype, "features", {
+        get() { const f = new Set(features.call(this)); f.delete("subgroups"); return f; },
+      });
+      let message = null;
+      try { await maskforge.Pipeline.load(model, { device: "webgpu" }); } catch (e) { message = String(e.message ?? e); }
+      return { message, auto: (await maskforge.Pipeline.load(model, { device: "auto" })).device };
+    }, model);
+    await fresh.close();
+    assert.match(r.message ?? "", /lacks the `subgroups` feature/);
+    assert.equal(r.auto, "cpu");
   });
 } finally {
   await browser.close();

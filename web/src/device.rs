@@ -10,6 +10,55 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::fetch::{console, js_message};
 
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function requestSubgroups() {
+  const proto = globalThis.GPUAdapter?.prototype;
+  const original = proto?.requestDevice;
+  if (!original) return () => {};
+  proto.requestDevice = async function (descriptor = {}) {
+    const requiredFeatures = [...(descriptor.requiredFeatures ?? [])];
+    if (this.features.has("subgroups") && !requiredFeatures.includes("subgroups")) {
+      requiredFeatures.push("subgroups");
+    }
+    const device = await original.call(this, { ...descriptor, requiredFeatures });
+    const createShaderModule = device.createShaderModule;
+    device.createShaderModule = function (module) {
+      const code = /^enable subgroups;/m.test(module.code)
+        ? `diagnostic(off, subgroup_uniformity);\n${module.code}` : module.code;
+      return createShaderModule.call(this, { ...module, code });
+    };
+    return device;
+  };
+  return () => { proto.requestDevice = original; };
+}
+"#)]
+extern "C" {
+    /// Until the returned function is called, every WebGPU device requested gets the adapter's
+    /// `subgroups` feature, and its shader modules that enable subgroups get WGSL's
+    /// `subgroup_uniformity` diagnostic turned off. Some of CubeCL's matmul autotune candidates
+    /// use subgroup operations whatever the device reports; wgpu's WebGPU backend never requests
+    /// the feature (it has no name for it), and browsers also reject `subgroupAdd` in control
+    /// flow their uniformity analysis cannot prove uniform, which naga (native) does not check.
+    /// On the web a rejected kernel is not an error the tuner sees: it would time an invalid
+    /// pipeline and could pick it.
+    #[wasm_bindgen(js_name = requestSubgroups)]
+    fn request_subgroups() -> Function;
+}
+
+/// Whether a `GPUAdapter` lists `feature` in its `features` set.
+fn has_feature(adapter: &JsValue, feature: &str) -> bool {
+    Reflect::get(adapter, &JsValue::from_str("features"))
+        .ok()
+        .and_then(|set| {
+            let has: Function = Reflect::get(&set, &JsValue::from_str("has"))
+                .ok()?
+                .dyn_into()
+                .ok()?;
+            has.call1(&set, &JsValue::from_str(feature)).ok()
+        })
+        .is_some_and(|v| v.is_truthy())
+}
+
 thread_local! {
     /// burn's wgpu runtime can be initialised once per page: later pipelines reuse it.
     static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
@@ -57,10 +106,15 @@ async fn webgpu() -> Result<Device, String> {
     if adapter.is_null() || adapter.is_undefined() {
         return Err("WebGPU is present but no adapter is available".into());
     }
-    let device = Device::wgpu_options()
-        .init_async()
-        .await
-        .map_err(|e| format!("WebGPU device initialisation failed: {e}"))?;
+    if !has_feature(&adapter, "subgroups") {
+        let why = "this WebGPU adapter lacks the `subgroups` feature, which the autotuned GPU \
+                   kernels need";
+        return Err(why.into());
+    }
+    let restore = request_subgroups();
+    let device = Device::wgpu_options().init_async().await;
+    let _ = restore.call0(&JsValue::NULL);
+    let device = device.map_err(|e| format!("WebGPU device initialisation failed: {e}"))?;
     WEBGPU.with(|w| *w.borrow_mut() = Some(device.clone()));
     Ok(device)
 }
