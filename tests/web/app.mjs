@@ -21,6 +21,9 @@ import { COCO_CATEGORY_IDS } from "./diffinst.mjs";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
 const device = process.env.MASKFORGE_APP_DEVICE ?? "cpu";
+// On WebGPU the first call at each new size tunes its kernels (CubeCL autotune), minutes on
+// SwiftShader: the waits for results are longer there.
+const slow = device === "webgpu" ? 5 : 1;
 // The native reference: `maskforge generate --model tests/fixtures/tiny-sd15 --categories tests/fixtures/categories.json
 // --num-images 4 --regions 1,2,4 --region-size 64x64 --overlap 16x16 --steps 3 --seed 1`.
 const SETTINGS = { regions: [1, 2, 4], regionSize: "64x64", overlap: "16x16", steps: 3, guidance: 7.5, seed: 1, count: 4 };
@@ -57,7 +60,7 @@ try {
   await check(`app: loads the model from the URL on ${device}`, async () => {
     await page.selectOption("#device", device);
     await page.click("#load");
-    await page.waitForSelector("#model-status[data-device]", { timeout: 120_000 });
+    await page.waitForSelector("#model-status[data-device]", { timeout: 120_000 * slow });
     assert.equal(await page.getAttribute("#model-status", "data-device"), device);
   });
 
@@ -65,7 +68,7 @@ try {
   await check("app: generates a dataset with progress and shows it with mask overlays", async () => {
     await fill(SETTINGS, SETTINGS.count);
     await page.click("#generate");
-    await page.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 300_000 });
+    await page.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 300_000 * slow });
     assert.equal(await page.getAttribute("#gen-status", "data-state"), "done", await page.textContent("#gen-status"));
     assert.equal(await page.locator("#gallery .sample canvas").count(), SETTINGS.count);
     assert.equal(await page.evaluate(() => document.getElementById("gen-progress").value), 1);
@@ -121,7 +124,7 @@ try {
       window.ticker = setInterval(() => window.ticks.push(performance.now()), 20);
     });
     await page.click("#generate");
-    await page.waitForFunction(() => document.getElementById("gen-progress").value > 0, null, { timeout: 180_000 });
+    await page.waitForFunction(() => document.getElementById("gen-progress").value > 0, null, { timeout: 180_000 * slow });
     await page.waitForTimeout(1000);
     const gap = await page.evaluate(() => {
       clearInterval(window.ticker);
@@ -146,7 +149,7 @@ try {
     await page.fill("#t-width", "64");
     await page.fill("#t-steps", "2");
     await page.click("#t-run");
-    await page.waitForSelector("#t-status[data-state]", { timeout: 60_000 });
+    await page.waitForSelector("#t-status[data-state]", { timeout: 60_000 * slow });
     assert.equal(await page.getAttribute("#t-status", "data-state"), "done", await page.textContent("#t-status"));
     assert.equal(await page.evaluate(() => document.getElementById("t-image").naturalWidth), 64);
   });
@@ -160,12 +163,12 @@ try {
     assert.equal(cats[3].synset, "bow.n.04");
     await page.evaluate(() => document.getElementById("model-status").removeAttribute("data-device"));
     await page.setInputFiles("#model-folder", join(root, "tests/fixtures/tiny-sd15"));
-    await page.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 });
+    await page.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 * slow });
     assert.match(await page.textContent("#model-status"), /^Loaded on /);
     await fill(SETTINGS, 1);
     await page.fill("#categories", JSON.stringify(cats));
     await page.click("#generate");
-    await page.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 120_000 });
+    await page.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 120_000 * slow });
     assert.equal(await page.getAttribute("#gen-status", "data-state"), "done", await page.textContent("#gen-status"));
   });
 
@@ -173,7 +176,7 @@ try {
   async function runSegGen(settings) {
     for (const [id, value] of Object.entries(settings)) await page.fill(`#${id}`, String(value));
     await page.click("#s-run");
-    await page.waitForSelector("#s-status[data-state=done], #s-status[data-state=error]", { timeout: 120_000 });
+    await page.waitForSelector("#s-status[data-state=done], #s-status[data-state=error]", { timeout: 120_000 * slow });
     assert.equal(await page.getAttribute("#s-status", "data-state"), "done", await page.textContent("#s-status"));
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#s-download")]);
     assert.equal(download.suggestedFilename(), "maskforge-seggen.zip");
@@ -185,7 +188,7 @@ try {
     await page.fill("#controlnet-url", `${server.url}/tests/fixtures/tiny-controlnet-sd15`);
     await page.evaluate(() => document.getElementById("model-status").removeAttribute("data-device"));
     await page.click("#load");
-    await page.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 });
+    await page.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 * slow });
     assert.match(await page.textContent("#model-status"), /^Loaded on /);
     await page.click('.tab[data-tab="seggen"]');
     await page.setInputFiles("#s-labels-file", join(seggen, "labels", "street.png"));
@@ -238,13 +241,13 @@ try {
     assert.equal(await page.isVisible("#tab-detect"), true);
     await page.fill("#d-url", `${server.url}/tests/fixtures/diffusioninst/tiny-r50-web`);
     await page.click("#d-load");
-    await page.waitForSelector("#d-model-status[data-device], #d-model-status.error", { timeout: 120_000 });
+    await page.waitForSelector("#d-model-status[data-device], #d-model-status.error", { timeout: 120_000 * slow });
     assert.match(await page.textContent("#d-model-status"), new RegExp(`^Loaded DiffusionInst \\(80 classes, masks\\) on ${device} `));
     await page.setInputFiles("#d-image-file", join(here, "reference", "diffinst", "image_a.png"));
     await page.fill("#d-steps", "1");
     await page.fill("#d-seed", "0");
     await page.click("#d-run");
-    await page.waitForSelector("#d-status[data-state=done], #d-status[data-state=error]", { timeout: 120_000 });
+    await page.waitForSelector("#d-status[data-state=done], #d-status[data-state=error]", { timeout: 120_000 * slow });
     assert.equal(await page.getAttribute("#d-status", "data-state"), "done", await page.textContent("#d-status"));
     // The PyTorch reference's 1-step, seed-0 run on image A: its classes as COCO ids, in order.
     const reference = JSON.parse(await readFile(join(here, "reference", "diffinst", "expected.json"), "utf8"))["a.s1"];
@@ -293,7 +296,7 @@ try {
     assert.equal(await fresh.inputValue("#model-url"), "./models/shapes/");
     await fresh.selectOption("#device", device);
     await fresh.click("#load");
-    await fresh.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 });
+    await fresh.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 * slow });
     assert.equal(await fresh.getAttribute("#model-status", "data-device"), device, await fresh.textContent("#model-status"));
     assert.equal(await fresh.inputValue("#region-size"), "64x64");
     assert.equal(await fresh.inputValue("#overlap"), "16x16");
@@ -301,7 +304,7 @@ try {
     await fresh.fill("#steps", "2");
     await fresh.fill("#count", "1");
     await fresh.click("#generate");
-    await fresh.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 300_000 });
+    await fresh.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 300_000 * slow });
     assert.equal(await fresh.getAttribute("#gen-status", "data-state"), "done", await fresh.textContent("#gen-status"));
     assert.equal(await fresh.locator("#gallery .sample canvas").count(), 1);
     await fresh.close();
