@@ -155,7 +155,9 @@ pub fn conv2d_with(
     let p = o.padding;
     Ok(Conv2d {
         conv: burn::nn::conv::Conv2d {
-            weight: Param::from_tensor(vb.get("weight", [c_out, c_in / o.groups, kernel, kernel])?),
+            weight: Param::from_tensor(channels_last(
+                vb.get("weight", [c_out, c_in / o.groups, kernel, kernel])?,
+            )),
             bias,
             stride: [o.stride, o.stride],
             kernel_size: [kernel, kernel],
@@ -165,6 +167,25 @@ pub fn conv2d_with(
         },
         prepared: PreparedWeights::default(),
     })
+}
+
+/// A convolution weight as burn's CubeCL convolutions read it: on CubeCL devices stored
+/// channels-last (the same values, `[O, kh, kw, I]` in memory), which they would otherwise
+/// copy it into on every call; elsewhere unchanged.
+///
+/// # Shapes
+/// `[O, I, kh, kw]` → `[O, I, kh, kw]`
+fn channels_last(weight: Tensor<4>) -> Tensor<4> {
+    if !maskforge_shaders::resample::is_cube_device(&weight.device()) {
+        return weight;
+    }
+    let [o, i, kh, kw] = weight.dims();
+    // Reshaping the permuted view copies it in that order; the rest are views.
+    weight
+        .permute([0, 2, 3, 1])
+        .reshape([o, kh * kw * i])
+        .reshape([o, kh, kw, i])
+        .permute([0, 3, 1, 2])
 }
 
 /// `nn.Linear`: burn's layer, multiplied through [`crate::cpu`]'s sgemm on the CPU backend.
@@ -197,6 +218,10 @@ pub struct Conv2d {
 /// A layer's weights as a backend prepared them for itself (oneDNN's layout on the CPU
 /// backend), made on first use and shared by clones of the layer.
 #[derive(Clone, Default)]
+#[cfg_attr(
+    any(not(feature = "native"), target_arch = "wasm32"),
+    expect(dead_code, reason = "only the native CPU convolution reads it")
+)]
 pub struct PreparedWeights(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
 
 impl std::fmt::Debug for PreparedWeights {
@@ -237,8 +262,9 @@ pub fn group_norm(vb: &VarBuilder, groups: usize, channels: usize, eps: f64) -> 
     })
 }
 
-/// `nn.GroupNorm`: burn's layer, fused with the SiLU that usually follows it on the CPU
-/// backend (see [`crate::cpu::group_norm`]).
+/// `nn.GroupNorm`: burn's layer, fused with the SiLU that usually follows it into one pass on
+/// the CPU backend (see [`crate::cpu::group_norm`]) and into one kernel on CubeCL devices (see
+/// [`maskforge_shaders::group_norm`]).
 #[derive(Module, Debug)]
 pub struct GroupNorm {
     norm: burn::nn::GroupNorm,
@@ -248,11 +274,10 @@ impl GroupNorm {
     /// # Shapes
     /// `[B, C, ...]` → `[B, C, ...]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
-        if let Some(y) = crate::cpu::group_norm(&self.norm, &x, false) {
-            return y;
+        match self.fused(x, false) {
+            Ok(y) => y,
+            Err(x) => self.norm.forward(x),
         }
-        self.norm.forward(x)
     }
 
     /// `silu(self.forward(x))`.
@@ -260,11 +285,35 @@ impl GroupNorm {
     /// # Shapes
     /// `[B, C, ...]` → `[B, C, ...]`
     pub fn forward_silu<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
-        if let Some(y) = crate::cpu::group_norm(&self.norm, &x, true) {
-            return y;
+        match self.fused(x, true) {
+            Ok(y) => y,
+            Err(x) => silu(self.norm.forward(x)),
         }
-        silu(self.norm.forward(x))
+    }
+
+    /// The norm (then SiLU when `silu`) in one pass where a backend has one, else `x` back.
+    fn fused<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        silu: bool,
+    ) -> std::result::Result<Tensor<D>, Tensor<D>> {
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        if let Some(y) = crate::cpu::group_norm(&self.norm, &x, silu) {
+            return Ok(y);
+        }
+        let (Some(gamma), Some(beta)) = (&self.norm.gamma, &self.norm.beta) else {
+            return Err(x);
+        };
+        let params = maskforge_shaders::group_norm::GroupNormParams {
+            groups: self.norm.num_groups,
+            epsilon: self.norm.epsilon,
+            silu,
+        };
+        match maskforge_shaders::group_norm::group_norm(x.clone(), gamma.val(), beta.val(), params)
+        {
+            Some(y) => Ok(y),
+            None => Err(x),
+        }
     }
 }
 

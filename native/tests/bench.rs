@@ -87,8 +87,9 @@ fn counts_the_kernels_and_the_peak_memory_of_a_unet_call() {
     let n = wgpu["dispatches_per_unet_call"]
         .as_u64()
         .expect("a count on wgpu");
-    // The tiny UNet has 3 blocks down and up with attention: hundreds of kernels, not a few.
-    assert!((200..100_000).contains(&n), "{n} dispatches");
+    // The tiny UNet has 3 blocks down and up with attention: hundreds of kernels, not a few,
+    // and not the thousand of group norms left to burn's nine kernels each.
+    assert!((200..800).contains(&n), "{n} dispatches");
 
     // The second process finds every autotune result of the first in the environment and
     // tunes nothing; compiling its kernels is all its first call pays.

@@ -10,8 +10,9 @@ use burn::backend::wgpu::CubeBackend;
 use burn::backend::{Backend, backend_extension};
 use burn::tensor::Shape;
 
+use crate::group_norm::GroupNormParams;
 use crate::roi_align::RoiAlignParams;
-use crate::{dynamic_mask_head, nearest_color, resample, roi_align};
+use crate::{dynamic_mask_head, group_norm, nearest_color, resample, roi_align};
 
 #[backend_extension(Cube, Fusion)]
 pub trait KernelOps: Backend {
@@ -55,6 +56,17 @@ pub trait KernelOps: Backend {
         features: FloatTensor<Self>,
         kernels: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// [`group_norm::group_norm`]: `input` `[B, C, ...]`, `gamma`, `beta` `[C]` →
+    /// `[B, C, ...]`.
+    #[fusion(meta = |input, _gamma, _beta, _params| TensorSpec::new(
+        input.shape.clone(), input.dtype))]
+    fn group_norm(
+        input: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        params: GroupNormParams,
+    ) -> FloatTensor<Self>;
 }
 
 impl KernelOps for CubeBackend {
@@ -88,5 +100,14 @@ impl KernelOps for CubeBackend {
         kernels: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         dynamic_mask_head::launch(features, kernels)
+    }
+
+    fn group_norm(
+        input: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        params: GroupNormParams,
+    ) -> FloatTensor<Self> {
+        group_norm::launch(input, gamma, beta, params)
     }
 }

@@ -531,6 +531,125 @@ fn wgpu_self_attention_never_holds_the_scores() {
     });
 }
 
+/// `torch.nn.GroupNorm` on the host in f64 (biased variance), then SiLU when `silu`.
+fn group_norm_host(
+    x: &[f32],
+    [_, c, s]: [usize; 3],
+    groups: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    silu: bool,
+) -> Vec<f32> {
+    let per = c / groups * s;
+    let mut out = vec![0f32; x.len()];
+    for (i, (src, dst)) in x.chunks(per).zip(out.chunks_mut(per)).enumerate() {
+        let n = per as f64;
+        let mean = src.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let rstd = 1.0 / (var + 1e-5).sqrt();
+        for (j, (&v, d)) in src.iter().zip(dst.iter_mut()).enumerate() {
+            let ch = (i % groups) * (c / groups) + j / s;
+            let y = (v as f64 - mean) * rstd * gamma[ch] as f64 + beta[ch] as f64;
+            *d = if silu { y / (1.0 + (-y).exp()) } else { y } as f32;
+        }
+    }
+    out
+}
+
+/// The group-norm kernel (`shaders/src/group_norm.rs`, one kernel per norm) against the
+/// definition: groups larger and smaller than a cube, rank 3 and 4, a permuted (strided) input,
+/// with and without SiLU, in f32 and f16; and it refuses what it cannot or should not run.
+#[test]
+fn wgpu_group_norm_kernel_matches_its_definition() {
+    use maskforge_shaders::group_norm::{GroupNormParams, group_norm};
+    on_wgpu("group norm", |device| {
+        let mut state = 7u32;
+        let mut next = move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 1.5
+        };
+        // (shape [B, C, H, W], groups, SiLU)
+        for (dims, groups, silu) in [
+            ([2, 64, 12, 10], 8, true),
+            ([1, 32, 3, 5], 32, false),
+            ([3, 6, 1, 300], 2, true),
+        ] {
+            let [b, c, h, w] = dims;
+            let x: Vec<f32> = (0..b * c * h * w).map(|_| next()).collect();
+            let gamma: Vec<f32> = (0..c).map(|_| next()).collect();
+            let beta: Vec<f32> = (0..c).map(|_| next()).collect();
+            let nhwc: Vec<f32> = (0..b * h * w * c)
+                .map(|i| {
+                    let (n, ch, p) = (i / (h * w * c), i % c, i / c % (h * w));
+                    x[(n * c + ch) * h * w + p]
+                })
+                .collect();
+            let want = group_norm_host(&x, [b, c, h * w], groups, &gamma, &beta, silu);
+            let params = GroupNormParams {
+                groups,
+                epsilon: 1e-5,
+                silu,
+            };
+            for dtype in [DType::F32, DType::F16] {
+                let t1 = |v: &Vec<f32>| {
+                    Tensor::<1>::from_data(TensorData::new(v.clone(), [c]), &device).cast(dtype)
+                };
+                let x4 =
+                    Tensor::<4>::from_data(TensorData::new(x.clone(), dims), &device).cast(dtype);
+                // The same values laid out channels-last, seen as [B, C, H, W] through strides.
+                let strided =
+                    Tensor::<4>::from_data(TensorData::new(nhwc.clone(), [b, h, w, c]), &device)
+                        .cast(dtype)
+                        .permute([0, 3, 1, 2]);
+                let x3 = x4.clone().reshape([b, c, h * w]);
+                let tol = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
+                for (what, got) in [
+                    (
+                        "rank 4",
+                        values(group_norm(x4.clone(), t1(&gamma), t1(&beta), params).unwrap()),
+                    ),
+                    (
+                        "strided",
+                        values(group_norm(strided, t1(&gamma), t1(&beta), params).unwrap()),
+                    ),
+                    (
+                        "rank 3",
+                        values(group_norm(x3, t1(&gamma), t1(&beta), params).unwrap()),
+                    ),
+                ] {
+                    assert_close(
+                        &format!("{dims:?} / {groups} {what} {dtype:?}"),
+                        &got,
+                        &want,
+                        tol,
+                    );
+                }
+            }
+        }
+        let params = |groups| GroupNormParams {
+            groups,
+            epsilon: 1e-5,
+            silu: false,
+        };
+        for (what, on, dims, groups) in [
+            ("4 groups of 6 channels", device.clone(), [1, 6, 2, 2], 4),
+            ("a CPU tensor", Device::flex(), [1, 6, 2, 2], 3),
+            // 2 × 512 × 257 values a group, over 2^18: one cube each would leave a GPU idle.
+            (
+                "groups of 263,168 values",
+                device.clone(),
+                [1, 6, 512, 257],
+                3,
+            ),
+        ] {
+            let x = Tensor::<4>::zeros(dims, &on);
+            let ones = Tensor::<1>::ones([6], &on);
+            let y = group_norm(x, ones.clone(), ones, params(groups));
+            assert!(y.is_none(), "{what}: not refused");
+        }
+    });
+}
+
 #[test]
 fn wgpu_roi_align_matches_torchvision() {
     on_wgpu("ROIAlign", |device| {
