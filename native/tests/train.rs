@@ -679,6 +679,7 @@ fn bench_scores_masks_against_the_saturation_truth() {
     let regions = truth["regions"].as_u64().unwrap();
     assert!((2..=8).contains(&regions), "{truth}");
     assert!(truth["annotations"].as_u64().unwrap() <= regions, "{truth}");
+    check_color_following(&truth["color_following"], 2);
     check(&report["truth"]["masksyn"], "sample_ious", None, "mean_iou");
     assert_eq!(
         report["truth"]["masksyn"]["sample_ious"]
@@ -707,6 +708,34 @@ fn bench_scores_masks_against_the_saturation_truth() {
     let mut args = base.to_vec();
     args.extend(["--text2mask", s(&model)]);
     assert_clear_error(&maskforge(&args), &["--text2mask needs --controlnet"]);
+}
+
+/// `truth.color_following` of `samples` prompts: which colour each drew (null: nothing
+/// saturated), and the share that drew the prompted one (sample k prompts colour k mod 10).
+fn check_color_following(block: &serde_json::Value, samples: usize) {
+    const COLORS: [&str; 10] = [
+        "red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta", "pink", "brown",
+    ];
+    let drawn = block["drawn"].as_array().unwrap();
+    assert_eq!(
+        (block["samples"].as_u64(), drawn.len()),
+        (Some(samples as u64), samples)
+    );
+    let hits = (0..samples)
+        .filter(|&k| drawn[k].as_str() == Some(COLORS[k % 10]))
+        .count();
+    assert_eq!(
+        block["accuracy"].as_f64().unwrap(),
+        hits as f64 / samples as f64,
+        "{block}"
+    );
+    let unsaturated = drawn.iter().filter(|d| d.is_null()).count();
+    assert_eq!(block["unsaturated"].as_u64(), Some(unsaturated as u64));
+    assert!(
+        drawn
+            .iter()
+            .all(|d| d.is_null() || COLORS.contains(&d.as_str().unwrap()))
+    );
 }
 
 /// `maskforge bench --truth --json`, as issue 17 writes it: 16 samples of the embedded model at
@@ -741,4 +770,7 @@ fn bench_truth_without_a_count_scores_16_samples_at_the_models_size() {
         (0.0..=1.0).contains(&truth["mean_iou"].as_f64().unwrap()),
         "{truth}"
     );
+    check_color_following(&truth["color_following"], 16);
+    // The model's own guidance (its `mosaic.json`).
+    assert_eq!(truth["color_following"]["guidance"], 4.0, "{truth}");
 }

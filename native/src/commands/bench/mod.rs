@@ -264,7 +264,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             options.region_size = (height, width);
             options.overlap = (overlap(height), overlap(width));
             options.steps = truth_steps;
-            truth::mosaic_truth(&sd, &options, n)
+            let mut t = truth::mosaic_truth(&sd, &options, n)?;
+            t["color_following"] =
+                truth::color_following(&sd, [height, width], truth_steps, options.guidance, n)?;
+            anyhow::Ok(t)
         })
         .transpose()?;
     if let (Some(t), Some(text2mask), Some(n)) = (truth.as_mut(), &args.text2mask, args.truth) {

@@ -3,7 +3,7 @@
 //! `maskforge_core::shapes::truth`). MosaicFusion: each annotation of the dataset (and each
 //! region's final mask) against the saturated pixels of its region's image. MaskSyn: the
 //! foreground Text2Mask drew against the saturated pixels of Mask2Img's image. Each reported
-//! as a mean IoU.
+//! as a mean IoU. Prompt following: whether text-to-image draws the colour its prompt names.
 
 use std::sync::Arc;
 
@@ -13,13 +13,14 @@ use maskforge_core::mosaic::MosaicFusion;
 use maskforge_core::mosaic::MosaicOptions;
 use maskforge_core::mosaic::plan::plan_sample;
 use maskforge_core::mosaic::sample::crop_rgb;
-use maskforge_core::pipelines::{ControlNet, StableDiffusion};
+use maskforge_core::pipelines::{ControlNet, StableDiffusion, Txt2ImgParams, image_to_rgb8};
 use maskforge_core::seggen::{MaskSyn, SynthesisOptions};
 use maskforge_core::shapes::ShapeClass;
-use maskforge_core::shapes::captions::scene_caption;
+use maskforge_core::shapes::captions::{scene_caption, single_caption};
 use maskforge_core::shapes::classes::palette as shapes_palette;
+use maskforge_core::shapes::colors::OBJECT_COLORS;
 use maskforge_core::shapes::scene::{MAX_OBJECTS, sample_scene};
-use maskforge_core::shapes::truth::{mask_iou, saturation_truth};
+use maskforge_core::shapes::truth::{drawn_color, mask_iou, saturation_truth};
 
 /// Mean mask IoU against the saturation truth of `samples` MosaicFusion samples made with
 /// `options` (seeds 0, 1, ...), with the shapes world's classes as categories: over the
@@ -139,5 +140,44 @@ pub fn masksyn_truth(
         "size": [h, w],
         "mean_iou": mean,
         "sample_ious": ious,
+    }))
+}
+
+/// The share of `samples` text-to-image runs ("a photo of a single {colour} {shape}", seed
+/// k, colour k mod 10, the shapes in turn) whose saturated pixels are nearest the prompted
+/// colour of the shapes world's ten (chance: 0.1). A model that ignores its prompt draws
+/// one colour per seed whatever the prompt says.
+pub fn color_following(
+    sd: &StableDiffusion,
+    [h, w]: [usize; 2],
+    steps: usize,
+    guidance: f64,
+    samples: usize,
+) -> Result<serde_json::Value> {
+    let (mut hits, mut unsaturated, mut drawn) = (0usize, 0usize, Vec::new());
+    for k in 0..samples {
+        let color = &OBJECT_COLORS[k % OBJECT_COLORS.len()];
+        let class = ShapeClass::ALL[(k + k / OBJECT_COLORS.len()) % ShapeClass::ALL.len()];
+        let params = Txt2ImgParams {
+            prompt: single_caption(class.name(), Some(color.name)),
+            height: h,
+            width: w,
+            steps,
+            guidance,
+            seed: k as u64,
+            ..Txt2ImgParams::default()
+        };
+        let image = sd.txt2img(&params, |_, _| {})?.image;
+        let got = drawn_color(&image_to_rgb8(image)?);
+        hits += usize::from(got.is_some_and(|c| OBJECT_COLORS[c].name == color.name));
+        unsaturated += usize::from(got.is_none());
+        drawn.push(got.map(|c| OBJECT_COLORS[c].name));
+    }
+    Ok(serde_json::json!({
+        "samples": samples,
+        "guidance": guidance,
+        "accuracy": hits as f64 / samples.max(1) as f64,
+        "unsaturated": unsaturated,
+        "drawn": drawn,
     }))
 }
