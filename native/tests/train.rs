@@ -1,8 +1,8 @@
 //! `maskforge train unet` end to end on the tiny fixtures: a run killed with `kill -9` and
 //! resumed ends with the same weights as an uninterrupted one, the loss log has one row per
-//! step, the result is a diffusers folder `txt2img` loads, a UNet trains from scratch from a
-//! config, token grounding adds its term, a VAE fine-tunes whole or its decoder only, and bad
-//! input is a clear error.
+//! step, the result is a diffusers folder `txt2img` loads (with the base model's MosaicFusion
+//! settings), a UNet trains from scratch from a config, token grounding adds its term, a VAE
+//! fine-tunes whole or its decoder only, and bad input is a clear error.
 
 mod common;
 
@@ -330,6 +330,19 @@ fn trains_a_unet_from_scratch_and_reports_bad_input() {
             "diffusion_pytorch_model.safetensors",
             "down_blocks.0.resnets.2",
         ],
+    );
+}
+
+#[test]
+fn fine_tuning_the_embedded_model_keeps_its_mosaicfusion_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(dir.path());
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes");
+    let out = dir.path().join("tuned");
+    ok(maskforge(&train_args(&data, &out, &model, "1")));
+    assert_eq!(
+        std::fs::read(out.join("mosaic.json")).unwrap(),
+        std::fs::read(model.join("mosaic.json")).unwrap()
     );
 }
 

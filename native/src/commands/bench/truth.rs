@@ -156,7 +156,8 @@ pub fn color_following(
 ) -> Result<serde_json::Value> {
     let (mut hits, mut unsaturated, mut drawn) = (0usize, 0usize, Vec::new());
     for k in 0..samples {
-        let color = &OBJECT_COLORS[k % OBJECT_COLORS.len()];
+        let prompted = k % OBJECT_COLORS.len();
+        let color = &OBJECT_COLORS[prompted];
         let class = ShapeClass::ALL[(k + k / OBJECT_COLORS.len()) % ShapeClass::ALL.len()];
         let params = Txt2ImgParams {
             prompt: single_caption(class.name(), Some(color.name)),
@@ -169,7 +170,7 @@ pub fn color_following(
         };
         let image = sd.txt2img(&params, |_, _| {})?.image;
         let got = drawn_color(&image_to_rgb8(image)?);
-        hits += usize::from(got.is_some_and(|c| OBJECT_COLORS[c].name == color.name));
+        hits += usize::from(got == Some(prompted));
         unsaturated += usize::from(got.is_none());
         drawn.push(got.map(|c| OBJECT_COLORS[c].name));
     }

@@ -296,8 +296,9 @@ fn write_weights(
     })
 }
 
-/// Copies the frozen components of `model` beside the trained UNet, with the scheduler's
-/// `prediction_type` set to the objective trained.
+/// Copies the frozen components of `model` beside the trained UNet, and its MosaicFusion
+/// settings (`mosaic.json`) when it has them, with the scheduler's `prediction_type` set to the
+/// objective trained.
 fn write_pipeline_rest(model: &Path, out: &Path, objective: Option<&str>) -> Result<()> {
     for name in [
         "model_index.json",
@@ -305,6 +306,7 @@ fn write_pipeline_rest(model: &Path, out: &Path, objective: Option<&str>) -> Res
         "tokenizer",
         "vae",
         "feature_extractor",
+        "mosaic.json",
     ] {
         copy_component(model, out, name)?;
     }
