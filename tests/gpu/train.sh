@@ -3,12 +3,13 @@
 # cannot give it is images seen (README, "The shapes model"). Renders a new single-object shapes
 # world, times a few steps, then fine-tunes `native/models/shapes`'s UNet (token grounding, EMA,
 # cosine schedule) for as many steps as fit, and scores the result and the committed model side by
-# side with `bench --truth` (mask IoU and prompt following). Everything lands in OUT_DIR:
+# side with `bench --truth` (mask IoU and prompt following). OUT_DIR gets four flat files (what the
+# device tool brings back from a lent machine):
 #
-#   run/          the training run (logs/loss.csv, logs/loss.png, the last checkpoint, the model)
-#   model/        the result as the embedded model's folder, UNet in fp16: copy its `unet/` over
-#                 native/models/shapes/unet/ when its truth is better
-#   truth.json    {"trained": …, "committed": …, "steps", "batch", "seconds_per_step", "device"}
+#   unet.safetensors   the trained UNet in fp16: copy it over
+#                      native/models/shapes/unet/diffusion_pytorch_model.safetensors when better
+#   truth.json         {"trained": …, "committed": …, "steps", "batch", "seconds_per_step", "device"}
+#   loss.csv, loss.png the run's loss log and curve
 #
 #   bash tests/gpu/train.sh [OUT_DIR]            # default: $OUT/train, else ./train-out
 #
@@ -16,8 +17,9 @@
 # scoring come on top (about a minute on a GPU). MASKFORGE_TRAIN_DEVICE (default auto),
 # MASKFORGE_TRAIN_BATCH (default 128), MASKFORGE_TRAIN_IMAGES (default 100000). The binary:
 # MASKFORGE_CHECK_PREBUILT's `maskforge` (see check.sh), else a release build with the features
-# in MASKFORGE_TRAIN_FEATURES (e.g. cuda). MASKFORGE_TRAIN_QUICK=1 is a smoke run of a few
-# steps on 64 images, for a machine without a GPU.
+# in MASKFORGE_TRAIN_FEATURES (e.g. cuda). The data and the run folder stay in $TMPDIR, so the
+# same command run again on the same machine resumes a run cut short. MASKFORGE_TRAIN_QUICK=1 is
+# a smoke run of a few steps on 64 images, for a machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -49,9 +51,10 @@ else
 fi
 
 base=native/models/shapes
-# Outside OUT_DIR (it would come back from a lent machine), at a fixed path so a rerun reuses it
-# and resumes the run (the run folder checks that its arguments are the same).
+# Outside OUT_DIR (too large to come back from a lent machine), at fixed paths so that a rerun
+# reuses the data and resumes the run (a run folder checks that its arguments are the same).
 data=${TMPDIR:-/tmp}/maskforge-train-shapes-$images
+run=${TMPDIR:-/tmp}/maskforge-train-run-$batch
 log "rendering $images scenes"
 "$bin" shapes --num-images "$images" --size 64 --max-objects 1 --out "$data" --seed 300000 --quiet
 
@@ -61,33 +64,39 @@ train=(train unet --model "$base" --data "$data" --batch "$batch" --lr 5e-4 --lr
   --caption-field /objects/0/caption,/objects/0/caption_plain --grounding-loss 1
   --checkpoint-every 500 --seed 4 --device "$device" --quiet)
 # Seconds per step from a short run, past its first steps (kernel compilation and autotune,
-# which CubeCL's environment keeps for the real run).
-probe=$(mktemp -d)/probe
-log "timing 12 steps at batch $batch on $device"
-"$bin" "${train[@]}" --out "$probe" --steps 12
-per_step=$(awk -F, 'NR == 5 {t = $5} NR == 13 {print ($5 - t) / 8}' "$probe/logs/loss.csv")
-steps=$(awk -v s="$seconds" -v p="$per_step" 'BEGIN {n = int(s / p); print (n < 200 ? 200 : n)}')
-[ "$quick" = 1 ] && steps=4
+# which CubeCL's environment keeps for the real run); a rerun keeps the first run's count.
+if [ -f "$run.plan" ]; then
+  read -r per_step steps <"$run.plan"
+else
+  probe=$(mktemp -d)/probe
+  log "timing 12 steps at batch $batch on $device"
+  "$bin" "${train[@]}" --out "$probe" --steps 12
+  per_step=$(awk -F, 'NR == 5 {t = $5} NR == 13 {print ($5 - t) / 8}' "$probe/logs/loss.csv")
+  steps=$(awk -v s="$seconds" -v p="$per_step" 'BEGIN {n = int(s / p); print (n < 200 ? 200 : n)}')
+  [ "$quick" = 1 ] && steps=4
+  echo "$per_step $steps" >"$run.plan"
+fi
 log "$per_step s per step: $steps steps"
 
 # A run cut short keeps its checkpoints; the same command resumes it.
 status=0
-timeout $((seconds * 2 + 120)) "$bin" "${train[@]}" --out "$out/run" --steps "$steps" || status=$?
-[ "$status" = 0 ] || { log "training stopped ($status); rerun to resume from $out/run"; exit 1; }
-# Only the last checkpoint is kept, to go on from.
-ls -d "$out"/run/checkpoints/step-* | head -n -1 | xargs -r rm -rf
+timeout $((seconds * 2 + 120)) "$bin" "${train[@]}" --out "$run" --steps "$steps" || status=$?
+[ "$status" = 0 ] || { log "training stopped ($status); rerun to resume $run"; exit 1; }
 
-rm -rf "$out/model"
-mkdir -p "$out/model/unet"
+# The result as the embedded model's folder, its UNet in fp16 as committed.
+model=$(mktemp -d)/model
+mkdir -p "$model/unet"
 for f in model_index.json mosaic.json scheduler text_encoder tokenizer vae unet/config.json; do
-  cp -r "$out/run/$f" "$out/model/$f"
+  cp -r "$run/$f" "$model/$f"
 done
-"$bin" convert "$out/run/unet/diffusion_pytorch_model.safetensors" \
-  "$out/model/unet/diffusion_pytorch_model.safetensors" --half
+"$bin" convert "$run/unet/diffusion_pytorch_model.safetensors" \
+  "$model/unet/diffusion_pytorch_model.safetensors" --half
+cp "$model/unet/diffusion_pytorch_model.safetensors" "$out/unet.safetensors"
+cp "$run/logs/loss.csv" "$run/logs/loss.png" "$out/"
 
 log "scoring the result and the committed model ($truth samples each)"
 score() { "$bin" bench "$@" --truth "$truth" --skip unet,vae,text --device "$device" --json | tail -n 1; }
-trained=$(score --model "$out/model")
+trained=$(score --model "$model")
 committed=$(score --model "$base")
 python3 - "$out/truth.json" "$trained" "$committed" "$steps" "$batch" "$per_step" "$device" <<'PY'
 import json, sys
