@@ -1,6 +1,6 @@
 //! `maskforge train unet` end to end on the tiny fixtures: a run killed with `kill -9` and
 //! resumed ends with the same weights as an uninterrupted one, the loss log has one row per
-//! step, the result is a diffusers folder `txt2img` loads (with the base model's MosaicFusion
+//! step, a checkpoint exports as the run's end would write it, the result is a diffusers folder `txt2img` loads (with the base model's MosaicFusion
 //! settings), a UNet trains from scratch from a config, token grounding adds its term, a VAE
 //! fine-tunes whole or its decoder only, and bad input is a clear error.
 
@@ -179,6 +179,33 @@ fn killed_run_resumes_to_the_same_weights() {
         .collect();
     kept.sort();
     assert_eq!(kept, ["step-00000025", "step-00000030"]);
+
+    // `--export` writes a checkpoint's model as the run's end does, without training.
+    let export = |step: &str, to: &Path| {
+        let mut args = train_args(&data, &killed, &model, "30");
+        args.extend(["--export", s(to), "--export-step", step]);
+        maskforge(&args)
+    };
+    let at_30 = dir.path().join("at-30");
+    ok(export("30", &at_30));
+    assert!(
+        std::fs::read(at_30.join(UNET)).unwrap() == b,
+        "the last checkpoint's export differs from the run's result"
+    );
+    assert!(at_30.join("scheduler/scheduler_config.json").is_file());
+    let at_25 = dir.path().join("at-25");
+    ok(export("25", &at_25));
+    assert!(std::fs::read(at_25.join(UNET)).unwrap() != b);
+    let log_after = std::fs::read_to_string(killed.join("logs/loss.csv")).unwrap();
+    assert_eq!(log_after, log, "an export leaves the run as it was");
+    assert_clear_error(
+        &export("10", &dir.path().join("at-10")),
+        &["no checkpoint at step 10", "25, 30"],
+    );
+    let nothing = dir.path().join("nothing");
+    let mut not_a_run = train_args(&data, &nothing, &model, "30");
+    not_a_run.extend(["--export", s(&at_25)]);
+    assert_clear_error(&maskforge(&not_a_run), &["not a training run"]);
 
     // The result is a diffusers folder.
     let image = dir.path().join("out.png");

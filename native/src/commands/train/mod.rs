@@ -111,6 +111,16 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,
+    /// Do not train: write the model of the run's newest checkpoint (or `--export-step`'s) to
+    /// this folder as the run's end writes it (the EMA with `--ema`), to sample or score it
+    /// while the run goes on. The other arguments are the run's.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip)]
+    pub export: Option<PathBuf>,
+    /// With `--export`: the checkpoint's step.
+    #[arg(long, requires = "export")]
+    #[serde(skip)]
+    pub export_step: Option<usize>,
 }
 
 impl TrainOptions {

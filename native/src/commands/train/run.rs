@@ -5,7 +5,7 @@
 //! `checkpoints/step-NNNNNNNN/` (`weights.safetensors` and `train_state.safetensors`, each
 //! checkpoint written to a temporary folder and renamed, the last two kept), `logs/loss.csv`
 //! (one row per optimiser step) and `logs/loss.png`; the trained model is written beside them
-//! when the run ends.
+//! when the run ends. `--export` writes a checkpoint's model the same way, elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,54 +58,17 @@ pub fn train<T: Task>(
     device: &Device,
 ) -> Result<()> {
     let out = options.out.as_path();
+    if let Some(to) = &options.export {
+        return export(task, options, &args, to, device);
+    }
     let examples = data.examples.len();
     std::fs::create_dir_all(out.join("logs"))
         .with_context(|| format!("{}: cannot create", out.display()))?;
     check_identity(out, &args)?;
     let device = device.clone().autodiff();
-    let names = ParamNames::of(|vb| task.build(vb))?;
-    let n = names.params().len();
-    let schedule = LrSchedule {
-        kind: options.lr_schedule,
-        base: options.lr,
-        warmup: options.warmup,
-        total: options.steps,
-    };
-    let adamw = AdamWConfig {
-        weight_decay: options.weight_decay,
-        ..AdamWConfig::default()
-    };
     let latest = latest_checkpoint(out)?;
-    let weights = match &latest {
-        Some((_, dir)) => open_weights(&dir.join("weights.safetensors"))?,
-        None => task.start(),
-    };
-    let mut model = task.build(&VarBuilder::from_weights(weights, &device, DType::F32))?;
-    let mut optimizer = ModelOptimizer::new(
-        names,
-        &model,
-        AdamW::new(adamw, n),
-        schedule,
-        options.max_grad_norm(),
-        options.ema.then_some(options.ema_decay),
-    )?;
-    if let Some((step, dir)) = &latest {
-        let state = dir.join("train_state.safetensors");
-        let bytes =
-            std::fs::read(&state).with_context(|| format!("{}: cannot read", state.display()))?;
-        restore_state(
-            &mut optimizer,
-            &bytes,
-            &state.display().to_string(),
-            &device.clone().inner(),
-        )?;
-        if optimizer.adamw.step != *step {
-            bail!(
-                "{}: holds step {}, its folder says {step}",
-                state.display(),
-                optimizer.adamw.step
-            );
-        }
+    let (mut model, mut optimizer, n) = restore(task, options, latest.as_ref(), &device)?;
+    if let Some((step, _)) = &latest {
         tracing::info!("resuming {} at step {step}", out.display());
     }
     let (log, seconds_before) = LossLog::open(out, optimizer.adamw.step)?;
@@ -152,12 +115,117 @@ pub fn train<T: Task>(
         }
     }
     bar.finish();
-    let weights = optimizer
-        .ema_weights()
-        .unwrap_or_else(|| optimizer.weights(&model));
-    task.save(out, &weights)?;
+    task.save(out, &result_weights(&optimizer, &model))?;
     write_loss_curve(&log.path, &out.join("logs/loss.png"))?;
     tracing::info!("trained model written to {}", out.display());
+    Ok(())
+}
+
+/// The model and optimiser of a run at `checkpoint` (a step and its folder), or at its start,
+/// and the number of parameter tensors.
+fn restore<T: Task>(
+    task: &T,
+    options: &TrainOptions,
+    checkpoint: Option<&(usize, PathBuf)>,
+    device: &Device,
+) -> Result<(T::Model, ModelOptimizer, usize)> {
+    let names = ParamNames::of(|vb| task.build(vb))?;
+    let n = names.params().len();
+    let schedule = LrSchedule {
+        kind: options.lr_schedule,
+        base: options.lr,
+        warmup: options.warmup,
+        total: options.steps,
+    };
+    let adamw = AdamWConfig {
+        weight_decay: options.weight_decay,
+        ..AdamWConfig::default()
+    };
+    let weights = match checkpoint {
+        Some((_, dir)) => open_weights(&dir.join("weights.safetensors"))?,
+        None => task.start(),
+    };
+    let model = task.build(&VarBuilder::from_weights(weights, device, DType::F32))?;
+    let mut optimizer = ModelOptimizer::new(
+        names,
+        &model,
+        AdamW::new(adamw, n),
+        schedule,
+        options.max_grad_norm(),
+        options.ema.then_some(options.ema_decay),
+    )?;
+    if let Some((step, dir)) = checkpoint {
+        let state = dir.join("train_state.safetensors");
+        let bytes =
+            std::fs::read(&state).with_context(|| format!("{}: cannot read", state.display()))?;
+        restore_state(
+            &mut optimizer,
+            &bytes,
+            &state.display().to_string(),
+            &device.clone().inner(),
+        )?;
+        if optimizer.adamw.step != *step {
+            bail!(
+                "{}: holds step {}, its folder says {step}",
+                state.display(),
+                optimizer.adamw.step
+            );
+        }
+    }
+    Ok((model, optimizer, n))
+}
+
+/// What a run writes as its model: the EMA when it keeps one, else the weights.
+fn result_weights<M: Module>(optimizer: &ModelOptimizer, model: &M) -> Vec<(String, HostTensor)> {
+    optimizer
+        .ema_weights()
+        .unwrap_or_else(|| optimizer.weights(model))
+}
+
+/// `--export TO`: the model of the run's checkpoint at `--export-step` (default: its newest)
+/// written to `to` as the run's end would write it, without training. Only reads the run
+/// folder, so it may run beside the training.
+fn export<T: Task>(
+    task: &T,
+    options: &TrainOptions,
+    args: &serde_json::Value,
+    to: &Path,
+    device: &Device,
+) -> Result<()> {
+    let out = options.out.as_path();
+    let identity = out.join("train.json");
+    if !identity.exists() {
+        bail!("{}: not a training run (no train.json)", out.display());
+    }
+    check_identity(out, args)?;
+    let all = checkpoints(out)?;
+    let steps: Vec<String> = all.iter().map(|(s, _)| s.to_string()).collect();
+    let checkpoint = match options.export_step {
+        Some(step) => all.iter().find(|(s, _)| *s == step).with_context(|| {
+            format!(
+                "{}: no checkpoint at step {step} (there are: {})",
+                out.display(),
+                if steps.is_empty() {
+                    "none".to_string()
+                } else {
+                    steps.join(", ")
+                }
+            )
+        })?,
+        None => all
+            .last()
+            .with_context(|| format!("{}: no checkpoint yet", out.display()))?,
+    };
+    let device = device.clone().autodiff();
+    let (model, optimizer, _) = restore(task, options, Some(checkpoint), &device)?;
+    std::fs::create_dir_all(to).with_context(|| format!("{}: cannot create", to.display()))?;
+    task.save(to, &result_weights(&optimizer, &model))?;
+    tracing::info!(
+        "step {} of {} written to {}",
+        checkpoint.0,
+        out.display(),
+        to.display()
+    );
     Ok(())
 }
 
