@@ -1,8 +1,9 @@
 //! `maskforge train unet` end to end on the tiny fixtures: a run killed with `kill -9` and
 //! resumed ends with the same weights as an uninterrupted one, the loss log has one row per
-//! step, a checkpoint exports as the run's end would write it, the result is a diffusers folder `txt2img` loads (with the base model's MosaicFusion
-//! settings), a UNet trains from scratch from a config, token grounding adds its term, a VAE
-//! fine-tunes whole or its decoder only, and bad input is a clear error.
+//! step, a checkpoint exports as the run's end would write it, the result is a diffusers
+//! folder `txt2img` loads (with the base model's MosaicFusion settings), a UNet trains from
+//! scratch from a config, token grounding adds its term, a VAE fine-tunes whole or its decoder
+//! only, and bad input is a clear error.
 
 mod common;
 

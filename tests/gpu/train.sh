@@ -59,11 +59,13 @@ else
   bin=$CARGO_TARGET_DIR/release/maskforge
 fi
 
-committed=native/models/shapes
-base=$committed
+shipped=native/models/shapes
+base=$shipped
 if [ "$recipe" = zero-snr ]; then
-  base=$(mktemp -d)/base
-  cp -r "$committed" "$base"
+  # A fixed path: the run folder's identity holds it, so a rerun resumes.
+  base=${TMPDIR:-/tmp}/maskforge-train-base-zero-snr
+  rm -rf "$base"
+  cp -r "$shipped" "$base"
   python3 - "$base" <<'PY'
 import json, sys
 def edit(path, **changes):
@@ -123,7 +125,7 @@ cp "$run/logs/loss.csv" "$run/logs/loss.png" "$out/"
 log "scoring the result and the committed model ($truth samples each)"
 score() { "$bin" bench "$@" --truth "$truth" --skip unet,vae,text --device "$device" --json | tail -n 1; }
 trained=$(score --model "$model")
-committed=$(score --model "$committed")
+committed=$(score --model "$shipped")
 python3 - "$out/truth.json" "$trained" "$committed" "$steps" "$batch" "$per_step" "$device" \
   "$recipe" <<'PY'
 import json, sys
