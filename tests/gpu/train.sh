@@ -8,21 +8,15 @@
 #
 #   unet.safetensors   the trained UNet in fp16: copy it over
 #                      native/models/shapes/unet/diffusion_pytorch_model.safetensors when better
-#   unet_config.json, scheduler_config.json  the configs it was trained with (they change with
-#                      the recipe: copy them over the model's `unet/config.json` and
-#                      `scheduler/scheduler_config.json` with the weights)
-#   truth.json         {"trained": …, "committed": …, "steps", "batch", "seconds_per_step", "device",
-#                      "recipe"}
+#   truth.json         {"trained": …, "committed": …, "steps", "batch", "seconds_per_step", "device"}
 #   loss.csv, loss.png the run's loss log and curve
 #
 #   bash tests/gpu/train.sh [OUT_DIR]            # default: $OUT/train, else ./train-out
 #
 # MASKFORGE_TRAIN_SECONDS (default 240) is the training time; the data, the timing run and the
 # scoring come on top (about a minute on a GPU). MASKFORGE_TRAIN_DEVICE (default auto),
-# MASKFORGE_TRAIN_BATCH (default 128), MASKFORGE_TRAIN_IMAGES (default 100000),
-# MASKFORGE_TRAIN_RECIPE: `committed` (default; the committed model's objective) or `zero-snr`
-# (8 norm groups, zero terminal SNR, v-prediction, trailing spacing: what made the prompt count on
-# flat-colour data, README's session 28; the committed weights load unchanged). The binary:
+# MASKFORGE_TRAIN_BATCH (default 128), MASKFORGE_TRAIN_IMAGES (default 100000). The objective
+# (v-prediction, zero terminal SNR) comes with the committed model's configs. The binary:
 # MASKFORGE_CHECK_PREBUILT's `maskforge` (see check.sh), else a release build with the features
 # in MASKFORGE_TRAIN_FEATURES (e.g. cuda). The data and the run folder stay in $TMPDIR, so the
 # same command run again on the same machine resumes a run cut short. MASKFORGE_TRAIN_QUICK=1 is
@@ -37,8 +31,6 @@ device=${MASKFORGE_TRAIN_DEVICE:-auto}
 seconds=${MASKFORGE_TRAIN_SECONDS:-240}
 batch=${MASKFORGE_TRAIN_BATCH:-128}
 images=${MASKFORGE_TRAIN_IMAGES:-100000}
-recipe=${MASKFORGE_TRAIN_RECIPE:-committed}
-case "$recipe" in committed | zero-snr) ;; *) echo "MASKFORGE_TRAIN_RECIPE: committed or zero-snr, not $recipe" >&2; exit 2 ;; esac
 truth=32
 if [ "$quick" = 1 ]; then batch=2 images=64 truth=2; fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/maskforge-xdg}
@@ -60,32 +52,15 @@ else
 fi
 
 shipped=native/models/shapes
-base=$shipped
-if [ "$recipe" = zero-snr ]; then
-  # A fixed path: the run folder's identity holds it, so a rerun resumes.
-  base=${TMPDIR:-/tmp}/maskforge-train-base-zero-snr
-  rm -rf "$base"
-  cp -r "$shipped" "$base"
-  python3 - "$base" <<'PY'
-import json, sys
-def edit(path, **changes):
-    config = json.load(open(path))
-    config.update(changes)
-    json.dump(config, open(path, "w"), indent=2)
-edit(f"{sys.argv[1]}/unet/config.json", norm_num_groups=8)
-edit(f"{sys.argv[1]}/scheduler/scheduler_config.json", prediction_type="v_prediction",
-     timestep_spacing="trailing", rescale_betas_zero_snr=True)
-PY
-fi
 # Outside OUT_DIR (too large to come back from a lent machine), at fixed paths so that a rerun
 # reuses the data and resumes the run (a run folder checks that its arguments are the same).
 data=${TMPDIR:-/tmp}/maskforge-train-shapes-$images
-run=${TMPDIR:-/tmp}/maskforge-train-run-$recipe-$batch
+run=${TMPDIR:-/tmp}/maskforge-train-run-$batch
 log "rendering $images scenes"
 "$bin" shapes --num-images "$images" --size 64 --max-objects 1 --out "$data" --seed 300000 --quiet
 
 # The recipe of the committed model's last stage (README), at a larger batch and rate.
-train=(train unet --model "$base" --data "$data" --batch "$batch" --lr 5e-4 --lr-schedule cosine
+train=(train unet --model "$shipped" --data "$data" --batch "$batch" --lr 5e-4 --lr-schedule cosine
   --warmup 100 --ema --ema-decay 0.999 --proportion-empty-prompts 0.1
   --caption-field /objects/0/caption,/objects/0/caption_plain --grounding-loss 1
   --checkpoint-every 500 --seed 4 --device "$device" --quiet)
@@ -118,21 +93,18 @@ done
 "$bin" convert "$run/unet/diffusion_pytorch_model.safetensors" \
   "$model/unet/diffusion_pytorch_model.safetensors" --half
 cp "$model/unet/diffusion_pytorch_model.safetensors" "$out/unet.safetensors"
-cp "$model/unet/config.json" "$out/unet_config.json"
-cp "$model/scheduler/scheduler_config.json" "$out/scheduler_config.json"
 cp "$run/logs/loss.csv" "$run/logs/loss.png" "$out/"
 
 log "scoring the result and the committed model ($truth samples each)"
 score() { "$bin" bench "$@" --truth "$truth" --skip unet,vae,text --device "$device" --json | tail -n 1; }
 trained=$(score --model "$model")
 committed=$(score --model "$shipped")
-python3 - "$out/truth.json" "$trained" "$committed" "$steps" "$batch" "$per_step" "$device" \
-  "$recipe" <<'PY'
+python3 - "$out/truth.json" "$trained" "$committed" "$steps" "$batch" "$per_step" "$device" <<'PY'
 import json, sys
-path, trained, committed, steps, batch, per_step, device, recipe = sys.argv[1:]
+path, trained, committed, steps, batch, per_step, device = sys.argv[1:]
 report = {"trained": json.loads(trained).get("truth"), "committed": json.loads(committed).get("truth"),
           "steps": int(steps), "batch": int(batch), "seconds_per_step": float(per_step),
-          "device": device, "recipe": recipe}
+          "device": device}
 open(path, "w").write(json.dumps(report, indent=1) + "\n")
 for name in ("trained", "committed"):
     t = report[name] or {}
