@@ -59,7 +59,7 @@ run=${TMPDIR:-/tmp}/maskforge-train-run-$batch
 log "rendering $images scenes"
 "$bin" shapes --num-images "$images" --size 64 --max-objects 1 --out "$data" --seed 300000 --quiet
 
-# The recipe of the committed model's last stage (README), at a larger batch and rate.
+# Stage 5's recipe (README, The shapes model), at a larger batch and rate.
 train=(train unet --model "$shipped" --data "$data" --batch "$batch" --lr 5e-4 --lr-schedule cosine
   --warmup 100 --ema --ema-decay 0.999 --proportion-empty-prompts 0.1
   --caption-field /objects/0/caption,/objects/0/caption_plain --grounding-loss 1
