@@ -813,5 +813,5 @@ fn bench_truth_without_a_count_scores_16_samples_at_the_models_size() {
     );
     check_color_following(&truth["color_following"], 16);
     // The model's own guidance (its `mosaic.json`).
-    assert_eq!(truth["color_following"]["guidance"], 4.0, "{truth}");
+    assert_eq!(truth["color_following"]["guidance"], 16.0, "{truth}");
 }

@@ -31,7 +31,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Diffusers folder, single-file checkpoint or repo id; default: the embedded shapes
-    /// model, with its own settings (64x64 regions, 16x16 overlap, 25 steps, guidance 4) under
+    /// model, with its own settings (64x64 regions, 16x16 overlap, 25 steps, guidance 16) under
     /// the flags and `--config`.
     #[arg(long)]
     pub model: Option<String>,
