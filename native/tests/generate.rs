@@ -428,7 +428,7 @@ fn settings_come_from_a_toml_file_and_flags_win() {
     assert_eq!(run["num_images"], 2);
     assert_eq!(run["regions"], serde_json::json!([1, 2]));
     assert_eq!(run["seed"], 5);
-    assert_eq!(run["guidance"], 4.0, "the embedded model's own setting");
+    assert_eq!(run["guidance"], 16.0, "the embedded model's own setting");
     assert!(run.get("karras_sigmas").is_none(), "written only when set");
     std::fs::write(&toml, "num_images = 2\nbogus = 1\n").unwrap();
     let o = maskforge(&[
