@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use maskforge_core::imaging::control_image::decode_control_image;
 use maskforge_core::pipelines::{Control, ControlNet, StableDiffusion};
+use maskforge_core::seggen::options::{CONTROLNET_SETTINGS, ControlNetSettings};
 
 use crate::source::{DirSource, map_file};
 
@@ -49,6 +50,20 @@ pub fn load_controls(
             })
         })
         .collect()
+}
+
+/// The SegGen settings a ControlNet folder holds in its [`CONTROLNET_SETTINGS`] file (none for
+/// single files and folders without one).
+pub fn controlnet_settings(path: &Path) -> Result<ControlNetSettings> {
+    let file = path.join(CONTROLNET_SETTINGS);
+    if !path.is_dir() || !file.is_file() {
+        return Ok(ControlNetSettings::default());
+    }
+    let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+    Ok(ControlNetSettings::parse(
+        &file.display().to_string(),
+        &bytes,
+    )?)
 }
 
 pub fn load_controlnet(sd: &StableDiffusion, path: &Path) -> Result<ControlNet> {

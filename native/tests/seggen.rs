@@ -461,3 +461,89 @@ fn bad_input_gets_clear_errors() {
         &["a.png", "label id 200", "not in palette ade20k"],
     );
 }
+
+/// A ControlNet folder's `seggen.json` sets the guidance and conditioning scale where no flag
+/// does; flags win; a broken file is a clear error naming it.
+#[test]
+fn a_controlnets_own_settings_stand_under_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (labels, prompts) = imgsyn_inputs(dir.path());
+    let net = dir.path().join("controlnet");
+    std::fs::create_dir_all(&net).unwrap();
+    for file in ["config.json", "diffusion_pytorch_model.safetensors"] {
+        std::fs::copy(
+            fixtures().join("tiny-controlnet-sd15").join(file),
+            net.join(file),
+        )
+        .unwrap();
+    }
+    let settings = net.join("seggen.json");
+    std::fs::write(&settings, r#"{"guidance": 3, "control_scale": 0.5}"#).unwrap();
+    let model = fixture("tiny-sd15");
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "imgsyn",
+            "--model",
+            &model,
+            "--controlnet",
+            s(&net),
+            "--palette",
+            "ade20k",
+            "--labels",
+            s(&labels),
+            "--prompts",
+            s(&prompts),
+            "--per-mask",
+            "1",
+            "--out",
+            s(out),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        maskforge(&args)
+    };
+    let settled = |out: &Path| -> Vec<(f64, f64)> {
+        manifest(out)
+            .iter()
+            .map(|r| {
+                (
+                    r["guidance"].as_f64().unwrap(),
+                    r["control_scale"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    let own = dir.path().join("own");
+    let out = run(&own, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(settled(&own), [(3.0, 0.5); 2]);
+
+    let flagged = dir.path().join("flagged");
+    let out = run(&flagged, &["--guidance", "7.5", "--control-scale", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(settled(&flagged), [(7.5, 2.0); 2]);
+    assert_ne!(
+        std::fs::read(own.join("images/000000000001.png")).unwrap(),
+        std::fs::read(flagged.join("images/000000000001.png")).unwrap(),
+        "the settings are used, not only recorded"
+    );
+
+    std::fs::write(&settings, r#"{"guidance": "strong"}"#).unwrap();
+    assert_clear_error(
+        &run(&dir.path().join("bad"), &[]),
+        &[s(&settings), "SegGen settings"],
+    );
+}

@@ -315,4 +315,19 @@ fn the_committed_shapes_models_load_and_draw() {
     assert_eq!(image::image_dimensions(&images[0]).unwrap(), (64, 64));
     let run = std::fs::read_to_string(synth.join("run.json")).unwrap();
     assert!(run.contains("\"embedded:shapes\""), "{run}");
+    // Without flags the ControlNet's own guidance and conditioning scale are used.
+    let own: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.join("shapes-mask2img/seggen.json")).unwrap())
+            .unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(synth.join("manifest.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    for key in ["guidance", "control_scale"] {
+        assert_eq!(record[key].as_f64(), own[key].as_f64(), "{key}");
+    }
 }

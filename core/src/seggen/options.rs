@@ -1,7 +1,7 @@
 //! The settings of ImgSyn and MaskSyn runs, with SegGen's defaults (40 Mask2Img steps, 200
-//! Text2Mask steps, as the paper samples).
+//! Text2Mask steps, as the paper samples), and the settings a ControlNet may bring along.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::pipelines::{Control, StableDiffusion, Txt2ImgParams};
 use crate::schedulers::SchedulerKind;
@@ -12,6 +12,46 @@ pub const MASK2IMG_STEPS: usize = 40;
 /// Text2Mask's steps by default.
 pub const TEXT2MASK_STEPS: usize = 200;
 pub const GUIDANCE: f64 = 7.5;
+/// The ControlNet conditioning scale by default.
+pub const CONTROL_SCALE: f32 = 1.0;
+
+/// The file of a Mask2Img ControlNet's folder that holds the settings it draws best with (a
+/// JSON object of [`ControlNetSettings`]), used where the user sets none; the ControlNets
+/// of small models trained here need other ones than SegGen's.
+pub const CONTROLNET_SETTINGS: &str = "seggen.json";
+
+/// A ControlNet's own settings ([`CONTROLNET_SETTINGS`]); what it leaves out keeps SegGen's
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlNetSettings {
+    /// Classifier-free guidance of both stages (MaskSyn's Text2Mask too).
+    pub guidance: Option<f64>,
+    pub control_scale: Option<f32>,
+}
+
+impl ControlNetSettings {
+    /// Reads the settings file `file` (named in errors) from its bytes.
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<Self> {
+        // Through a map: serde would also read a struct from an array.
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes)
+            .and_then(|object| serde_json::from_value(object.into()))
+            .map_err(|e| {
+                Error::Invalid(format!("{file}: not a JSON object of SegGen settings: {e}"))
+            })
+    }
+
+    /// The guidance and conditioning scale to run with: the user's where given, else these,
+    /// else SegGen's defaults.
+    pub fn resolve(&self, guidance: Option<f64>, control_scale: Option<f32>) -> (f64, f32) {
+        (
+            guidance.or(self.guidance).unwrap_or(GUIDANCE),
+            control_scale
+                .or(self.control_scale)
+                .unwrap_or(CONTROL_SCALE),
+        )
+    }
+}
 
 /// How samples are drawn; recorded in `run.json`, so a rerun with other settings is refused.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,7 +87,7 @@ impl Default for SynthesisOptions {
             guidance: GUIDANCE,
             scheduler: None,
             karras_sigmas: false,
-            control_scale: 1.0,
+            control_scale: CONTROL_SCALE,
             max_distance: None,
         }
     }
@@ -119,4 +159,40 @@ pub fn default_size(sd: &StableDiffusion) -> [usize; 2] {
         .sample_size
         .map_or(512, |s| s * sd.vae_config.scale_factor());
     [side, side]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_users_settings_come_before_the_controlnets_and_those_before_seggens() {
+        let own =
+            ControlNetSettings::parse("seggen.json", br#"{"guidance": 2, "control_scale": 4}"#)
+                .unwrap();
+        assert_eq!(own.resolve(None, None), (2.0, 4.0));
+        assert_eq!(own.resolve(Some(9.0), None), (9.0, 4.0));
+        assert_eq!(own.resolve(None, Some(0.5)), (2.0, 0.5));
+        let partial = ControlNetSettings::parse("seggen.json", br#"{"control_scale": 3}"#).unwrap();
+        assert_eq!(partial.resolve(None, None), (GUIDANCE, 3.0));
+        assert_eq!(
+            ControlNetSettings::default().resolve(None, None),
+            (GUIDANCE, CONTROL_SCALE)
+        );
+    }
+
+    #[test]
+    fn a_bad_settings_file_is_named_in_the_error() {
+        for bad in [
+            &b"{"[..],
+            br#"{"guidance": "high"}"#,
+            br#"{"steps": 10}"#,
+            b"[1]",
+        ] {
+            let e = ControlNetSettings::parse("cn/seggen.json", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cn/seggen.json"), "{e}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ use maskforge_core::dataset::{
 };
 use maskforge_core::pipelines::StableDiffusion;
 use maskforge_core::schedulers::SchedulerKind;
-use maskforge_core::seggen::options::{GUIDANCE, MASK2IMG_STEPS, TEXT2MASK_STEPS};
+use maskforge_core::seggen::options::{MASK2IMG_STEPS, TEXT2MASK_STEPS};
 use maskforge_core::seggen::sample::{COLORS_DIR, IMAGES_DIR, LABELS_DIR, PANOPTIC_DIR};
 use maskforge_core::seggen::{
     ImgSyn, ImgSynPrompt, MaskSyn, MaskSynPrompt, Palette, SegGenRecord, SynthesisOptions,
@@ -53,8 +53,10 @@ pub struct SynthesisFlags {
     /// Mask2Img's denoising steps.
     #[arg(long, default_value_t = MASK2IMG_STEPS)]
     pub steps: usize,
-    #[arg(long, default_value_t = GUIDANCE)]
-    pub guidance: f64,
+    /// Classifier-free guidance of both stages. Default: the ControlNet's own (its folder's
+    /// `seggen.json`), else 7.5.
+    #[arg(long)]
+    pub guidance: Option<f64>,
     /// ddim, pndm, euler, euler-a, dpmpp-2m, lms or heun; default: each model's own.
     #[arg(long, value_parser = SchedulerKind::from_str)]
     pub scheduler: Option<SchedulerKind>,
@@ -66,9 +68,10 @@ pub struct SynthesisFlags {
     pub seed: u64,
     #[arg(long)]
     pub negative_prompt: Option<String>,
-    /// ControlNet conditioning scale.
-    #[arg(long, default_value_t = 1.0)]
-    pub control_scale: f32,
+    /// ControlNet conditioning scale. Default: the ControlNet's own (its folder's
+    /// `seggen.json`), else 1.
+    #[arg(long)]
+    pub control_scale: Option<f32>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
@@ -143,25 +146,28 @@ struct Settings<'a, P: Serialize> {
 }
 
 impl SynthesisFlags {
-    fn options(&self) -> SynthesisOptions {
-        SynthesisOptions {
+    /// The options of the flags, over the ControlNet's own settings.
+    fn options(&self) -> Result<SynthesisOptions> {
+        let own = control::controlnet_settings(&self.controlnet)?;
+        let (guidance, control_scale) = own.resolve(self.guidance, self.control_scale);
+        Ok(SynthesisOptions {
             negative_prompt: self.negative_prompt.clone(),
             height: self.height,
             width: self.width,
             steps: self.steps,
-            guidance: self.guidance,
+            guidance,
             scheduler: self.scheduler,
             karras_sigmas: self.karras_sigmas,
-            control_scale: self.control_scale,
+            control_scale,
             ..Default::default()
-        }
+        })
     }
 }
 
 /// Runs `imgsyn`.
 pub fn imgsyn(args: ImgSynArgs) -> Result<()> {
     let f = &args.flags;
-    let options = f.options();
+    let options = f.options()?;
     options.check()?;
     let palette = Arc::new(load_palette(&f.palette)?);
     let prompts: Vec<ImgSynPrompt> = read_prompts(&args.prompts)?;
@@ -221,7 +227,7 @@ pub fn masksyn(args: MaskSynArgs) -> Result<()> {
     let options = SynthesisOptions {
         mask_steps: args.mask_steps,
         max_distance: args.max_distance,
-        ..f.options()
+        ..f.options()?
     };
     options.check()?;
     let palette = Arc::new(load_palette(&f.palette)?);

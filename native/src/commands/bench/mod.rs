@@ -276,7 +276,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         };
         let drawer = model::load_logged(text2mask, None, device, selected.dtype)?;
         let net = std::sync::Arc::new(crate::control::load_controlnet(&sd, controlnet)?);
-        t["masksyn"] = truth::masksyn_truth(&drawer, &sd, net, [height, width], truth_steps, n)?;
+        let own = crate::control::controlnet_settings(controlnet)?;
+        t["masksyn"] =
+            truth::masksyn_truth(&drawer, &sd, net, own, [height, width], truth_steps, n)?;
     }
 
     let mut report = serde_json::json!({

@@ -14,6 +14,7 @@ use maskforge_core::mosaic::MosaicOptions;
 use maskforge_core::mosaic::plan::plan_sample;
 use maskforge_core::mosaic::sample::crop_rgb;
 use maskforge_core::pipelines::{ControlNet, StableDiffusion, Txt2ImgParams, image_to_rgb8};
+use maskforge_core::seggen::options::ControlNetSettings;
 use maskforge_core::seggen::{MaskSyn, SynthesisOptions};
 use maskforge_core::shapes::ShapeClass;
 use maskforge_core::shapes::captions::{scene_caption, single_caption};
@@ -92,20 +93,25 @@ pub fn mosaic_truth(
 
 /// Mean IoU between the foreground Text2Mask draws (labels ≠ 0) and the saturated pixels of
 /// the image Mask2Img makes of it, over `samples` scene captions of the shapes world, at
-/// `h × w` with `steps` steps for both stages.
+/// `h × w` with `steps` steps for both stages and the ControlNet's `own` settings (as
+/// `masksyn` runs without flags).
 pub fn masksyn_truth(
     text2mask: &StableDiffusion,
     sd: &StableDiffusion,
     controlnet: Arc<ControlNet>,
+    own: ControlNetSettings,
     [h, w]: [usize; 2],
     steps: usize,
     samples: usize,
 ) -> Result<serde_json::Value> {
+    let (guidance, control_scale) = own.resolve(None, None);
     let options = SynthesisOptions {
         height: Some(h),
         width: Some(w),
         steps,
         mask_steps: steps,
+        guidance,
+        control_scale,
         ..SynthesisOptions::default()
     };
     let masksyn = MaskSyn {
@@ -138,6 +144,8 @@ pub fn masksyn_truth(
         "samples": samples,
         "steps": steps,
         "size": [h, w],
+        "guidance": guidance,
+        "control_scale": control_scale,
         "mean_iou": mean,
         "sample_ious": ious,
     }))
