@@ -75,6 +75,8 @@ async function load(fromFolder) {
         device, onProgress: loadProgress, controlnet: $("controlnet-url").value || undefined,
       });
     showSettings(pipe.mosaicSettings);
+    $("s-guidance").value = pipe.seggenSettings.guidance;
+    $("s-scale").value = pipe.seggenSettings.controlScale;
     setStatus($("model-status"), `Loaded on ${pipe.device} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     $("model-status").dataset.device = pipe.device;
     $("generate").disabled = false;

@@ -39,6 +39,8 @@ export class PipelineWorker {
   get device() { return this.#info.device; }
   /** The model's own MosaicFusion settings (`mosaic.json`), as `Pipeline.mosaicSettings`. */
   get mosaicSettings() { return this.#info.mosaicSettings; }
+  /** What `imgsyn` uses where its options are silent, as `Pipeline.seggenSettings`. */
+  get seggenSettings() { return this.#info.seggenSettings; }
 
   generate(options) { return this.#run("generate", options); }
   txt2img(options) { return this.#run("txt2img", options); }

@@ -21,7 +21,7 @@ self.onmessage = async ({ data: { id, method, source, options } }) => {
       pipe?.free();
       pipe = null;
       pipe = await Pipeline[method](source, opts);
-      result = { device: pipe.device, mosaicSettings: pipe.mosaicSettings };
+      result = { device: pipe.device, mosaicSettings: pipe.mosaicSettings, seggenSettings: pipe.seggenSettings };
     } else {
       if (!pipe) throw new Error("no model is loaded");
       result = await pipe[method](opts);

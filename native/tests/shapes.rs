@@ -293,8 +293,9 @@ fn the_committed_shapes_models_load_and_draw() {
         "1",
         "--controlnet",
         s(&models.join("shapes-mask2img")),
+        // The shipped palette: the world's `palette.json`.
         "--palette",
-        s(&world.join("palette.json")),
+        "shapes",
         "--out",
         s(&synth),
         "--height",
@@ -330,4 +331,7 @@ fn the_committed_shapes_models_load_and_draw() {
     for key in ["guidance", "control_scale"] {
         assert_eq!(record[key].as_f64(), own[key].as_f64(), "{key}");
     }
+    assert_eq!(record["palette"], "shapes");
+    let run: serde_json::Value = serde_json::from_str(&run).unwrap();
+    assert_eq!(run["categories"], serde_json::Value::Array(palette));
 }

@@ -4,7 +4,8 @@
 // then check that the page stays responsive and Cancel stops a sample mid-way (the pipeline
 // runs in a Web Worker), use the txt2img tab (a new worker reloads the model after the cancel),
 // make SegGen datasets (reference/seggen) from an uploaded and a drawn label map, and detect instances in an uploaded image with the tiny
-// DiffusionInst (reference/diffinst); last, a first visit with the default (shapes) model.
+// DiffusionInst (reference/diffinst); last, a first visit with the default (shapes) model, and
+// the SegGen tab with the shapes world's Mask2Img served beside it.
 import { readFile, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -307,6 +308,45 @@ try {
     await fresh.waitForSelector("#gen-status[data-state=done], #gen-status[data-state=error]", { timeout: 300_000 * slow });
     assert.equal(await fresh.getAttribute("#gen-status", "data-state"), "done", await fresh.textContent("#gen-status"));
     assert.equal(await fresh.locator("#gallery .sample canvas").count(), 1);
+    await fresh.close();
+  });
+
+  await check("app: the shapes world's Mask2Img served beside it: its settings and the shapes palette in the SegGen tab", async () => {
+    const fresh = await browser.newPage({ acceptDownloads: true });
+    fresh.on("pageerror", (e) => console.error(`  [browser] ${e}`));
+    await fresh.goto(`${server.url}/www/dist/index.html?controlnet=./models/shapes-mask2img/`);
+    await fresh.waitForSelector("body[data-ready=true]", { timeout: 60_000 });
+    await fresh.selectOption("#device", device);
+    await fresh.click("#load");
+    await fresh.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 * slow });
+    assert.match(await fresh.textContent("#model-status"), /^Loaded on /);
+    const own = JSON.parse(await readFile(join(root, "native/models/shapes-mask2img/seggen.json"), "utf8"));
+    assert.deepEqual([await fresh.inputValue("#s-guidance"), await fresh.inputValue("#s-scale")],
+      [String(own.guidance), String(own.control_scale)]);
+    await fresh.click('.tab[data-tab="seggen"]');
+    await fresh.selectOption("#s-palette", "shapes");
+    await fresh.fill("#s-size", "64x64");
+    await fresh.click("#s-new");
+    await fresh.waitForFunction(() => document.getElementById("s-map-status").textContent.startsWith("Drawn map, 64×64"));
+    const box = await fresh.locator("#s-canvas").boundingBox();
+    await fresh.selectOption("#s-class", "1"); // circle
+    await fresh.fill("#s-brush", "24");
+    await fresh.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await fresh.mouse.down();
+    await fresh.mouse.up();
+    for (const [id, value] of Object.entries({ "s-prompt": "a photo of a single red circle", "s-count": 1, "s-steps": 2 })) {
+      await fresh.fill(`#${id}`, String(value));
+    }
+    await fresh.click("#s-run");
+    await fresh.waitForSelector("#s-status[data-state=done], #s-status[data-state=error]", { timeout: 120_000 * slow });
+    assert.equal(await fresh.getAttribute("#s-status", "data-state"), "done", await fresh.textContent("#s-status"));
+    const [download] = await Promise.all([fresh.waitForEvent("download"), fresh.click("#s-download")]);
+    const files = unzip(await readFile(await download.path()));
+    const [record] = files["manifest.jsonl"].toString().trimEnd().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual([record.palette, record.guidance, record.control_scale], ["shapes", own.guidance, own.control_scale]);
+    assert.deepEqual(JSON.parse(files["palette.json"]).map((c) => c.name).slice(0, 3), ["circle", "square", "triangle"]);
+    const labels = new Set(decodePng(files[record.labels]).pixels);
+    assert.deepEqual([...labels].sort(), [0, 1]);
     await fresh.close();
   });
 } finally {

@@ -3,6 +3,7 @@
 // the committed initial latents on the CPU and on WebGPU (SwiftShader); the PNG must match the
 // native CLI's (reference/txt2img_96x128.png, see reference/README.md) within TOLERANCE. Other
 // folders, ControlNet, SegGen (text2mask, imgsyn) and bad input are checked on the CPU.
+import { existsSync } from "node:fs";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -243,8 +244,9 @@ try {
       const zip = maskforge.seggenZip("ade20k", [...b.samples, ...a.samples]);
       const color = maskforge.colorize("ade20k", new Uint8Array(label));
       return { zip: Array.from(zip), color: Array.from(color), steps, ms, size: [a.width, a.height, a.samples.length],
-               first: { ...a.samples[0], png: undefined, labels: undefined } };
+               first: { ...a.samples[0], png: undefined, labels: undefined }, settings: pipe.seggenSettings };
     }, { model, controlnet: `${server.url}/tests/fixtures/tiny-controlnet-sd15`, label });
+    assert.deepEqual(r.settings, { guidance: 7.5, controlScale: 1 }, "no seggen.json: SegGen's");
     assert.deepEqual(r.size, [64, 64, 2]);
     assert.deepEqual([r.steps.length, r.steps[4], r.steps.at(-1)], [8, [5, 8], [8, 8]], "steps over both images");
     assert.deepEqual(JSON.parse(r.first.recordJson), r.first.record);
@@ -271,6 +273,35 @@ try {
     for (let p = 0; p < ids.pixels.length; p++) {
       assert.deepEqual(Array.from(color.pixels.subarray(3 * p, 3 * p + 3)), byId.get(ids.pixels[p]), `pixel ${p}`);
     }
+    await page.close();
+  });
+
+  await check("cpu: a ControlNet folder's seggen.json gives imgsyn its guidance and control scale; a broken one fails the load", async () => {
+    const page = await harnessPage(browser, server.url);
+    const mask2img = join(root, "native/models/shapes-mask2img");
+    // The shapes world's Mask2Img with a broken seggen.json, under another URL.
+    await page.route("**/broken-mask2img/*", (route) => {
+      const file = new URL(route.request().url()).pathname.split("/").pop();
+      if (file === "seggen.json") return route.fulfill({ body: '{"guidance": "high"}', contentType: "application/json" });
+      return existsSync(join(mask2img, file)) ? route.fulfill({ path: join(mask2img, file) }) : route.fulfill({ status: 404 });
+    });
+    const r = await page.evaluate(async ({ model, controlnet, broken }) => {
+      const pipe = await maskforge.Pipeline.load(model, { device: "cpu", controlnet });
+      // A circle (class 1) in the middle of a 64×64 map.
+      const ids = new Uint8Array(64 * 64).map((_, p) => ((p % 64) - 32) ** 2 + (Math.floor(p / 64) - 32) ** 2 < 200 ? 1 : 0);
+      const common = { labels: { width: 64, height: 64, ids }, palette: "shapes", prompt: "a photo of a single red circle", steps: 1 };
+      const own = (await pipe.imgsyn(common)).samples[0].record;
+      const given = (await pipe.imgsyn({ ...common, guidance: 3, controlScale: 0.5 })).samples[0].record;
+      let error;
+      try { await maskforge.Pipeline.load(model, { device: "cpu", controlnet: broken }); } catch (e) { error = e.message; }
+      return { settings: pipe.seggenSettings, own, given, error };
+    }, { model: `${server.url}/native/models/shapes`, controlnet: `${server.url}/native/models/shapes-mask2img`,
+         broken: `${server.url}/broken-mask2img` });
+    const file = JSON.parse(await readFile(join(mask2img, "seggen.json"), "utf8"));
+    assert.deepEqual(r.settings, { guidance: file.guidance, controlScale: file.control_scale });
+    assert.deepEqual([r.own.guidance, r.own.control_scale, r.own.palette], [file.guidance, file.control_scale, "shapes"]);
+    assert.deepEqual([r.given.guidance, r.given.control_scale], [3, 0.5], "options win");
+    assert.match(r.error ?? "", /broken-mask2img\/seggen\.json: not a JSON object of SegGen settings: invalid type: string "high"/);
     await page.close();
   });
 
@@ -348,7 +379,7 @@ try {
   await check("errors: SegGen rejects bad palettes, label maps and a pipeline without a ControlNet", async () => {
     const tiny = `(n, id) => ({ width: 8, height: 8, ids: new Uint8Array(n).fill(id) })`;
     let e = await rejection(`await pipe.text2mask({ prompt: "x", palette: "ade", height: 64, width: 64, steps: 1 })`);
-    assert.match(e?.message ?? "", /^text2mask: unknown palette "ade": use "ade20k", "coco-panoptic" or an array/);
+    assert.match(e?.message ?? "", /^text2mask: unknown palette "ade": use "ade20k", "coco-panoptic", "shapes" or an array/);
     e = await rejection(`await pipe.text2mask({ prompt: "x", palette: [{ id: 0, name: "a", color: [1, 2, 3] }], steps: 1 })`);
     assert.match(e?.message ?? "", /^text2mask: custom palette: entry 0 \(id 0, "a"\): id 0 is reserved/);
     e = await rejection(`await pipe.imgsyn({ prompt: "x", palette: "ade20k", labels: (${tiny})(64, 1) })`);

@@ -19,6 +19,7 @@ use maskforge_core::pipelines::{
 };
 use maskforge_core::readback::Readback;
 use maskforge_core::schedulers::SchedulerKind;
+use maskforge_core::seggen::options::{CONTROLNET_SETTINGS, ControlNetSettings};
 use maskforge_core::weights::{ComponentFiles, FileSource, MemorySource, WeightFile, shard_paths};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -156,6 +157,8 @@ pub(crate) struct Inner {
     pub(crate) sd: StableDiffusion,
     /// The ControlNet of `LoadOptions.controlnet` and its URL, conditioning every `txt2img`.
     pub(crate) controlnet: Option<(Arc<ControlNet>, String)>,
+    /// The ControlNet folder's own SegGen settings (its `seggen.json`), under `imgsyn`'s options.
+    pub(crate) seggen: ControlNetSettings,
     device: &'static str,
     /// The model's URL (or folder name).
     pub(crate) model: String,
@@ -204,6 +207,9 @@ impl Pipeline {
                 fetch_files(&origin, &PipelineFiles::controlnet(fp16_first), &mut source)
                     .await
                     .map_err(err)?;
+                if let Some(bytes) = origin.get(CONTROLNET_SETTINGS).await.map_err(err)? {
+                    source.insert(CONTROLNET_SETTINGS, bytes);
+                }
                 Some((source, url))
             }
             None => None,
@@ -295,6 +301,17 @@ impl Pipeline {
         json_to_js(&text).map_err(err)
     }
 
+    /// The guidance and conditioning scale `imgsyn` uses where its options are silent: the
+    /// ControlNet folder's `seggen.json` (e.g. a small ControlNet's), else SegGen's 7.5 and 1.
+    #[wasm_bindgen(getter, js_name = seggenSettings, unchecked_return_type = "SegGenSettings")]
+    pub fn seggen_settings(&self) -> JsValue {
+        let (guidance, control_scale) = self.inner.seggen.resolve(None, None);
+        object(&[
+            ("guidance", JsValue::from_f64(guidance)),
+            ("controlScale", JsValue::from_f64(control_scale as f64)),
+        ])
+    }
+
     /// One image from a prompt; resolves to `{ png }`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Txt2ImgResult>")]
     pub fn txt2img(
@@ -348,8 +365,16 @@ impl Pipeline {
             false => serde_json::Map::new(),
         };
         let sd = StableDiffusion::load(source, &device, dtype).map_err(err)?;
+        let mut seggen = ControlNetSettings::default();
         let controlnet = controlnet
             .map(|(source, url)| -> maskforge_core::Result<_> {
+                if source.exists(CONTROLNET_SETTINGS) {
+                    let bytes = source.read(CONTROLNET_SETTINGS)?;
+                    seggen = ControlNetSettings::parse(
+                        &source.display(CONTROLNET_SETTINGS),
+                        (*bytes).as_ref(),
+                    )?;
+                }
                 let net = ControlNet::load(&source, &device, dtype)?;
                 sd.check_controlnet(&net)?;
                 Ok((Arc::new(net), url))
@@ -360,6 +385,7 @@ impl Pipeline {
             inner: Rc::new(Inner {
                 sd,
                 controlnet,
+                seggen,
                 device: name,
                 model,
                 settings,

@@ -26,7 +26,8 @@ use crate::pipeline::{Inner, Pipeline, err, json_to_js, scheduler};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &str = r#"
-export type PaletteName = "ade20k" | "coco-panoptic";
+/** Shipped palettes: ADE20K-150, COCO panoptic, and the shapes world's classes. */
+export type PaletteName = "ade20k" | "coco-panoptic" | "shapes";
 /** A class of a palette; label 0 (unlabelled) is black. */
 export interface PaletteEntry {
   id: number;
@@ -83,8 +84,9 @@ export interface ImgSynOptions {
   index?: number;
   /** Default 40, as SegGen samples. */
   steps?: number;
+  /** Default: the ControlNet's own (`Pipeline.seggenSettings`). */
   guidance?: number;
-  /** diffusers' `controlnet_conditioning_scale` (default 1). */
+  /** diffusers' `controlnet_conditioning_scale`; default: the ControlNet's own. */
   controlScale?: number;
   negativePrompt?: string;
   scheduler?: SchedulerName;
@@ -95,6 +97,11 @@ export interface ImgSynOptions {
   controlnetName?: string;
   /** Steps over all the images. */
   onStep?: (step: number, total: number) => void;
+}
+/** A ControlNet folder's `seggen.json` (`{"guidance", "control_scale"}`), else SegGen's 7.5 and 1. */
+export interface SegGenSettings {
+  guidance: number;
+  controlScale: number;
 }
 export interface ImgSynSample {
   /** The image (RGB PNG), `images/<stem>.png` of the dataset. */
@@ -152,7 +159,8 @@ impl Pipeline {
     }
 }
 
-/// The classes of a palette (`"ade20k"`, `"coco-panoptic"` or entries to check), sorted by id.
+/// The classes of a palette (`"ade20k"`, `"coco-panoptic"`, `"shapes"` or entries to check),
+/// sorted by id.
 #[wasm_bindgen(js_name = palette, unchecked_return_type = "PaletteEntry[]")]
 pub fn palette_entries(
     #[wasm_bindgen(unchecked_param_type = "PaletteName | PaletteEntry[]")] palette: JsValue,
@@ -272,12 +280,16 @@ async fn imgsyn_js(inner: &Inner, options: JsValue) -> Result<JsValue, String> {
     let count = o.whole("count", 1)?.unwrap_or(1);
     let seed = o.whole("seed", 0)?.unwrap_or(0);
     let index = o.whole("index", 0)?.unwrap_or(0);
+    let (guidance, control_scale) = inner.seggen.resolve(
+        o.number("guidance")?,
+        o.number("controlScale")?.map(|v| v as f32),
+    );
     let options = SynthesisOptions {
         negative_prompt: o.string("negativePrompt")?,
         steps: o.whole("steps", 1)?.map_or(MASK2IMG_STEPS, |v| v as usize),
-        guidance: o.number("guidance")?.unwrap_or(GUIDANCE),
+        guidance,
         scheduler: scheduler(&o)?,
-        control_scale: o.number("controlScale")?.unwrap_or(1.0) as f32,
+        control_scale,
         ..Default::default()
     };
     let fail = |e: maskforge_core::Error| format!("imgsyn: {e}");
@@ -332,19 +344,19 @@ async fn imgsyn_js(inner: &Inner, options: JsValue) -> Result<JsValue, String> {
     ]))
 }
 
-/// `ade20k`, `coco-panoptic`, or an array of entries (checked as a palette file is).
+/// `ade20k`, `coco-panoptic`, `shapes`, or an array of entries (checked as a palette file is).
 fn read_palette(what: &str, value: Option<JsValue>) -> Result<Palette, String> {
     let value = value.ok_or_else(|| format!("{what}: `palette` is required"))?;
     if let Some(name) = value.as_string() {
         return Palette::builtin(&name).ok_or_else(|| {
             format!(
-                "{what}: unknown palette \"{name}\": use \"ade20k\", \"coco-panoptic\" or an array of {{id, name, color: [r, g, b]}}"
+                "{what}: unknown palette \"{name}\": use \"ade20k\", \"coco-panoptic\", \"shapes\" or an array of {{id, name, color: [r, g, b]}}"
             )
         });
     }
     if !js_sys::Array::is_array(&value) {
         return Err(format!(
-            "{what}: `palette` must be \"ade20k\", \"coco-panoptic\" or an array of {{id, name, color: [r, g, b]}}"
+            "{what}: `palette` must be \"ade20k\", \"coco-panoptic\", \"shapes\" or an array of {{id, name, color: [r, g, b]}}"
         ));
     }
     let json = js_sys::JSON::stringify(&value)

@@ -1,5 +1,5 @@
-//! Palettes: class id ↦ name and colour. ADE20K-150 and COCO panoptic ship with the core; any
-//! other comes as a JSON list of `{"id", "name", "color": [r, g, b]}` (optional `isthing`).
+//! Palettes: class id ↦ name and colour. ADE20K-150, COCO panoptic and the shapes world's ship
+//! with the core; any other comes as a JSON list of `{"id", "name", "color": [r, g, b]}` (optional `isthing`).
 
 use serde::Deserialize;
 
@@ -30,7 +30,8 @@ pub struct PaletteEntry {
 /// Classes with their colours, sorted by id, ids unique.
 #[derive(Debug, Clone)]
 pub struct Palette {
-    /// What the palette was loaded from (`ade20k`, `coco-panoptic` or a file), for messages.
+    /// What the palette was loaded from (`ade20k`, `coco-panoptic`, `shapes` or a file), for
+    /// messages and records.
     pub name: String,
     entries: Vec<PaletteEntry>,
     /// Entry index of each id, `[max id + 1]`.
@@ -67,11 +68,13 @@ impl Palette {
         .expect("the embedded COCO panoptic palette is valid")
     }
 
-    /// A shipped palette by name (`ade20k`, `coco-panoptic`).
+    /// A shipped palette by name: `ade20k`, `coco-panoptic`, or `shapes` (the shapes world's
+    /// classes, as its `palette.json` lists them).
     pub fn builtin(name: &str) -> Option<Palette> {
         match name {
             "ade20k" => Some(Self::ade20k()),
             "coco-panoptic" => Some(Self::coco_panoptic()),
+            "shapes" => Some(crate::shapes::classes::palette()),
             _ => None,
         }
     }
@@ -225,7 +228,9 @@ mod tests {
 
     #[test]
     fn default_edge_color_is_in_no_shipped_palette() {
-        for p in [Palette::ade20k(), Palette::coco_panoptic()] {
+        for name in ["ade20k", "coco-panoptic", "shapes"] {
+            let p = Palette::builtin(name).unwrap();
+            assert_eq!(p.name, name);
             assert!(
                 p.entries().iter().all(|e| e.color != DEFAULT_EDGE_COLOR),
                 "{}",

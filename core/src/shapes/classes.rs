@@ -117,9 +117,9 @@ pub fn palette_json() -> Vec<u8> {
     bytes
 }
 
-/// The classes' palette, as `palette.json` loads.
+/// The classes' palette, as `palette.json` loads; the shipped palette `shapes`.
 pub fn palette() -> Palette {
-    Palette::from_json("palette.json", &palette_json()).expect("the shapes palette is valid")
+    Palette::from_json("shapes", &palette_json()).expect("the shapes palette is valid")
 }
 
 #[cfg(test)]

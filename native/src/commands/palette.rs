@@ -33,7 +33,8 @@ pub enum PaletteCommand {
 /// Arguments of `maskforge palette colorize`.
 #[derive(Debug, Args)]
 pub struct ColorizeArgs {
-    /// `ade20k`, `coco-panoptic` or a JSON file: a list of `{"id", "name", "color": [r, g, b]}`.
+    /// `ade20k`, `coco-panoptic`, `shapes` (the shapes world's classes) or a JSON file: a list of
+    /// `{"id", "name", "color": [r, g, b]}`.
     #[arg(long)]
     pub palette: String,
     /// A semantic label PNG (8- or 16-bit grayscale class ids, 0 unlabelled).
@@ -61,7 +62,8 @@ pub struct ColorizeArgs {
 /// Arguments of `maskforge palette decode`.
 #[derive(Debug, Args)]
 pub struct DecodeArgs {
-    /// `ade20k`, `coco-panoptic` or a JSON file: a list of `{"id", "name", "color": [r, g, b]}`.
+    /// `ade20k`, `coco-panoptic`, `shapes` (the shapes world's classes) or a JSON file: a list of
+    /// `{"id", "name", "color": [r, g, b]}`.
     #[arg(long)]
     pub palette: String,
     /// The colour map (PNG, JPEG).
@@ -165,7 +167,7 @@ pub(crate) fn load_palette(spec: &str) -> Result<Palette> {
     }
     let path = Path::new(spec);
     if !path.exists() && !spec.ends_with(".json") {
-        bail!("unknown palette `{spec}`: use ade20k, coco-panoptic or a JSON file");
+        bail!("unknown palette `{spec}`: use ade20k, coco-panoptic, shapes or a JSON file");
     }
     Ok(Palette::from_json(spec, &read(path)?)?)
 }

@@ -39,7 +39,8 @@ pub struct SynthesisFlags {
     /// Mask2Img's ControlNet, conditioned on colour maps: diffusers folder or .safetensors.
     #[arg(long)]
     pub controlnet: PathBuf,
-    /// `ade20k`, `coco-panoptic` or a JSON file: a list of `{"id", "name", "color": [r, g, b]}`.
+    /// `ade20k`, `coco-panoptic`, `shapes` (the shapes world's classes) or a JSON file: a list of
+    /// `{"id", "name", "color": [r, g, b]}`.
     #[arg(long)]
     pub palette: String,
     /// Output folder: `images/`, `annotations/` (label PNGs), `manifest.jsonl`, …

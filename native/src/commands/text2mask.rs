@@ -22,7 +22,8 @@ pub struct Text2MaskArgs {
     /// The Text2Mask model: diffusers folder or single-file checkpoint.
     #[arg(long)]
     pub model: String,
-    /// `ade20k`, `coco-panoptic` or a JSON file: a list of `{"id", "name", "color": [r, g, b]}`.
+    /// `ade20k`, `coco-panoptic`, `shapes` (the shapes world's classes) or a JSON file: a list of
+    /// `{"id", "name", "color": [r, g, b]}`.
     #[arg(long)]
     pub palette: String,
     #[arg(long)]
