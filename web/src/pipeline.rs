@@ -364,17 +364,17 @@ impl Pipeline {
             }
             false => serde_json::Map::new(),
         };
+        let seggen = match &controlnet {
+            Some((source, _)) if source.exists(CONTROLNET_SETTINGS) => {
+                let bytes = source.read(CONTROLNET_SETTINGS).map_err(err)?;
+                ControlNetSettings::parse(&source.display(CONTROLNET_SETTINGS), (*bytes).as_ref())
+                    .map_err(err)?
+            }
+            _ => ControlNetSettings::default(),
+        };
         let sd = StableDiffusion::load(source, &device, dtype).map_err(err)?;
-        let mut seggen = ControlNetSettings::default();
         let controlnet = controlnet
             .map(|(source, url)| -> maskforge_core::Result<_> {
-                if source.exists(CONTROLNET_SETTINGS) {
-                    let bytes = source.read(CONTROLNET_SETTINGS)?;
-                    seggen = ControlNetSettings::parse(
-                        &source.display(CONTROLNET_SETTINGS),
-                        (*bytes).as_ref(),
-                    )?;
-                }
                 let net = ControlNet::load(&source, &device, dtype)?;
                 sd.check_controlnet(&net)?;
                 Ok((Arc::new(net), url))
