@@ -48,7 +48,8 @@ function loadProgress(p) {
   setStatus($("model-status"), p.phase === "init" ? "Building the model…" : `${verb} ${p.file} (${(p.loaded / 1e6).toFixed(1)} MB)`);
 }
 
-/** Puts a model's own MosaicFusion settings (its `mosaic.json`) into the dataset and txt2img fields. */
+/** Puts a model's own MosaicFusion settings (its `mosaic.json`) into the dataset, txt2img and
+ * SegGen fields; its region size is the size it draws, so a drawn SegGen map starts anew at it. */
 function showSettings(settings) {
   const text = (v) => Array.isArray(v) ? v.join("x") : String(v);
   if (settings.region_size !== undefined) {
@@ -56,6 +57,8 @@ function showSettings(settings) {
     const [h, w] = text(settings.region_size).split("x");
     $("t-height").value = h;
     $("t-width").value = w ?? h;
+    $("s-size").value = `${h}x${w ?? h}`;
+    if (!seg.png) newCanvas();
   }
   if (settings.overlap !== undefined) $("overlap").value = text(settings.overlap);
   if (settings.steps !== undefined) $("steps").value = $("t-steps").value = settings.steps;

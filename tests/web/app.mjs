@@ -325,8 +325,8 @@ try {
       [String(own.guidance), String(own.control_scale)]);
     await fresh.click('.tab[data-tab="seggen"]');
     await fresh.selectOption("#s-palette", "shapes");
-    await fresh.fill("#s-size", "64x64");
-    await fresh.click("#s-new");
+    // The drawn map starts at the model's own size.
+    assert.equal(await fresh.inputValue("#s-size"), "64x64");
     await fresh.waitForFunction(() => document.getElementById("s-map-status").textContent.startsWith("Drawn map, 64×64"));
     const box = await fresh.locator("#s-canvas").boundingBox();
     await fresh.selectOption("#s-class", "1"); // circle
