@@ -49,7 +49,7 @@ function loadProgress(p) {
 }
 
 /** Puts a model's own MosaicFusion settings (its `mosaic.json`) into the dataset, txt2img and
- * SegGen fields; its region size is the size it draws, so a drawn SegGen map starts anew at it. */
+ * SegGen fields; its region size is the size it draws, so SegGen's canvas takes it. */
 function showSettings(settings) {
   const text = (v) => Array.isArray(v) ? v.join("x") : String(v);
   if (settings.region_size !== undefined) {
@@ -58,7 +58,8 @@ function showSettings(settings) {
     $("t-height").value = h;
     $("t-width").value = w ?? h;
     $("s-size").value = `${h}x${w ?? h}`;
-    if (!seg.png) newCanvas();
+    // A drawing of another size starts anew; an uploaded map or a drawing of this size is kept.
+    if (!seg.png && (seg.height !== Number(h) || seg.width !== Number(w ?? h))) newCanvas();
   }
   if (settings.overlap !== undefined) $("overlap").value = text(settings.overlap);
   if (settings.steps !== undefined) $("steps").value = $("t-steps").value = settings.steps;
