@@ -1,12 +1,16 @@
 //! `--controlnet`, `--control-image`, `--control-scale`: ControlNets and their conditioning
-//! images, read from disk and checked against the loaded pipeline.
+//! images, read from disk and checked against the loaded pipeline. A ControlNet is a diffusers
+//! `ControlNetModel` folder, a single `.safetensors` file, or a diffusers ControlNet pipeline
+//! (`model_index.json` with a `controlnet` component, as `StableDiffusionControlNetPipeline`
+//! saves it): its `controlnet/` folder is the net, and its other components the base model
+//! SegGen runs it on when `--model` is not given.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use maskforge_core::imaging::control_image::decode_control_image;
-use maskforge_core::pipelines::{Control, ControlNet, StableDiffusion};
+use maskforge_core::pipelines::{Control, ControlNet, MODEL_INDEX, ModelIndex, StableDiffusion};
 use maskforge_core::seggen::options::{CONTROLNET_SETTINGS, ControlNetSettings};
 
 use crate::source::{DirSource, map_file};
@@ -66,7 +70,39 @@ pub fn controlnet_settings(path: &Path) -> Result<ControlNetSettings> {
     )?)
 }
 
+/// Whether `path` is a diffusers ControlNet pipeline folder; a pipeline folder without a
+/// `controlnet` component is an error.
+pub fn is_controlnet_pipeline(path: &Path) -> Result<bool> {
+    let file = path.join(MODEL_INDEX);
+    if !path.is_dir() || !file.is_file() {
+        return Ok(false);
+    }
+    let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+    let index = ModelIndex::from_json(&bytes, &file.display().to_string())?;
+    if index.class_of("controlnet").is_none() {
+        bail!(
+            "{}: a pipeline without a `controlnet` component; --controlnet takes a ControlNet \
+             folder or .safetensors file, or a ControlNet pipeline folder",
+            file.display()
+        );
+    }
+    Ok(true)
+}
+
+/// The base model a ControlNet brings: the pipeline itself when `path` is a ControlNet
+/// pipeline folder, else `None`.
+pub fn controlnet_base(path: &Path) -> Result<Option<String>> {
+    Ok(is_controlnet_pipeline(path)?.then(|| path.display().to_string()))
+}
+
 pub fn load_controlnet(sd: &StableDiffusion, path: &Path) -> Result<ControlNet> {
+    let net;
+    let path = if is_controlnet_pipeline(path)? {
+        net = path.join("controlnet");
+        &net
+    } else {
+        path
+    };
     if path.is_dir() {
         return Ok(ControlNet::load(
             &DirSource::new(path)?,

@@ -547,3 +547,136 @@ fn a_controlnets_own_settings_stand_under_the_flags() {
         &[s(&settings), "SegGen settings"],
     );
 }
+
+/// Copies folder `from` into `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A diffusers ControlNet pipeline folder (`StableDiffusionControlNetPipeline`'s layout) runs
+/// as `--controlnet` alone: its `controlnet/` on its own model, its `seggen.json` (here a
+/// minimum segment area) applied; the same as naming the model and the net apart. A pipeline
+/// without a ControlNet is a clear error.
+#[test]
+fn a_controlnet_pipeline_brings_its_model_and_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, net) = (fixture("tiny-sd15"), fixture("tiny-controlnet-sd15"));
+    let pipeline = dir.path().join("pipeline");
+    copy_tree(Path::new(&model), &pipeline);
+    copy_tree(Path::new(&net), &pipeline.join("controlnet"));
+    let index = pipeline.join("model_index.json");
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    json["_class_name"] = "StableDiffusionControlNetPipeline".into();
+    json["controlnet"] = serde_json::json!(["diffusers", "ControlNetModel"]);
+    std::fs::write(&index, json.to_string()).unwrap();
+    std::fs::write(pipeline.join("seggen.json"), r#"{"min_area": 6}"#).unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(&prompts, "{\"caption\": \"a kitchen\"}\n").unwrap();
+    let run = |out: &Path, nets: &[&str]| {
+        let mut args = vec![
+            "masksyn",
+            "--text2mask",
+            &model,
+            "--palette",
+            "ade20k",
+            "--prompts",
+            s(&prompts),
+            "--per-prompt",
+            "2",
+            "--mask-steps",
+            "2",
+            "--height",
+            "48",
+            "--width",
+            "64",
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(nets);
+        args.extend_from_slice(&MODEL_ARGS);
+        args.push("3");
+        maskforge(&args)
+    };
+
+    let own = dir.path().join("own");
+    let out = run(&own, &["--controlnet", s(&pipeline)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings: Value =
+        serde_json::from_slice(&std::fs::read(own.join("run.json")).unwrap()).unwrap();
+    assert_eq!(settings["model"], s(&pipeline));
+    assert_eq!(settings["min_area"], 6);
+    let apart = dir.path().join("apart");
+    let out = run(
+        &apart,
+        &["--model", &model, "--controlnet", &net, "--min-area", "6"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut absorbed, mut labelled) = (0, 0);
+    for (k, r) in manifest(&own).iter().enumerate() {
+        for file in [&r["image"], &r["labels"], &r["color"]] {
+            let file = file.as_str().unwrap();
+            assert_eq!(
+                std::fs::read(own.join(file)).unwrap(),
+                std::fs::read(apart.join(file)).unwrap(),
+                "{file}"
+            );
+        }
+        // The labels are the drawing decoded with the minimum area, not without it.
+        let labels = image::open(own.join(r["labels"].as_str().unwrap()))
+            .unwrap()
+            .to_luma8();
+        let color = own.join(r["color"].as_str().unwrap());
+        let decode = |min_area: &str| {
+            let file = dir.path().join(format!("decoded{k}_{min_area}.png"));
+            ok(&[
+                "palette",
+                "decode",
+                "--palette",
+                "ade20k",
+                "--image",
+                s(&color),
+                "--out",
+                s(&file),
+                "--min-area",
+                min_area,
+            ]);
+            image::open(&file).unwrap().to_luma8()
+        };
+        assert_eq!(decode("6"), labels);
+        let plain = decode("0");
+        absorbed += plain
+            .pixels()
+            .zip(labels.pixels())
+            .filter(|(a, b)| a != b)
+            .count();
+        labelled += labels.len();
+    }
+    assert!(
+        absorbed > 0 && absorbed < labelled,
+        "{absorbed} of {labelled}"
+    );
+
+    let bad = dir.path().join("bad");
+    assert_clear_error(
+        &run(&bad, &["--controlnet", &model]),
+        &["model_index.json", "without a `controlnet` component"],
+    );
+    assert!(!bad.exists(), "nothing is written for a bad ControlNet");
+}

@@ -218,10 +218,10 @@ fn bad_input_is_a_clear_error() {
     );
 }
 
-/// The weights committed in `native/models/shapes` (image model), `native/models/shapes-text2mask`
-/// and `native/models/shapes-mask2img` load as they are and draw at 64×64: txt2img, Text2Mask
-/// with the shapes world's own palette (labels are that palette's ids or 0), and ImgSyn from
-/// the world's label map.
+/// The weights committed in `native/models/shapes` (image model), `native/models/shapes-text2mask`,
+/// `native/models/shapes-mask2img` and `native/models/shapes-seggen` load as they are and draw
+/// at 64×64: txt2img, Text2Mask with the shapes world's own palette (labels are that palette's
+/// ids or 0), ImgSyn from the world's label map, and MaskSyn on the Mask2Img pipeline.
 #[test]
 fn the_committed_shapes_models_load_and_draw() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
@@ -334,4 +334,42 @@ fn the_committed_shapes_models_load_and_draw() {
     assert_eq!(record["palette"], "shapes");
     let run: serde_json::Value = serde_json::from_str(&run).unwrap();
     assert_eq!(run["categories"], serde_json::Value::Array(palette));
+
+    // MaskSyn: the Mask2Img pipeline brings its own image model and settings.
+    let pipeline = models.join("shapes-seggen");
+    let prompts = dir.path().join("captions.jsonl");
+    std::fs::write(&prompts, "{\"caption\": \"a red star and a blue ring\"}\n").unwrap();
+    let masksyn = dir.path().join("masksyn");
+    ok(maskforge(&[
+        "masksyn",
+        "--text2mask",
+        s(&models.join("shapes-text2mask")),
+        "--controlnet",
+        s(&pipeline),
+        "--palette",
+        "shapes",
+        "--prompts",
+        s(&prompts),
+        "--per-prompt",
+        "1",
+        "--out",
+        s(&masksyn),
+        "--mask-steps",
+        "3",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(masksyn.join("run.json")).unwrap()).unwrap();
+    let own: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pipeline.join("seggen.json")).unwrap()).unwrap();
+    assert_eq!(run["model"], s(&pipeline));
+    for key in ["guidance", "control_scale", "min_area"] {
+        assert_eq!(run[key].as_f64(), own[key].as_f64(), "{key}");
+    }
+    let image = masksyn.join("images/000000000001.png");
+    assert_eq!(image::image_dimensions(&image).unwrap(), (64, 64));
 }

@@ -358,6 +358,11 @@ fn wgpu_colour_map_decoding_equals_the_host() {
         DecodeOptions {
             max_distance: Some(0.0),
             edge_color: None,
+            min_area: 0,
+        },
+        DecodeOptions {
+            min_area: 5,
+            ..DecodeOptions::default()
         },
     ];
     let host: Vec<_> = options
@@ -367,6 +372,10 @@ fn wgpu_colour_map_decoding_equals_the_host() {
     assert_ne!(
         host[0].labels, host[1].labels,
         "the limit leaves some pixels unlabelled"
+    );
+    assert_ne!(
+        host[0].labels, host[3].labels,
+        "small segments are absorbed"
     );
     on_wgpu("colour-map decoding", move |device| {
         for (o, want) in options.iter().zip(&host) {

@@ -168,6 +168,14 @@ try {
         else assert.equal(labels.pixels[p], best[1], `pixel ${p}: colour ${c}`);
       }
       console.log(`     ${device}: text2mask ${edges} edge pixels`);
+      // minArea absorbs small segments into their neighbours: fewer instances, no new class.
+      const small = await page.evaluate(async () => {
+        const out = await pipe.text2mask({ prompt: "a street with a tree and a person", palette: "ade20k",
+          height: 64, width: 64, steps: 3, seed: 4, minArea: 8 });
+        return { instances: out.instances, classes: out.classes };
+      });
+      assert.ok(small.instances < r.instances, `${small.instances} instances with minArea 8, ${r.instances} without`);
+      assert.ok(small.classes.every((c) => r.classes.includes(c)), `${small.classes}`);
       // The same colours read the same: the native CLI printed 1936 instances of 114 classes.
       if (d.max === 0) {
         assert.deepEqual(labels.pixels, nativeLabels.pixels, "labels of an identical colour map");

@@ -203,6 +203,7 @@ async fn text2mask_js(inner: &Inner, options: JsValue) -> Result<JsValue, String
     let width = o.whole("width", 8)?.map_or(w, |v| v as usize);
     let steps = o.whole("steps", 1)?.map_or(TEXT2MASK_STEPS, |v| v as usize);
     let max_distance = o.number("maxDistance")?;
+    let min_area = o.whole("minArea", 0)?.map_or(0, |v| v as usize);
     let options = SynthesisOptions {
         negative_prompt: o.string("negativePrompt")?,
         height: Some(height),
@@ -211,6 +212,7 @@ async fn text2mask_js(inner: &Inner, options: JsValue) -> Result<JsValue, String
         guidance: o.number("guidance")?.unwrap_or(GUIDANCE),
         scheduler: scheduler(&o)?,
         max_distance,
+        min_area,
         ..Default::default()
     };
     let fail = |e: maskforge_core::Error| format!("text2mask: {e}");
@@ -225,6 +227,7 @@ async fn text2mask_js(inner: &Inner, options: JsValue) -> Result<JsValue, String
     );
     let decode = DecodeOptions {
         max_distance,
+        min_area,
         ..DecodeOptions::for_palette(&palette)
     };
     let on_step = o.function("onStep")?;

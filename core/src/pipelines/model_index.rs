@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// The pipeline classes MaskForge runs.
+/// The pipeline classes MaskForge runs. The ControlNet pipelines
+/// (`StableDiffusionControlNetPipeline`, `StableDiffusionXLControlNetPipeline`) are their base
+/// pipelines with a `controlnet` folder beside the components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PipelineKind {
     /// `StableDiffusionPipeline` (SD 1.x and 2.x).
@@ -36,14 +38,18 @@ impl ModelIndex {
             .and_then(Value::as_str)
             .ok_or_else(|| Error::bad_file(file, "no `_class_name`"))?;
         let kind = match class {
-            "StableDiffusionPipeline" => PipelineKind::StableDiffusion,
-            "StableDiffusionXLPipeline" => PipelineKind::StableDiffusionXL,
+            "StableDiffusionPipeline" | "StableDiffusionControlNetPipeline" => {
+                PipelineKind::StableDiffusion
+            }
+            "StableDiffusionXLPipeline" | "StableDiffusionXLControlNetPipeline" => {
+                PipelineKind::StableDiffusionXL
+            }
             other => {
                 return Err(Error::config(
                     file,
                     format!(
                         "unsupported pipeline `{other}` (supported: StableDiffusionPipeline, \
-                         StableDiffusionXLPipeline)"
+                         StableDiffusionXLPipeline and their ControlNet pipelines)"
                     ),
                 ));
             }
@@ -79,5 +85,31 @@ impl ModelIndex {
     /// The class of component `name` (`"PNDMScheduler"`), if present.
     pub fn class_of(&self, name: &str) -> Option<&str> {
         self.components.get(name).map(|(_, c)| c.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controlnet_pipelines_are_their_base_pipelines() {
+        let json = br#"{"_class_name": "StableDiffusionControlNetPipeline",
+            "controlnet": ["diffusers", "ControlNetModel"], "unet": ["diffusers", "UNet2DConditionModel"],
+            "safety_checker": [null, null]}"#;
+        let index = ModelIndex::from_json(json, "model_index.json").unwrap();
+        assert_eq!(index.kind, PipelineKind::StableDiffusion);
+        assert_eq!(index.class_of("controlnet"), Some("ControlNetModel"));
+        assert_eq!(index.class_of("safety_checker"), None);
+        let json = br#"{"_class_name": "StableDiffusionXLControlNetPipeline"}"#;
+        let index = ModelIndex::from_json(json, "model_index.json").unwrap();
+        assert_eq!(index.kind, PipelineKind::StableDiffusionXL);
+        assert!(index.force_zeros_for_empty_prompt);
+        let json = br#"{"_class_name": "StableDiffusionInpaintPipeline"}"#;
+        let err = ModelIndex::from_json(json, "model_index.json").unwrap_err();
+        assert!(
+            err.to_string().contains("StableDiffusionInpaintPipeline"),
+            "{err}"
+        );
     }
 }

@@ -12,6 +12,9 @@ pub struct DecodeOptions {
     pub max_distance: Option<f64>,
     /// The colour of edges; `None` when the map has none.
     pub edge_color: Option<[u8; 3]>,
+    /// Segments smaller than this many pixels take their neighbours' class
+    /// ([`Decoded::absorb_small_segments`]); 0 keeps every pixel's nearest colour.
+    pub min_area: usize,
 }
 
 impl DecodeOptions {
@@ -25,6 +28,7 @@ impl DecodeOptions {
         Self {
             max_distance: None,
             edge_color: (!taken).then_some(DEFAULT_EDGE_COLOR),
+            min_area: 0,
         }
     }
 }
@@ -34,6 +38,7 @@ impl Default for DecodeOptions {
         Self {
             max_distance: None,
             edge_color: Some(DEFAULT_EDGE_COLOR),
+            min_area: 0,
         }
     }
 }
@@ -90,7 +95,7 @@ impl Nearest {
 }
 
 /// Decodes `map` with `palette`: the id of the nearest colour, ties to the lowest id (black,
-/// id 0, first; the edge colour last).
+/// id 0, first; the edge colour last), then small segments absorbed (`options.min_area`).
 pub fn decode(palette: &Palette, map: &ColorMap, options: &DecodeOptions) -> Result<Decoded> {
     let mut nearest = Nearest {
         colors: candidates(palette, options)?,
@@ -101,7 +106,9 @@ pub fn decode(palette: &Palette, map: &ColorMap, options: &DecodeOptions) -> Res
         .rgb
         .chunks_exact(3)
         .map(|p| nearest.code([p[0], p[1], p[2]]));
-    Ok(Decoded::from_codes(map.width, map.height, codes))
+    let mut decoded = Decoded::from_codes(map.width, map.height, codes);
+    decoded.absorb_small_segments(options.min_area);
+    Ok(decoded)
 }
 
 /// The colours a pixel may decode to, in tie order (black as 0, the classes by id, the edge
@@ -189,6 +196,7 @@ mod tests {
             &DecodeOptions {
                 max_distance: Some(5.0),
                 edge_color: None,
+                min_area: 0,
             },
         )
         .unwrap();
@@ -200,6 +208,7 @@ mod tests {
             &DecodeOptions {
                 max_distance: None,
                 edge_color: None,
+                min_area: 0,
             },
         )
         .unwrap();

@@ -52,5 +52,7 @@ async fn decode_with_kernel(
     let codes = index
         .into_iter()
         .map(|i| colors.get(i as usize).map_or(0, |&(_, code)| code));
-    Ok(Decoded::from_codes(map.width, map.height, codes))
+    let mut decoded = Decoded::from_codes(map.width, map.height, codes);
+    decoded.absorb_small_segments(options.min_area);
+    Ok(decoded)
 }

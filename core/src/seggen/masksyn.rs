@@ -1,6 +1,7 @@
 //! MaskSyn: new masks and their images from captions. Line i of the prompt file gives a
 //! caption; its j-th sample is `i·N + j` (seed = base + i·N + j): Text2Mask draws a colour map,
-//! which is decoded (nearest colour, instances by the edge colour), coloured again and given to
+//! which is decoded (nearest colour, small segments absorbed when asked, instances by the edge
+//! colour), coloured again and given to
 //! Mask2Img. Both stages use the sample's seed.
 
 use std::sync::Arc;
@@ -72,6 +73,7 @@ impl MaskSyn<'_> {
         let size = self.size()?;
         let decode = DecodeOptions {
             max_distance: o.max_distance,
+            min_area: o.min_area,
             ..DecodeOptions::for_palette(&self.palette)
         };
         let mask_params = o.params(caption, size, o.mask_steps, seed, vec![]);

@@ -3,8 +3,8 @@
 //!
 //! The colour-map conversion is pure functions on buffers: palettes ([`palette`]), masks to
 //! colour maps ([`colorize`], panoptic segments in [`panoptic`]), colour maps back to masks by
-//! nearest colour ([`decode`]; on a GPU [`decode_device`]) and instances split by the edge
-//! colour ([`instances`]). The pipelines: [`text2mask`] draws and reads a mask, [`mask2img`]
+//! nearest colour ([`decode`]; on a GPU [`decode_device`]), small segments absorbed into their
+//! neighbours ([`small_segments`]) and instances split by the edge colour ([`instances`]). The pipelines: [`text2mask`] draws and reads a mask, [`mask2img`]
 //! conditions a ControlNet on one; [`imgsyn`] and [`masksyn`] make datasets through the
 //! dataset-run layer ([`record`], [`sample`], [`dataset`]).
 
@@ -23,6 +23,7 @@ pub mod panoptic;
 pub mod prompts;
 pub mod record;
 pub mod sample;
+pub mod small_segments;
 pub mod text2mask;
 
 pub use colorize::{colorize_panoptic, colorize_semantic};

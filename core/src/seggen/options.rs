@@ -28,6 +28,9 @@ pub struct ControlNetSettings {
     /// Classifier-free guidance of both stages (MaskSyn's Text2Mask too).
     pub guidance: Option<f64>,
     pub control_scale: Option<f32>,
+    /// MaskSyn: Text2Mask's drawings decoded with this minimum segment area
+    /// ([`Decoded::absorb_small_segments`](super::Decoded::absorb_small_segments)).
+    pub min_area: Option<usize>,
 }
 
 impl ControlNetSettings {
@@ -74,6 +77,10 @@ pub struct SynthesisOptions {
     pub control_scale: f32,
     /// Decoding: pixels farther than this from every colour stay unlabelled.
     pub max_distance: Option<f64>,
+    /// Decoding: segments smaller than this many pixels take their neighbours' class (MaskSyn);
+    /// recorded only when set.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub min_area: usize,
 }
 
 impl Default for SynthesisOptions {
@@ -89,8 +96,13 @@ impl Default for SynthesisOptions {
             karras_sigmas: false,
             control_scale: CONTROL_SCALE,
             max_distance: None,
+            min_area: 0,
         }
     }
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 fn scheduler_name<S: Serializer>(

@@ -79,6 +79,10 @@ pub struct DecodeArgs {
     /// uses it for a class: then no colour marks edges).
     #[arg(long, value_parser = parse_rgb)]
     pub edge_color: Option<[u8; 3]>,
+    /// Segments (4-connected pixels of one class) smaller than this many pixels take the class
+    /// of the neighbour they share the longest border with; 0 keeps every pixel's nearest colour.
+    #[arg(long, default_value_t = 0)]
+    pub min_area: usize,
 }
 
 /// Runs `palette colorize` or `palette decode`; prints a one-line summary.
@@ -130,6 +134,7 @@ fn decode(args: DecodeArgs) -> Result<()> {
     let options = DecodeOptions {
         max_distance: args.max_distance,
         edge_color: args.edge_color.or(defaults.edge_color),
+        min_area: args.min_area,
     };
     let decoded = seggen::decode(&palette, &map, &options)
         .map_err(|e| anyhow!("{}: {e}", args.image.display()))?;

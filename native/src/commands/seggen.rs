@@ -14,7 +14,7 @@ use maskforge_core::dataset::{
 };
 use maskforge_core::pipelines::StableDiffusion;
 use maskforge_core::schedulers::SchedulerKind;
-use maskforge_core::seggen::options::{MASK2IMG_STEPS, TEXT2MASK_STEPS};
+use maskforge_core::seggen::options::{ControlNetSettings, MASK2IMG_STEPS, TEXT2MASK_STEPS};
 use maskforge_core::seggen::sample::{COLORS_DIR, IMAGES_DIR, LABELS_DIR, PANOPTIC_DIR};
 use maskforge_core::seggen::{
     ImgSyn, ImgSynPrompt, MaskSyn, MaskSynPrompt, Palette, SegGenRecord, SynthesisOptions,
@@ -33,10 +33,12 @@ use crate::{control, embedded, model};
 #[derive(Debug, Args)]
 pub struct SynthesisFlags {
     /// Mask2Img's base model: diffusers folder or single-file checkpoint. Default: the
-    /// embedded shapes model (`native/models/shapes-mask2img` is its ControlNet).
+    /// ControlNet pipeline's own when --controlnet is one, else the embedded shapes model
+    /// (`native/models/shapes-mask2img` is its ControlNet).
     #[arg(long)]
     pub model: Option<String>,
-    /// Mask2Img's ControlNet, conditioned on colour maps: diffusers folder or .safetensors.
+    /// Mask2Img's ControlNet, conditioned on colour maps: a diffusers ControlNet folder or
+    /// .safetensors, or a diffusers ControlNet pipeline folder (its `controlnet/` on its model).
     #[arg(long)]
     pub controlnet: PathBuf,
     /// `ade20k`, `coco-panoptic`, `shapes` (the shapes world's classes) or a JSON file: a list of
@@ -87,9 +89,17 @@ pub struct SynthesisFlags {
 }
 
 impl SynthesisFlags {
-    /// `--model` as runs record it.
-    fn model_name(&self) -> String {
-        self.model.clone().unwrap_or_else(|| embedded::NAME.into())
+    /// Mask2Img's base model: `--model`, else the ControlNet pipeline's; `None`: the embedded one.
+    fn base(&self) -> Result<Option<String>> {
+        match &self.model {
+            Some(m) => Ok(Some(m.clone())),
+            None => control::controlnet_base(&self.controlnet),
+        }
+    }
+
+    /// The base model as runs record it.
+    fn model_name(&self) -> Result<String> {
+        Ok(self.base()?.unwrap_or_else(|| embedded::NAME.into()))
     }
 }
 
@@ -127,6 +137,11 @@ pub struct MaskSynArgs {
     /// Decoding: pixels farther than this (RGB distance) from every colour stay unlabelled.
     #[arg(long)]
     pub max_distance: Option<f64>,
+    /// Decoding: segments (4-connected pixels of one class) smaller than this many pixels take
+    /// the class of the neighbour they share the longest border with. Default: the
+    /// ControlNet's own (its `seggen.json`), else 0 (every pixel its nearest colour).
+    #[arg(long)]
+    pub min_area: Option<usize>,
     #[command(flatten)]
     pub flags: SynthesisFlags,
 }
@@ -147,11 +162,10 @@ struct Settings<'a, P: Serialize> {
 }
 
 impl SynthesisFlags {
-    /// The options of the flags, over the ControlNet's own settings.
-    fn options(&self) -> Result<SynthesisOptions> {
-        let own = control::controlnet_settings(&self.controlnet)?;
+    /// The options of the flags, over the ControlNet's `own` settings.
+    fn options(&self, own: &ControlNetSettings) -> SynthesisOptions {
         let (guidance, control_scale) = own.resolve(self.guidance, self.control_scale);
-        Ok(SynthesisOptions {
+        SynthesisOptions {
             negative_prompt: self.negative_prompt.clone(),
             height: self.height,
             width: self.width,
@@ -161,14 +175,14 @@ impl SynthesisFlags {
             karras_sigmas: self.karras_sigmas,
             control_scale,
             ..Default::default()
-        })
+        }
     }
 }
 
 /// Runs `imgsyn`.
 pub fn imgsyn(args: ImgSynArgs) -> Result<()> {
     let f = &args.flags;
-    let options = f.options()?;
+    let options = f.options(&control::controlnet_settings(&f.controlnet)?);
     options.check()?;
     let palette = Arc::new(load_palette(&f.palette)?);
     let prompts: Vec<ImgSynPrompt> = read_prompts(&args.prompts)?;
@@ -204,7 +218,7 @@ pub fn imgsyn(args: ImgSynArgs) -> Result<()> {
         },
         prompts.len() as u64 * per_prompt,
     )?;
-    let sd = shell.load_base(f.model.as_deref())?;
+    let sd = shell.load_base(f.base()?.as_deref())?;
     let generator = ImgSyn {
         sd: &sd,
         controlnet: Arc::new(control::load_controlnet(&sd, &f.controlnet)?),
@@ -212,7 +226,7 @@ pub fn imgsyn(args: ImgSynArgs) -> Result<()> {
         prompts: &prompts,
         per_mask: per_prompt,
         options: &options,
-        model: f.model_name(),
+        model: f.model_name()?,
         controlnet_name: f.controlnet.display().to_string(),
         labels: &load,
     };
@@ -225,10 +239,12 @@ pub fn imgsyn(args: ImgSynArgs) -> Result<()> {
 /// Runs `masksyn`.
 pub fn masksyn(args: MaskSynArgs) -> Result<()> {
     let f = &args.flags;
+    let own = control::controlnet_settings(&f.controlnet)?;
     let options = SynthesisOptions {
         mask_steps: args.mask_steps,
         max_distance: args.max_distance,
-        ..f.options()?
+        min_area: args.min_area.or(own.min_area).unwrap_or(0),
+        ..f.options(&own)
     };
     options.check()?;
     let palette = Arc::new(load_palette(&f.palette)?);
@@ -251,7 +267,7 @@ pub fn masksyn(args: MaskSynArgs) -> Result<()> {
         prompts.len() as u64 * per_prompt,
     )?;
     let text2mask = shell.load_model(&args.text2mask)?;
-    let sd = shell.load_base(f.model.as_deref())?;
+    let sd = shell.load_base(f.base()?.as_deref())?;
     let generator = MaskSyn {
         text2mask: &text2mask,
         sd: &sd,
@@ -260,7 +276,7 @@ pub fn masksyn(args: MaskSynArgs) -> Result<()> {
         prompts: &prompts,
         per_prompt,
         options: &options,
-        model: f.model_name(),
+        model: f.model_name()?,
         text2mask_model: args.text2mask.clone(),
         controlnet_name: f.controlnet.display().to_string(),
     };
@@ -307,11 +323,13 @@ impl<'a> Shell<'a> {
             Some(s) => s.parse()?,
             None => Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(Shard::WHOLE),
         };
+        // A --controlnet that is not one fails before the output folder is made.
+        let model = flags.model_name()?;
         let mut all = vec![IMAGES_DIR, SAMPLES_DIR];
         all.extend_from_slice(folders);
         let storage = Arc::new(DirStorage::create(&flags.out, &all)?);
         let run_file = RunFile {
-            model: flags.model_name(),
+            model,
             num_images,
             seed: flags.seed,
             categories: palette_categories(palette),
@@ -339,12 +357,12 @@ impl<'a> Shell<'a> {
         model::load_logged(name, None, &self.selected.device, self.selected.dtype)
     }
 
-    /// Mask2Img's base model: `--model`, else the embedded one.
+    /// Mask2Img's base model: `model` ([`SynthesisFlags::base`]), else the embedded one.
     fn load_base(&self, model: Option<&str>) -> Result<StableDiffusion> {
         match model {
             Some(m) => self.load_model(m),
             None => {
-                tracing::info!("no --model: using {}", embedded::NAME);
+                tracing::info!("no base model: using {}", embedded::NAME);
                 Ok(embedded::load(&self.selected.device, self.selected.dtype)?)
             }
         }

@@ -55,6 +55,10 @@ pub struct Text2MaskArgs {
     /// Pixels farther than this (RGB distance) from every colour are left unlabelled (0).
     #[arg(long)]
     pub max_distance: Option<f64>,
+    /// Segments (4-connected pixels of one class) smaller than this many pixels take the class
+    /// of the neighbour they share the longest border with; 0 keeps every pixel's nearest colour.
+    #[arg(long, default_value_t = 0)]
+    pub min_area: usize,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
@@ -73,6 +77,7 @@ pub fn run(args: Text2MaskArgs) -> Result<()> {
         scheduler: args.scheduler,
         karras_sigmas: args.karras_sigmas,
         max_distance: args.max_distance,
+        min_area: args.min_area,
         ..Default::default()
     };
     options.check()?;
@@ -88,6 +93,7 @@ pub fn run(args: Text2MaskArgs) -> Result<()> {
     );
     let decode = DecodeOptions {
         max_distance: args.max_distance,
+        min_area: args.min_area,
         ..DecodeOptions::for_palette(&palette)
     };
     let bar = indicatif::ProgressBar::new(args.steps as u64);

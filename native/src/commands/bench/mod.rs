@@ -56,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub seggen_steps: Option<usize>,
     /// The ControlNet of the ImgSyn timing and of `--text2mask` (diffusers folder or
-    /// .safetensors).
+    /// .safetensors, or a ControlNet pipeline folder).
     #[arg(long)]
     pub controlnet: Option<std::path::PathBuf>,
     /// Also time one training step of the UNet (forward, backward, AdamW) with batch
@@ -73,7 +73,8 @@ pub struct BenchArgs {
     /// else 20.
     #[arg(long)]
     pub truth_steps: Option<usize>,
-    /// With `--truth` and `--controlnet` (Mask2Img on `--model`): also score MaskSyn with this
+    /// With `--truth` and `--controlnet` (Mask2Img on `--model`, else on the ControlNet
+    /// pipeline's own model, else on the embedded one): also score MaskSyn with this
     /// Text2Mask model (`truth.masksyn`), on scene captions of the shapes world at HxW.
     #[arg(long, requires = "truth")]
     pub text2mask: Option<String>,
@@ -275,10 +276,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bail!("--text2mask needs --controlnet (the Mask2Img ControlNet on --model)");
         };
         let drawer = model::load_logged(text2mask, None, device, selected.dtype)?;
-        let net = std::sync::Arc::new(crate::control::load_controlnet(&sd, controlnet)?);
+        // A ControlNet pipeline brings its base model, unless --model names one.
+        let pipeline = match args.model {
+            Some(_) => None,
+            None => crate::control::controlnet_base(controlnet)?
+                .map(|m| model::load_logged(&m, None, device, selected.dtype))
+                .transpose()?,
+        };
+        let base = pipeline.as_ref().unwrap_or(&sd);
+        let net = std::sync::Arc::new(crate::control::load_controlnet(base, controlnet)?);
+        base.check_controlnet(&net)?;
         let own = crate::control::controlnet_settings(controlnet)?;
         t["masksyn"] =
-            truth::masksyn_truth(&drawer, &sd, net, own, [height, width], truth_steps, n)?;
+            truth::masksyn_truth(&drawer, base, net, own, [height, width], truth_steps, n)?;
     }
 
     let mut report = serde_json::json!({

@@ -112,6 +112,7 @@ pub fn masksyn_truth(
         mask_steps: steps,
         guidance,
         control_scale,
+        min_area: own.min_area.unwrap_or(0),
         ..SynthesisOptions::default()
     };
     let masksyn = MaskSyn {
@@ -146,6 +147,7 @@ pub fn masksyn_truth(
         "size": [h, w],
         "guidance": guidance,
         "control_scale": control_scale,
+        "min_area": options.min_area,
         "mean_iou": mean,
         "sample_ious": ious,
     }))
