@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_clear_error, fixtures, maskforge};
+use common::{assert_clear_error, copy_dir, fixtures, maskforge};
 use image::{GrayImage, Luma};
 use serde_json::Value;
 
@@ -548,20 +548,6 @@ fn a_controlnets_own_settings_stand_under_the_flags() {
     );
 }
 
-/// Copies folder `from` into `to`, recursively.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A diffusers ControlNet pipeline folder (`StableDiffusionControlNetPipeline`'s layout) runs
 /// as `--controlnet` alone: its `controlnet/` on its own model, its `seggen.json` (here a
 /// minimum segment area) applied; the same as naming the model and the net apart. A pipeline
@@ -571,8 +557,8 @@ fn a_controlnet_pipeline_brings_its_model_and_settings() {
     let dir = tempfile::tempdir().unwrap();
     let (model, net) = (fixture("tiny-sd15"), fixture("tiny-controlnet-sd15"));
     let pipeline = dir.path().join("pipeline");
-    copy_tree(Path::new(&model), &pipeline);
-    copy_tree(Path::new(&net), &pipeline.join("controlnet"));
+    copy_dir(Path::new(&model), &pipeline);
+    copy_dir(Path::new(&net), &pipeline.join("controlnet"));
     let index = pipeline.join("model_index.json");
     let mut json: Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
     json["_class_name"] = "StableDiffusionControlNetPipeline".into();
