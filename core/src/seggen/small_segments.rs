@@ -23,13 +23,17 @@ impl Decoded {
         }
         let mut segments = Segments::of(self);
         segments.absorb(min_area);
+        // Each segment's final class once, not a root search per pixel.
+        let class: Vec<u16> = (0..segments.class.len())
+            .map(|s| segments.class[segments.root(s)])
+            .collect();
         for (label, (&s, &edge)) in self
             .labels
             .iter_mut()
             .zip(segments.of_pixel.iter().zip(&self.edges))
         {
             if !edge {
-                *label = segments.class[segments.root(s)];
+                *label = class[s];
             }
         }
     }
