@@ -11,6 +11,9 @@ import { decodeRle } from "./coco.js";
 
 const $ = (id) => document.getElementById(id);
 let pipe = null;
+/** What SegGen's ImgSyn runs on: `pipe` with its ControlNet or, when the ControlNet URL is a
+ * ControlNet pipeline folder, that pipeline on its own model, in a worker of its own. */
+let segPipe = null;
 let samples = [];
 let categoriesUsed = null;
 let cancelled = false;
@@ -38,7 +41,7 @@ for (const tab of document.querySelectorAll(".tab")) {
 
 const params = new URLSearchParams(location.search);
 if (params.get("model")) $("model-url").value = params.get("model");
-if (params.get("controlnet")) $("controlnet-url").value = params.get("controlnet");
+if (params.has("controlnet")) $("controlnet-url").value = params.get("controlnet");
 if (params.get("detector")) $("d-url").value = params.get("detector");
 
 function loadProgress(p) {
@@ -66,21 +69,37 @@ function showSettings(settings) {
   if (settings.guidance !== undefined) $("guidance").value = $("t-guidance").value = settings.guidance;
 }
 
+/** Whether `url` is a diffusers ControlNet pipeline folder: its `model_index.json` names a
+ * `controlnet` (anything else is left to the package, which names what is wrong). */
+async function isControlNetPipeline(url) {
+  const folder = new URL(url.endsWith("/") ? url : `${url}/`, location.href);
+  try {
+    const response = await fetch(new URL("model_index.json", folder));
+    return response.ok && Boolean((await response.json()).controlnet);
+  } catch {
+    return false;
+  }
+}
+
 async function load(fromFolder) {
   $("load").disabled = true;
   const device = $("device").value;
+  const controlnet = $("controlnet-url").value.trim();
   const t0 = performance.now();
   try {
+    if (segPipe !== pipe) segPipe?.free();
     pipe?.free();
-    pipe = null;
+    pipe = segPipe = null;
+    const own = controlnet !== "" && await isControlNetPipeline(controlnet);
     pipe = fromFolder
       ? await PipelineWorker.fromFiles($("model-folder").files, { device, onProgress: loadProgress })
       : await PipelineWorker.load($("model-url").value, {
-        device, onProgress: loadProgress, controlnet: $("controlnet-url").value || undefined,
+        device, onProgress: loadProgress, controlnet: own ? undefined : controlnet || undefined,
       });
+    segPipe = own ? await PipelineWorker.load(controlnet, { device, onProgress: loadProgress }) : pipe;
     showSettings(pipe.mosaicSettings);
-    $("s-guidance").value = pipe.seggenSettings.guidance;
-    $("s-scale").value = pipe.seggenSettings.controlScale;
+    $("s-guidance").value = segPipe.seggenSettings.guidance;
+    $("s-scale").value = segPipe.seggenSettings.controlScale;
     setStatus($("model-status"), `Loaded on ${pipe.device} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     $("model-status").dataset.device = pipe.device;
     $("generate").disabled = false;
@@ -372,7 +391,7 @@ $("s-run").addEventListener("click", async () => {
     for (let k = 0; k < count && !segCancelled; k++) {
       setStatus(status, `Image ${k + 1} of ${count}…`);
       $("s-progress").value = k / count;
-      const [s] = (await pipe.imgsyn({
+      const [s] = (await segPipe.imgsyn({
         ...options, index: k,
         onStep: (i, n) => { $("s-progress").value = (k + i / n) / count; },
       })).samples;
@@ -402,7 +421,7 @@ $("s-run").addEventListener("click", async () => {
 
 $("s-cancel").addEventListener("click", () => {
   segCancelled = true;
-  pipe.cancel();
+  segPipe.cancel();
 });
 
 $("s-download").addEventListener("click", () => {

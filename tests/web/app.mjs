@@ -5,7 +5,7 @@
 // runs in a Web Worker), use the txt2img tab (a new worker reloads the model after the cancel),
 // make SegGen datasets (reference/seggen) from an uploaded and a drawn label map, and detect instances in an uploaded image with the tiny
 // DiffusionInst (reference/diffinst); last, a first visit with the default (shapes) model, and
-// the SegGen tab with the shapes world's Mask2Img served beside it.
+// the SegGen tab with the shapes world's Mask2Img pipeline served beside it.
 import { readFile, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -311,16 +311,17 @@ try {
     await fresh.close();
   });
 
-  await check("app: the shapes world's Mask2Img served beside it: its settings and the shapes palette in the SegGen tab", async () => {
+  await check("app: a first visit's SegGen tab: the shapes world's Mask2Img pipeline served beside it, on its own model, with its settings and the shapes palette", async () => {
     const fresh = await browser.newPage({ acceptDownloads: true });
     fresh.on("pageerror", (e) => console.error(`  [browser] ${e}`));
-    await fresh.goto(`${server.url}/www/dist/index.html?controlnet=./models/shapes-mask2img/`);
+    await fresh.goto(`${server.url}/www/dist/index.html`);
+    assert.equal(await fresh.inputValue("#controlnet-url"), "./models/shapes-seggen/");
     await fresh.waitForSelector("body[data-ready=true]", { timeout: 60_000 });
     await fresh.selectOption("#device", device);
     await fresh.click("#load");
     await fresh.waitForSelector("#model-status[data-device], #model-status.error", { timeout: 120_000 * slow });
     assert.match(await fresh.textContent("#model-status"), /^Loaded on /);
-    const own = JSON.parse(await readFile(join(root, "native/models/shapes-mask2img/seggen.json"), "utf8"));
+    const own = JSON.parse(await readFile(join(root, "native/models/shapes-seggen/seggen.json"), "utf8"));
     assert.deepEqual([await fresh.inputValue("#s-guidance"), await fresh.inputValue("#s-scale")],
       [String(own.guidance), String(own.control_scale)]);
     await fresh.click('.tab[data-tab="seggen"]');
@@ -344,6 +345,8 @@ try {
     const files = unzip(await readFile(await download.path()));
     const [record] = files["manifest.jsonl"].toString().trimEnd().split("\n").map((l) => JSON.parse(l));
     assert.deepEqual([record.palette, record.guidance, record.control_scale], ["shapes", own.guidance, own.control_scale]);
+    // The pipeline's own UNet drew it, not the dataset tab's model.
+    assert.deepEqual([record.model, record.controlnet], ["./models/shapes-seggen/", "./models/shapes-seggen/"]);
     assert.deepEqual(JSON.parse(files["palette.json"]).map((c) => c.name).slice(0, 3), ["circle", "square", "triangle"]);
     const labels = new Set(decodePng(files[record.labels]).pixels);
     assert.deepEqual([...labels].sort(), [0, 1]);

@@ -3,7 +3,7 @@
 // the committed initial latents on the CPU and on WebGPU (SwiftShader); the PNG must match the
 // native CLI's (reference/txt2img_96x128.png, see reference/README.md) within TOLERANCE. Other
 // folders, ControlNet, SegGen (text2mask, imgsyn) and bad input are checked on the CPU.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -311,6 +311,61 @@ try {
     assert.deepEqual([r.given.guidance, r.given.control_scale], [3, 0.5], "options win");
     assert.match(r.error ?? "", /broken-mask2img\/seggen\.json: not a JSON object of SegGen settings: invalid type: string "high"/);
     await page.close();
+  });
+
+  await check("cpu: a ControlNet pipeline folder brings its ControlNet and seggen.json (load, fromFiles, `controlnet`); imgsyn draws the native CLI's images", async () => {
+    // The tiny model and ControlNet as StableDiffusionControlNetPipeline.save_pretrained lays them out.
+    const dir = await mkdtemp(join(tmpdir(), "maskforge-cn-pipeline-"));
+    try {
+      const folder = join(dir, "cn-pipeline");
+      await cp(join(root, "tests/fixtures/tiny-sd15"), folder, { recursive: true });
+      await cp(join(root, "tests/fixtures/tiny-controlnet-sd15"), join(folder, "controlnet"), { recursive: true });
+      const index = JSON.parse(await readFile(join(folder, "model_index.json"), "utf8"));
+      await writeFile(join(folder, "model_index.json"), JSON.stringify(
+        { ...index, _class_name: "StableDiffusionControlNetPipeline", controlnet: ["diffusers", "ControlNetModel"] }));
+      await writeFile(join(folder, "seggen.json"), '{"guidance": 3, "control_scale": 0.5}');
+      const page = await harnessPage(browser, server.url);
+      const serveFrom = (name, base) => page.route(`**/${name}/**`, (route) => {
+        const path = new URL(route.request().url()).pathname.split(`/${name}/`)[1];
+        const file = join(base, path);
+        return existsSync(file) ? route.fulfill({ path: file }) : route.fulfill({ status: 404 });
+      });
+      await serveFrom("cn-pipeline", folder);
+      await serveFrom("plain-pipeline", join(root, "tests/fixtures/tiny-sd15"));
+      await page.evaluate(() => {
+        const input = Object.assign(document.createElement("input"), { type: "file", id: "folder", webkitdirectory: true });
+        document.body.append(input);
+      });
+      await page.setInputFiles("#folder", folder);
+      const label = Array.from(await readFile(join(seggen, "labels", "street.png")));
+      const r = await page.evaluate(async ({ model, pipeline, plain, label }) => {
+        // reference/seggen/imgsyn's first caption (SegGen's guidance and scale, given: the folder's own differ).
+        const run = async (pipe) => (await pipe.imgsyn({ labels: new Uint8Array(label), palette: "ade20k", count: 2, seed: 5,
+          steps: 3, guidance: 7.5, controlScale: 1, prompt: "a street with a tree and a person" })).samples.map((s) => Array.from(s.png));
+        const loaded = {
+          load: await maskforge.Pipeline.load(pipeline, { device: "cpu" }),
+          fromFiles: await maskforge.Pipeline.fromFiles(document.getElementById("folder").files, { device: "cpu" }),
+          controlnet: await maskforge.Pipeline.load(model, { device: "cpu", controlnet: pipeline }),
+        };
+        const out = {};
+        for (const [how, pipe] of Object.entries(loaded)) out[how] = { settings: pipe.seggenSettings, pngs: await run(pipe) };
+        let error;
+        try { await maskforge.Pipeline.load(model, { device: "cpu", controlnet: plain }); } catch (e) { error = e.message; }
+        return { out, error };
+      }, { model, pipeline: `${server.url}/cn-pipeline`, plain: `${server.url}/plain-pipeline`, label });
+      for (const [how, { settings, pngs }] of Object.entries(r.out)) {
+        assert.deepEqual(settings, { guidance: 3, controlScale: 0.5 }, `${how}: the folder's seggen.json`);
+        pngs.forEach((png, k) => {
+          const name = `${String(k + 1).padStart(12, "0")}.png`;
+          const d = pixelDiff(decodePng(Buffer.from(png)), decodePng(readFileSync(join(seggen, "imgsyn", "images", name))));
+          assert.ok(d.max <= TOLERANCE.max && d.mean <= TOLERANCE.mean, `${how}: images/${name}: max ${d.max}, mean ${d.mean}`);
+        });
+      }
+      assert.match(r.error ?? "", /plain-pipeline\/model_index\.json: a pipeline without a `controlnet` component/);
+      await page.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   await check("cpu: Pipeline.fromFiles reads only the files the model needs from a picked folder", async () => {

@@ -63,6 +63,15 @@ impl Fetcher {
         }
     }
 
+    /// A fetcher of the folder `dir` under this one's base URL.
+    pub fn folder(&self, dir: &str) -> Self {
+        Self {
+            base: format!("{}{dir}/", self.base),
+            cache: self.cache.clone(),
+            on_progress: self.on_progress.clone(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -49,8 +49,10 @@ export interface LoadOptions {
    * "f16" is refused without `shader-f16`. Softmax, norms and the VAE run in f32 either way. */
   dtype?: "auto" | "f32" | "f16";
   onProgress?: (progress: LoadProgress) => void;
-  /** Base URL of a diffusers ControlNet folder (e.g. a segmentation ControlNet) that
-   * conditions every txt2img; `Pipeline.load` only. */
+  /** Base URL of a diffusers ControlNet folder (e.g. a segmentation ControlNet), or of a
+   * ControlNet pipeline folder (its `controlnet/` is taken, on this model), that conditions
+   * every txt2img and draws imgsyn's images; `Pipeline.load` only. A ControlNet pipeline
+   * loaded as the model brings its own ControlNet without this. */
   controlnet?: string;
 }
 export interface Txt2ImgOptions {
@@ -155,7 +157,8 @@ export interface GenerateResult {
 
 pub(crate) struct Inner {
     pub(crate) sd: StableDiffusion,
-    /// The ControlNet of `LoadOptions.controlnet` and its URL, conditioning every `txt2img`.
+    /// The ControlNet of `LoadOptions.controlnet`, or the model's own when it is a ControlNet
+    /// pipeline, and its URL (or folder name); it conditions every `txt2img`.
     pub(crate) controlnet: Option<(Arc<ControlNet>, String)>,
     /// The ControlNet folder's own SegGen settings (its `seggen.json`), under `imgsyn`'s options.
     pub(crate) seggen: ControlNetSettings,
@@ -180,7 +183,9 @@ pub(crate) fn err(message: impl std::fmt::Display) -> JsError {
 #[wasm_bindgen]
 impl Pipeline {
     /// Downloads a diffusers folder from `baseUrl` (kept in the Cache Storage API) and loads it
-    /// on `options.device` ("auto": WebGPU when available, else the CPU).
+    /// on `options.device` ("auto": WebGPU when available, else the CPU). A ControlNet pipeline
+    /// folder (`StableDiffusionControlNetPipeline`'s layout) loads with its `controlnet/` and
+    /// its `seggen.json`, as `options.controlnet` would give them.
     pub async fn load(
         #[wasm_bindgen(js_name = baseUrl)] base_url: String,
         #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<
@@ -199,26 +204,29 @@ impl Pipeline {
             device,
         } = load_options(&o).await.map_err(err)?;
         let origin = Origin::Http(Fetcher::new(&base_url, on_progress.clone()).await);
-        let source = fetch_model(&origin, fp16_first).await.map_err(err)?;
+        let (source, index) = fetch_model(&origin, fp16_first).await.map_err(err)?;
         let controlnet = match o.string("controlnet").map_err(err)? {
             Some(url) => {
                 let origin = Origin::Http(Fetcher::new(&url, on_progress.clone()).await);
-                let mut source = MemorySource::new(url.trim_end_matches('/'));
-                fetch_files(&origin, &PipelineFiles::controlnet(fp16_first), &mut source)
-                    .await
-                    .map_err(err)?;
-                if let Some(bytes) = origin.get(CONTROLNET_SETTINGS).await.map_err(err)? {
-                    source.insert(CONTROLNET_SETTINGS, bytes);
-                }
-                Some((source, url))
+                Some(
+                    fetch_controlnet(&origin, fp16_first, url)
+                        .await
+                        .map_err(err)?,
+                )
             }
+            None if index.class_of("controlnet").is_some() => Some(
+                fetch_controlnet(&origin, fp16_first, base_url.clone())
+                    .await
+                    .map_err(err)?,
+            ),
             None => None,
         };
         Self::build(&source, controlnet, device, base_url, &on_progress)
     }
 
     /// Loads a diffusers folder chosen by the user (`<input type=file webkitdirectory>`): the
-    /// files' `webkitRelativePath`s, less the folder name, are the paths in the model.
+    /// files' `webkitRelativePath`s, less the folder name, are the paths in the model. A
+    /// ControlNet pipeline folder loads with its own ControlNet, as in `load`.
     #[wasm_bindgen(js_name = fromFiles)]
     pub async fn from_files(
         #[wasm_bindgen(unchecked_param_type = "FileList | File[]")] files: JsValue,
@@ -263,13 +271,21 @@ impl Pipeline {
             files: by_path,
             on_progress: on_progress.clone(),
         };
-        let source = fetch_model(&origin, fp16_first).await.map_err(err)?;
         if o.get("controlnet").is_some() {
             return Err(err(
                 "Pipeline.fromFiles: `controlnet` is only read by Pipeline.load",
             ));
         }
-        Self::build(&source, None, device, root, &on_progress)
+        let (source, index) = fetch_model(&origin, fp16_first).await.map_err(err)?;
+        let controlnet = match index.class_of("controlnet") {
+            Some(_) => Some(
+                fetch_controlnet(&origin, fp16_first, root.clone())
+                    .await
+                    .map_err(err)?,
+            ),
+            None => None,
+        };
+        Self::build(&source, controlnet, device, root, &on_progress)
     }
 
     /// Deletes the downloaded model files from the Cache Storage API.
@@ -346,7 +362,7 @@ impl Pipeline {
 impl Pipeline {
     fn build(
         source: &MemorySource,
-        controlnet: Option<(MemorySource, String)>,
+        controlnet: Option<FetchedControlNet>,
         (device, name, dtype): (Device, &'static str, DType),
         model: String,
         on_progress: &Option<js_sys::Function>,
@@ -364,20 +380,15 @@ impl Pipeline {
             }
             false => serde_json::Map::new(),
         };
-        let seggen = match &controlnet {
-            Some((source, _)) if source.exists(CONTROLNET_SETTINGS) => {
-                let bytes = source.read(CONTROLNET_SETTINGS).map_err(err)?;
-                ControlNetSettings::parse(&source.display(CONTROLNET_SETTINGS), (*bytes).as_ref())
-                    .map_err(err)?
-            }
-            _ => ControlNetSettings::default(),
-        };
+        let seggen = controlnet
+            .as_ref()
+            .map_or_else(ControlNetSettings::default, |c| c.settings);
         let sd = StableDiffusion::load(source, &device, dtype).map_err(err)?;
         let controlnet = controlnet
-            .map(|(source, url)| -> maskforge_core::Result<_> {
-                let net = ControlNet::load(&source, &device, dtype)?;
+            .map(|c| -> maskforge_core::Result<_> {
+                let net = ControlNet::load(&c.source, &device, dtype)?;
                 sd.check_controlnet(&net)?;
-                Ok((Arc::new(net), url))
+                Ok((Arc::new(net), c.name))
             })
             .transpose()
             .map_err(err)?;
@@ -466,6 +477,13 @@ fn choose_dtype(
     }
 }
 
+/// A ControlNet's files, its SegGen settings and the URL (or folder name) it came from.
+struct FetchedControlNet {
+    source: MemorySource,
+    settings: ControlNetSettings,
+    name: String,
+}
+
 /// Where model files come from: HTTP, or files the user picked.
 enum Origin {
     Http(Fetcher),
@@ -506,6 +524,28 @@ impl Origin {
         Ok(Some(bytes))
     }
 
+    /// The folder `dir` inside this one.
+    fn folder(&self, dir: &str) -> Origin {
+        match self {
+            Origin::Http(f) => Origin::Http(f.folder(dir)),
+            Origin::Files {
+                root,
+                files,
+                on_progress,
+            } => Origin::Files {
+                root: format!("{root}/{dir}"),
+                files: files
+                    .iter()
+                    .filter_map(|(path, file)| {
+                        let inner = path.strip_prefix(dir)?.strip_prefix('/')?;
+                        Some((inner.to_string(), file.clone()))
+                    })
+                    .collect(),
+                on_progress: on_progress.clone(),
+            },
+        }
+    }
+
     async fn required(&self, path: &str) -> Result<Vec<u8>, String> {
         match self {
             Origin::Http(f) => f.required(path).await,
@@ -521,7 +561,7 @@ impl Origin {
 /// [`PipelineFiles`] plan (one weight set per component, the `.fp16.` variant or plain files,
 /// whichever `fp16_first` tries first; single file or sharded); and the model's own
 /// MosaicFusion settings when it has them.
-async fn fetch_model(f: &Origin, fp16_first: bool) -> Result<MemorySource, String> {
+async fn fetch_model(f: &Origin, fp16_first: bool) -> Result<(MemorySource, ModelIndex), String> {
     let mut source = MemorySource::new(f.url("").trim_end_matches('/'));
     let bytes = f.required(MODEL_INDEX).await?;
     let index = ModelIndex::from_json(&bytes, &f.url(MODEL_INDEX)).map_err(|e| e.to_string())?;
@@ -530,7 +570,45 @@ async fn fetch_model(f: &Origin, fp16_first: bool) -> Result<MemorySource, Strin
     if let Some(bytes) = f.get(MODEL_SETTINGS).await? {
         source.insert(MODEL_SETTINGS, bytes);
     }
-    Ok(source)
+    Ok((source, index))
+}
+
+/// Downloads a ControlNet: a diffusers `ControlNetModel` folder, or the `controlnet/` folder of
+/// a ControlNet pipeline folder (one whose `model_index.json` names a `controlnet`, as
+/// `StableDiffusionControlNetPipeline.save_pretrained` writes it); with the SegGen settings of
+/// the folder's own `seggen.json`, at its top.
+async fn fetch_controlnet(
+    f: &Origin,
+    fp16_first: bool,
+    name: String,
+) -> Result<FetchedControlNet, String> {
+    let pipeline = match f.get(MODEL_INDEX).await? {
+        Some(bytes) => {
+            let file = f.url(MODEL_INDEX);
+            let index = ModelIndex::from_json(&bytes, &file).map_err(|e| e.to_string())?;
+            if index.class_of("controlnet").is_none() {
+                return Err(format!(
+                    "{file}: a pipeline without a `controlnet` component; `controlnet` takes a \
+                     ControlNet folder or a ControlNet pipeline folder"
+                ));
+            }
+            Some(f.folder("controlnet"))
+        }
+        None => None,
+    };
+    let net = pipeline.as_ref().unwrap_or(f);
+    let mut source = MemorySource::new(net.url("").trim_end_matches('/'));
+    fetch_files(net, &PipelineFiles::controlnet(fp16_first), &mut source).await?;
+    let settings = match f.get(CONTROLNET_SETTINGS).await? {
+        Some(bytes) => ControlNetSettings::parse(&f.url(CONTROLNET_SETTINGS), &bytes)
+            .map_err(|e| e.to_string())?,
+        None => ControlNetSettings::default(),
+    };
+    Ok(FetchedControlNet {
+        source,
+        settings,
+        name,
+    })
 }
 
 /// Adds the files of `files` to `source`: each required one, each optional one there, and the

@@ -269,7 +269,8 @@ async fn imgsyn_js(inner: &Inner, options: JsValue) -> Result<JsValue, String> {
     let o = Obj::new("imgsyn", options)?;
     let (controlnet, controlnet_url) = inner.controlnet.clone().ok_or(
         "imgsyn: needs a ControlNet conditioned on colour maps \
-         (Pipeline.load's `controlnet`, e.g. a segmentation ControlNet)",
+         (Pipeline.load's `controlnet`, e.g. a segmentation ControlNet, or a ControlNet \
+         pipeline folder as the model)",
     )?;
     let palette = Arc::new(read_palette("imgsyn", o.get("palette"))?);
     let labels = read_labels(
