@@ -3,6 +3,8 @@
 //! `bench --truth` to score generated masks against their own images, and which colour a
 //! model drew against the one its prompt named.
 
+use serde::Serialize;
+
 use super::colors::{OBJECT_COLORS, saturation_value};
 
 /// Pixels at or above this HSV saturation count as object (object colours have ≥ 0.6,
@@ -53,6 +55,80 @@ pub fn mask_iou(a: &[bool], b: &[bool]) -> f64 {
     }
 }
 
+/// Where a drawn foreground and the saturation truth agree and differ, in pixels. A pixel is
+/// on the drawn foreground's edge when a 4-neighbour inside the image lies on its other side:
+/// the edge is a band one pixel wide on each side of the outline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TruthPixels {
+    /// Drawn and saturated.
+    pub agree: usize,
+    /// Drawn, not saturated, on the edge.
+    pub missed_edge: usize,
+    /// Drawn, not saturated, away from the edge (inside the drawn foreground).
+    pub missed_inside: usize,
+    /// Saturated, not drawn, on the edge.
+    pub extra_edge: usize,
+    /// Saturated, not drawn, away from the edge (outside the drawn foreground).
+    pub extra_outside: usize,
+}
+
+impl TruthPixels {
+    /// Counts `drawn` against `truth`, row-major masks `width` pixels wide.
+    pub fn count(drawn: &[bool], truth: &[bool], width: usize) -> Self {
+        assert_eq!(drawn.len(), truth.len(), "masks of one size");
+        let height = drawn.len() / width.max(1);
+        let mut out = Self::default();
+        for (i, (&d, &t)) in drawn.iter().zip(truth).enumerate() {
+            let (y, x) = (i / width, i % width);
+            let differs = |j: usize| drawn[j] != d;
+            let edge = (x > 0 && differs(i - 1))
+                || (x + 1 < width && differs(i + 1))
+                || (y > 0 && differs(i - width))
+                || (y + 1 < height && differs(i + width));
+            let slot = match (d, t, edge) {
+                (true, true, _) => &mut out.agree,
+                (true, false, true) => &mut out.missed_edge,
+                (true, false, false) => &mut out.missed_inside,
+                (false, true, true) => &mut out.extra_edge,
+                (false, true, false) => &mut out.extra_outside,
+                (false, false, _) => continue,
+            };
+            *slot += 1;
+        }
+        out
+    }
+
+    /// Their intersection over union; 1 when both are empty.
+    pub fn iou(&self) -> f64 {
+        let union = self.agree + self.missed() + self.extra();
+        if union == 0 {
+            1.0
+        } else {
+            self.agree as f64 / union as f64
+        }
+    }
+
+    /// Drawn pixels that are not saturated.
+    pub fn missed(&self) -> usize {
+        self.missed_edge + self.missed_inside
+    }
+
+    /// Saturated pixels that are not drawn.
+    pub fn extra(&self) -> usize {
+        self.extra_edge + self.extra_outside
+    }
+}
+
+impl std::ops::AddAssign for TruthPixels {
+    fn add_assign(&mut self, o: Self) {
+        self.agree += o.agree;
+        self.missed_edge += o.missed_edge;
+        self.missed_inside += o.missed_inside;
+        self.extra_edge += o.extra_edge;
+        self.extra_outside += o.extra_outside;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +161,43 @@ mod tests {
         assert_eq!(drawn_color(&[128; 12]), None);
         let brownish = [150u8, 80, 30].repeat(4);
         assert_eq!(OBJECT_COLORS[drawn_color(&brownish).unwrap()].name, "brown");
+    }
+
+    #[test]
+    fn truth_pixels_split_by_the_drawn_edge() {
+        // A 3×3 square drawn in a 5×5 image; the truth is the square shifted one pixel right.
+        let square = |dx: usize| -> Vec<bool> {
+            (0..25)
+                .map(|i| (1..4).contains(&(i / 5)) && (1 + dx..4 + dx).contains(&(i % 5)))
+                .collect()
+        };
+        let (drawn, truth) = (square(0), square(1));
+        let p = TruthPixels::count(&drawn, &truth, 5);
+        // Missed: the square's left column, all on its edge. Extra: the column right of it,
+        // all next to the square. Only the centre of the square is away from its edge.
+        assert_eq!(
+            p,
+            TruthPixels {
+                agree: 6,
+                missed_edge: 3,
+                missed_inside: 0,
+                extra_edge: 3,
+                extra_outside: 0,
+            }
+        );
+        assert_eq!(p.iou(), mask_iou(&drawn, &truth));
+        // A hole in the middle of the truth is missed inside; a far speck is extra outside.
+        let mut truth = drawn.clone();
+        truth[12] = false;
+        truth[4] = true;
+        let p = TruthPixels::count(&drawn, &truth, 5);
+        assert_eq!((p.agree, p.missed_inside, p.extra_outside), (8, 1, 1));
+        assert_eq!((p.missed_edge, p.extra_edge), (0, 0));
+        assert_eq!(p.iou(), mask_iou(&drawn, &truth));
+        let mut sum = p;
+        sum += p;
+        assert_eq!((sum.agree, sum.missed(), sum.extra()), (16, 2, 2));
+        assert_eq!(TruthPixels::count(&[false; 4], &[false; 4], 2).iou(), 1.0);
     }
 
     #[test]

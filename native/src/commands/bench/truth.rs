@@ -21,7 +21,7 @@ use maskforge_core::shapes::captions::{scene_caption, single_caption};
 use maskforge_core::shapes::classes::palette as shapes_palette;
 use maskforge_core::shapes::colors::OBJECT_COLORS;
 use maskforge_core::shapes::scene::{MAX_OBJECTS, sample_scene};
-use maskforge_core::shapes::truth::{drawn_color, mask_iou, saturation_truth};
+use maskforge_core::shapes::truth::{TruthPixels, drawn_color, mask_iou, saturation_truth};
 
 /// Mean mask IoU against the saturation truth of `samples` MosaicFusion samples made with
 /// `options` (seeds 0, 1, ...), with the shapes world's classes as categories: over the
@@ -92,7 +92,8 @@ pub fn mosaic_truth(
 }
 
 /// Mean IoU between the foreground Text2Mask draws (labels ≠ 0) and the saturated pixels of
-/// the image Mask2Img makes of it, over `samples` scene captions of the shapes world, at
+/// the image Mask2Img makes of it, with where they differ ([`TruthPixels`], summed and per
+/// sample), over `samples` scene captions of the shapes world, at
 /// `h × w` with `steps` steps for both stages and the ControlNet's `own` settings (as
 /// `masksyn` runs without flags).
 pub fn masksyn_truth(
@@ -127,7 +128,7 @@ pub fn masksyn_truth(
         text2mask_model: String::new(),
         controlnet_name: String::new(),
     };
-    let mut ious = Vec::new();
+    let (mut ious, mut pixels, mut total) = (Vec::new(), Vec::new(), TruthPixels::default());
     for seed in 0..samples as u64 {
         let scene = sample_scene(seed, 64, MAX_OBJECTS);
         let objects: Vec<(&str, &str)> = scene
@@ -138,7 +139,10 @@ pub fn masksyn_truth(
         let caption = scene_caption(&objects);
         let (_, labels, rgb) = masksyn.draw(&caption, seed, &mut |_, _| {})?;
         let drawn: Vec<bool> = labels.ids.iter().map(|&l| l != 0).collect();
-        ious.push(mask_iou(&drawn, &saturation_truth(&rgb)));
+        let p = TruthPixels::count(&drawn, &saturation_truth(&rgb), labels.width);
+        ious.push(p.iou());
+        pixels.push(p);
+        total += p;
     }
     let mean = ious.iter().sum::<f64>() / ious.len().max(1) as f64;
     Ok(serde_json::json!({
@@ -150,6 +154,8 @@ pub fn masksyn_truth(
         "min_area": options.min_area,
         "mean_iou": mean,
         "sample_ious": ious,
+        "pixels": total,
+        "sample_pixels": pixels,
     }))
 }
 
