@@ -721,11 +721,8 @@ fn bench_scores_masks_against_the_saturation_truth() {
     assert!((2..=8).contains(&regions), "{truth}");
     assert!(truth["annotations"].as_u64().unwrap() <= regions, "{truth}");
     check_color_following(&truth["color_following"], 2);
-    let masksyn = &report["truth"]["masksyn"];
-    check(masksyn, "sample_ious", None, "mean_iou");
-    assert_eq!(masksyn["sample_ious"].as_array().unwrap().len(), 2);
-    // Where each sample's drawing and image differ: its IoU is agree / (agree + missed + extra),
-    // and `pixels` is the sum over samples.
+    // MaskSyn, and ImgSyn on the world's own maps: where each sample's labels and image
+    // differ, its IoU agree / (agree + missed + extra), and `pixels` the sum over samples.
     const KINDS: [&str; 5] = [
         "agree",
         "missed_edge",
@@ -734,24 +731,35 @@ fn bench_scores_masks_against_the_saturation_truth() {
         "extra_outside",
     ];
     let count = |p: &serde_json::Value, k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{p}"));
-    let samples = masksyn["sample_pixels"].as_array().unwrap();
-    assert_eq!(samples.len(), 2, "{masksyn}");
-    for (p, iou) in samples
-        .iter()
-        .zip(masksyn["sample_ious"].as_array().unwrap())
-    {
-        let union: u64 = KINDS.iter().map(|k| count(p, k)).sum();
-        assert!(union <= 64 * 64, "{p}");
-        let want = if union == 0 {
-            1.0
-        } else {
-            count(p, "agree") as f64 / union as f64
-        };
-        assert!((iou.as_f64().unwrap() - want).abs() < 1e-12, "{p} {iou}");
+    for block in ["masksyn", "imgsyn"] {
+        let block = &report["truth"][block];
+        check(block, "sample_ious", Some("samples"), "mean_iou");
+        let samples = block["sample_pixels"].as_array().unwrap();
+        assert_eq!(samples.len(), 2, "{block}");
+        for (p, iou) in samples.iter().zip(block["sample_ious"].as_array().unwrap()) {
+            let union: u64 = KINDS.iter().map(|k| count(p, k)).sum();
+            assert!(union <= 64 * 64, "{p}");
+            let want = if union == 0 {
+                1.0
+            } else {
+                count(p, "agree") as f64 / union as f64
+            };
+            assert!((iou.as_f64().unwrap() - want).abs() < 1e-12, "{p} {iou}");
+        }
+        for k in KINDS {
+            let sum: u64 = samples.iter().map(|p| count(p, k)).sum();
+            assert_eq!(count(&block["pixels"], k), sum, "{block}");
+        }
     }
-    for k in KINDS {
-        let sum: u64 = samples.iter().map(|p| count(p, k)).sum();
-        assert_eq!(count(&masksyn["pixels"], k), sum, "{masksyn}");
+    // ImgSyn draws the true maps: every sample has labelled pixels.
+    for p in report["truth"]["imgsyn"]["sample_pixels"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            count(p, "agree") + count(p, "missed_edge") + count(p, "missed_inside") > 0,
+            "{p}"
+        );
     }
 
     // The embedded model by default, with its own settings; Text2Mask needs its ControlNet.

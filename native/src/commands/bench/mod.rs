@@ -75,7 +75,8 @@ pub struct BenchArgs {
     pub truth_steps: Option<usize>,
     /// With `--truth` and `--controlnet` (Mask2Img on `--model`, else on the ControlNet
     /// pipeline's own model, else on the embedded one): also score MaskSyn with this
-    /// Text2Mask model (`truth.masksyn`), on scene captions of the shapes world at HxW.
+    /// Text2Mask model (`truth.masksyn`), on scene captions of the shapes world at HxW, and
+    /// (square sizes) Mask2Img alone on the world's own label maps (`truth.imgsyn`).
     #[arg(long, requires = "truth")]
     pub text2mask: Option<String>,
     /// Also count the kernels one UNet call launches on wgpu (`dispatches_per_unet_call`,
@@ -287,6 +288,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let net = std::sync::Arc::new(crate::control::load_controlnet(base, controlnet)?);
         base.check_controlnet(&net)?;
         let own = crate::control::controlnet_settings(controlnet)?;
+        if height == width {
+            t["imgsyn"] = truth::imgsyn_truth(base, net.clone(), own, height, truth_steps, n)?;
+        }
         t["masksyn"] =
             truth::masksyn_truth(&drawer, base, net, own, [height, width], truth_steps, n)?;
     }

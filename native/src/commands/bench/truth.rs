@@ -2,24 +2,28 @@
 //! shapes world, where objects are saturated and backgrounds are not (see
 //! `maskforge_core::shapes::truth`). MosaicFusion: each annotation of the dataset (and each
 //! region's final mask) against the saturated pixels of its region's image. MaskSyn: the
-//! foreground Text2Mask drew against the saturated pixels of Mask2Img's image. Each reported
-//! as a mean IoU. Prompt following: whether text-to-image draws the colour its prompt names.
+//! foreground Text2Mask drew against the saturated pixels of Mask2Img's image; ImgSyn: the
+//! same for Mask2Img alone, on the world's own label maps. Each reported as a mean IoU. Prompt following: whether text-to-image draws the colour its prompt names.
 
 use std::sync::Arc;
 
 use anyhow::Result;
+use maskforge_core::Error;
+use maskforge_core::dataset::SampleId;
 use maskforge_core::dataset::categories::parse_categories;
 use maskforge_core::mosaic::MosaicFusion;
 use maskforge_core::mosaic::MosaicOptions;
 use maskforge_core::mosaic::plan::plan_sample;
 use maskforge_core::mosaic::sample::crop_rgb;
 use maskforge_core::pipelines::{ControlNet, StableDiffusion, Txt2ImgParams, image_to_rgb8};
+use maskforge_core::readback::{Readback, now};
 use maskforge_core::seggen::options::ControlNetSettings;
-use maskforge_core::seggen::{MaskSyn, SynthesisOptions};
+use maskforge_core::seggen::{ImgSyn, ImgSynPrompt, LabelMap, MaskSyn, SynthesisOptions};
 use maskforge_core::shapes::ShapeClass;
 use maskforge_core::shapes::captions::{scene_caption, single_caption};
 use maskforge_core::shapes::classes::palette as shapes_palette;
 use maskforge_core::shapes::colors::OBJECT_COLORS;
+use maskforge_core::shapes::render::render;
 use maskforge_core::shapes::scene::{MAX_OBJECTS, sample_scene};
 use maskforge_core::shapes::truth::{TruthPixels, drawn_color, mask_iou, saturation_truth};
 
@@ -128,7 +132,7 @@ pub fn masksyn_truth(
         text2mask_model: String::new(),
         controlnet_name: String::new(),
     };
-    let (mut ious, mut pixels, mut total) = (Vec::new(), Vec::new(), TruthPixels::default());
+    let mut pixels = Vec::new();
     for seed in 0..samples as u64 {
         let scene = sample_scene(seed, 64, MAX_OBJECTS);
         let objects: Vec<(&str, &str)> = scene
@@ -139,24 +143,108 @@ pub fn masksyn_truth(
         let caption = scene_caption(&objects);
         let (_, labels, rgb) = masksyn.draw(&caption, seed, &mut |_, _| {})?;
         let drawn: Vec<bool> = labels.ids.iter().map(|&l| l != 0).collect();
-        let p = TruthPixels::count(&drawn, &saturation_truth(&rgb), labels.width);
-        ious.push(p.iou());
-        pixels.push(p);
+        pixels.push(TruthPixels::count(
+            &drawn,
+            &saturation_truth(&rgb),
+            labels.width,
+        ));
+    }
+    let mut report = pixel_report(&pixels);
+    report["size"] = serde_json::json!([h, w]);
+    report["min_area"] = options.min_area.into();
+    Ok(with_settings(report, samples, steps, &options))
+}
+
+/// ImgSyn on the shapes world's own label maps: the same measure as [`masksyn_truth`] for
+/// Mask2Img alone, each of `samples` scenes (seeds 0, 1, ...) drawn at `size × size` from its
+/// true label map and its scene caption.
+pub fn imgsyn_truth(
+    sd: &StableDiffusion,
+    controlnet: Arc<ControlNet>,
+    own: ControlNetSettings,
+    size: usize,
+    steps: usize,
+    samples: usize,
+) -> Result<serde_json::Value> {
+    let (guidance, control_scale) = own.resolve(None, None);
+    let options = SynthesisOptions {
+        height: Some(size),
+        width: Some(size),
+        steps,
+        guidance,
+        control_scale,
+        ..SynthesisOptions::default()
+    };
+    let imgsyn = ImgSyn {
+        sd,
+        controlnet,
+        palette: Arc::new(shapes_palette()),
+        prompts: &[],
+        per_mask: 1,
+        options: &options,
+        model: String::new(),
+        controlnet_name: String::new(),
+        labels: &|name| Err(Error::Invalid(format!("{name}: only given maps are drawn"))),
+    };
+    let mut pixels = Vec::new();
+    for seed in 0..samples as u64 {
+        let scene = sample_scene(seed, size, MAX_OBJECTS);
+        let objects: Vec<(&str, &str)> = scene
+            .objects
+            .iter()
+            .map(|o| (o.color.name, o.class.name()))
+            .collect();
+        let ids = render(&scene).labels.into_iter().map(u16::from).collect();
+        let prompt = ImgSynPrompt {
+            labels: format!("scene {seed}"),
+            caption: scene_caption(&objects),
+        };
+        let plan = imgsyn.plan_labels(
+            SampleId { index: seed, seed },
+            prompt,
+            LabelMap::new(size, size, ids)?,
+        )?;
+        let sample = now(imgsyn.draw(plan, Readback::Blocking, |_, _| {}))?;
+        let drawn: Vec<bool> = sample.labels.ids.iter().map(|&l| l != 0).collect();
+        pixels.push(TruthPixels::count(
+            &drawn,
+            &saturation_truth(&sample.rgb),
+            size,
+        ));
+    }
+    let mut report = pixel_report(&pixels);
+    report["size"] = serde_json::json!([size, size]);
+    Ok(with_settings(report, samples, steps, &options))
+}
+
+/// The mean IoU of per-sample disagreements, the IoUs, and the disagreements summed and per
+/// sample.
+fn pixel_report(pixels: &[TruthPixels]) -> serde_json::Value {
+    let ious: Vec<f64> = pixels.iter().map(TruthPixels::iou).collect();
+    let mut total = TruthPixels::default();
+    for &p in pixels {
         total += p;
     }
-    let mean = ious.iter().sum::<f64>() / ious.len().max(1) as f64;
-    Ok(serde_json::json!({
-        "samples": samples,
-        "steps": steps,
-        "size": [h, w],
-        "guidance": guidance,
-        "control_scale": control_scale,
-        "min_area": options.min_area,
-        "mean_iou": mean,
+    serde_json::json!({
+        "mean_iou": ious.iter().sum::<f64>() / ious.len().max(1) as f64,
         "sample_ious": ious,
         "pixels": total,
         "sample_pixels": pixels,
-    }))
+    })
+}
+
+/// `report` with the sample count, steps, guidance and conditioning scale of the run.
+fn with_settings(
+    mut report: serde_json::Value,
+    samples: usize,
+    steps: usize,
+    options: &SynthesisOptions,
+) -> serde_json::Value {
+    report["samples"] = samples.into();
+    report["steps"] = steps.into();
+    report["guidance"] = options.guidance.into();
+    report["control_scale"] = options.control_scale.into();
+    report
 }
 
 /// The share of `samples` text-to-image runs ("a photo of a single {colour} {shape}", seed
