@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::captions::scene_caption;
 use super::classes::ShapeClass;
 use super::colors::{NamedColor, OBJECT_COLORS};
 use super::geometry::{Placed, Pose, sin_cos_turns};
@@ -78,6 +79,18 @@ pub struct Scene {
     pub size: usize,
     pub background: Background,
     pub objects: Vec<SceneObject>,
+}
+
+impl Scene {
+    /// Its scene caption: its objects in order, "a red star and a blue ring".
+    pub fn caption(&self) -> String {
+        let named: Vec<(&str, &str)> = self
+            .objects
+            .iter()
+            .map(|o| (o.color.name, o.class.name()))
+            .collect();
+        scene_caption(&named)
+    }
 }
 
 /// `v` rounded to 1/1000: recorded values are the values drawn with.

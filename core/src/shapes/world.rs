@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::captions::{scene_caption, single_caption};
+use super::captions::single_caption;
 use super::classes::{category_objects, palette, palette_json};
 use super::record::{ObjectRecord, ShapesDetails, ShapesRecord};
 use super::render::render;
@@ -152,11 +152,6 @@ impl ShapesWorld {
                 caption_plain: single_caption(o.class.name(), None),
             });
         }
-        let named: Vec<(&str, &str)> = scene
-            .objects
-            .iter()
-            .map(|o| (o.color.name, o.class.name()))
-            .collect();
         let labels = LabelMap::new(
             size,
             size,
@@ -198,7 +193,7 @@ impl ShapesWorld {
                 size,
                 labels: labels_path,
                 colors: colors_path,
-                caption: scene_caption(&named),
+                caption: scene.caption(),
                 background: scene.background,
                 objects,
                 image: Some(ImageRecord {

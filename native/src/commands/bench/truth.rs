@@ -20,7 +20,7 @@ use maskforge_core::readback::{Readback, now};
 use maskforge_core::seggen::options::ControlNetSettings;
 use maskforge_core::seggen::{ImgSyn, ImgSynPrompt, LabelMap, MaskSyn, SynthesisOptions};
 use maskforge_core::shapes::ShapeClass;
-use maskforge_core::shapes::captions::{scene_caption, single_caption};
+use maskforge_core::shapes::captions::single_caption;
 use maskforge_core::shapes::classes::palette as shapes_palette;
 use maskforge_core::shapes::colors::OBJECT_COLORS;
 use maskforge_core::shapes::render::render;
@@ -135,13 +135,7 @@ pub fn masksyn_truth(
     let mut pixels = Vec::new();
     for seed in 0..samples as u64 {
         let scene = sample_scene(seed, 64, MAX_OBJECTS);
-        let objects: Vec<(&str, &str)> = scene
-            .objects
-            .iter()
-            .map(|o| (o.color.name, o.class.name()))
-            .collect();
-        let caption = scene_caption(&objects);
-        let (_, labels, rgb) = masksyn.draw(&caption, seed, &mut |_, _| {})?;
+        let (_, labels, rgb) = masksyn.draw(&scene.caption(), seed, &mut |_, _| {})?;
         let drawn: Vec<bool> = labels.ids.iter().map(|&l| l != 0).collect();
         pixels.push(TruthPixels::count(
             &drawn,
@@ -189,15 +183,10 @@ pub fn imgsyn_truth(
     let mut pixels = Vec::new();
     for seed in 0..samples as u64 {
         let scene = sample_scene(seed, size, MAX_OBJECTS);
-        let objects: Vec<(&str, &str)> = scene
-            .objects
-            .iter()
-            .map(|o| (o.color.name, o.class.name()))
-            .collect();
         let ids = render(&scene).labels.into_iter().map(u16::from).collect();
         let prompt = ImgSynPrompt {
             labels: format!("scene {seed}"),
-            caption: scene_caption(&objects),
+            caption: scene.caption(),
         };
         let plan = imgsyn.plan_labels(
             SampleId { index: seed, seed },
