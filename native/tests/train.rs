@@ -374,6 +374,17 @@ fn fine_tuning_the_embedded_model_keeps_its_mosaicfusion_settings() {
     );
 }
 
+/// The loss of a run's first step, from its loss log.
+fn first_loss(run: &Path) -> f64 {
+    let log = std::fs::read_to_string(run.join("logs/loss.csv")).unwrap();
+    let row = log
+        .lines()
+        .find(|l| l.starts_with("1,"))
+        .unwrap()
+        .to_string();
+    row.split(',').nth(1).unwrap().parse().unwrap()
+}
+
 #[test]
 fn token_grounding_changes_training_and_needs_label_maps() {
     let dir = tempfile::tempdir().unwrap();
@@ -394,15 +405,6 @@ fn token_grounding_changes_training_and_needs_label_maps() {
     args.extend(["--grounding-loss", "1"]);
     ok(maskforge(&args));
     // The same draws, one more term: a higher loss and other weights.
-    let first_loss = |run: &Path| -> f64 {
-        let log = std::fs::read_to_string(run.join("logs/loss.csv")).unwrap();
-        let row = log
-            .lines()
-            .find(|l| l.starts_with("1,"))
-            .unwrap()
-            .to_string();
-        row.split(',').nth(1).unwrap().parse().unwrap()
-    };
     let (p, g) = (first_loss(&plain), first_loss(&grounded));
     assert!(g > p + 1e-3, "grounded loss {g}, plain {p}");
     assert_ne!(
@@ -472,6 +474,29 @@ fn trains_a_controlnet_that_imgsyn_loads() {
             .count(),
         4
     );
+
+    // The consistency reward on every item: the same draws, one more term.
+    let rewarded = dir.path().join("rewarded");
+    let mut a = args(&rewarded, "8,8,16,16");
+    a.extend(
+        [
+            "--consistency-weight",
+            "1",
+            "--consistency-max-timestep",
+            "999",
+        ]
+        .map(String::from),
+    );
+    ok(run(a));
+    let (p, r) = (first_loss(&out), first_loss(&rewarded));
+    assert!(r > p + 1e-3, "rewarded loss {r}, plain {p}");
+    assert_ne!(
+        std::fs::read(out.join("diffusion_pytorch_model.safetensors")).unwrap(),
+        std::fs::read(rewarded.join("diffusion_pytorch_model.safetensors")).unwrap()
+    );
+    let mut a = args(&dir.path().join("o3"), "8,8,16,16");
+    a.push("--consistency-weight=-1".into());
+    assert_clear_error(&run(a), &["--consistency-weight", "≥ 0"]);
 
     let synth = dir.path().join("imgsyn");
     ok(maskforge(&[

@@ -5,7 +5,9 @@
 //! its text encoder (run E, `--train-text-encoder`) and with token grounding (run G,
 //! `--grounding-loss`: TokenCompose's term on the cross-attention); on the CPU and on wgpu
 //! (lavapipe in CI). Checked: losses, gradients, gradient norms, learning rates, the weights
-//! after AdamW, and the EMA.
+//! after AdamW, and the EMA. Run R (`tests/fixtures/train_consistency_ref.py`) is run C's loop
+//! with ControlNet++'s consistency reward (`--consistency-weight`), its one-step samples,
+//! decoded images and reward checked on the way.
 //!
 //! Tolerances: losses and gradient norms within 1e-5 relative, gradients within 1e-5 of their
 //! scale (see `grad_scales`), weights within 1e-5 of their scale. Updates are about 1e-3, so
@@ -14,6 +16,11 @@
 //! (float noise) its sign, and the update, may differ; those weights may move by `±lr` either
 //! way (their gradients are held to the gradient tolerance). Measured on the CPU: gradients
 //! within 5.4e-6 of their scale, weights within 8.2e-6.
+//!
+//! Run R's reward reaches the ControlNet back through the VAE decoder and the segmenter's
+//! 1/temperature, so float noise grows: its gradients are held to 1e-3 of their scale (measured
+//! 5.9e-4 on the CPU, in the tensors whose gradient is a thousandth of the model's largest) and
+//! its weights to 3e-5 (measured 1.2e-5); on wgpu to 3e-3 and 1e-4 (measured 2.3e-3, 2.8e-5).
 //!
 //! On wgpu (lavapipe) reductions run in other orders: gradients differ by up to 4.5e-4 of
 //! their scale (checked at 1e-3, the inference parity bound), and AdamW's normalisation carries
@@ -31,10 +38,11 @@ use maskforge_core::models::diffusion::unet::{
 use maskforge_core::models::diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
 use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
 use maskforge_core::text::clip::ClipTextConfig;
+use maskforge_core::training::consistency::{labelled, saturation_bce};
 use maskforge_core::training::{
-    AdamW, AdamWConfig, DenoisingBatch, GroundingTargets, LrSchedule, LrScheduleKind,
-    ModelOptimizer, Noising, ParamNames, TextToImage, controlnet_from_unet, controlnet_loss,
-    grounding_loss, unet_loss, vae_loss,
+    AdamW, AdamWConfig, ConsistencyReward, DenoisingBatch, GroundingTargets, LrSchedule,
+    LrScheduleKind, ModelOptimizer, Noising, ParamNames, TextToImage, controlnet_from_unet,
+    controlnet_loss, grounding_loss, unet_loss, vae_loss,
 };
 use maskforge_core::weights::{
     HostTensor, PrefixedWeights, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights,
@@ -475,6 +483,7 @@ fn check_controlnet_training(device: &Device, grad_tol: f32, weight_tol: f32) {
             &cond,
             &noising,
             &batch(&exp, "C", k, device),
+            None,
         );
         relative(
             &format!("C.loss[{k}]"),
@@ -509,9 +518,7 @@ fn wgpu_controlnet_training_steps_match_diffusers() {
     check_controlnet_training(wgpu_device(), 1e-3, 5e-5);
 }
 
-/// Run D: two steps of the VAE objective (reconstruction + 1e-3 · KL).
-fn check_vae_training(device: &Device, grad_tol: f32, weight_tol: f32) {
-    let exp = Expected::load("train");
+fn tiny_vae(device: &Device) -> (AutoencoderKLConfig, AutoencoderKL) {
     let dir = fixture("tiny-train/vae");
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let config = AutoencoderKLConfig::from_json(&config, "vae/config.json").unwrap();
@@ -519,9 +526,142 @@ fn check_vae_training(device: &Device, grad_tol: f32, weight_tol: f32) {
     let file =
         SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
     let weights = Arc::new(SafetensorsWeights::new(vec![file]).unwrap());
+    let vb = VarBuilder::from_weights(weights, device, DType::F32);
+    let vae = AutoencoderKL::load(&vb, &config).unwrap();
+    (config, vae)
+}
+
+/// Run R (`tests/fixtures/train_consistency_ref.py`): two steps of `train_controlnet`'s loop
+/// with ControlNet++'s consistency reward (weight 0.5, timesteps ≤ 200), v_prediction; the
+/// one-step predictions and their decoded images checked on the way.
+fn check_consistency_training(device: &Device, tol: f32, grad_tol: f32, weight_tol: f32) {
+    let t = tiny();
+    let inputs = Expected::load("train");
+    let exp = Expected::load("train_consistency");
+    let unet = {
+        let vb = VarBuilder::from_weights(t.weights.clone(), device, DType::F32);
+        UNet2DConditionModel::load(&vb, &t.config, "config.json").unwrap()
+    };
+    let (vae_config, vae) = tiny_vae(device);
+    let dir = fixture("tiny-train/controlnet-f2");
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let config = ControlNetConfig::from_json(&config, "controlnet/config.json").unwrap();
+    let path = dir.join("diffusion_pytorch_model.safetensors");
+    let file =
+        SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
+    let weights = Arc::new(SafetensorsWeights::new(vec![file]).unwrap());
+    let train_device = device.clone().autodiff();
+    let vb = VarBuilder::from_weights(weights, &train_device, DType::F32);
+    let mut controlnet = ControlNetModel::load(&vb, &config, "config.json").unwrap();
+    let names = ParamNames::of(|vb| ControlNetModel::load(vb, &config, "config.json")).unwrap();
+    let mut opt = optimizer(names, &controlnet, CONSTANT, false);
+    let v = SchedulerConfig {
+        prediction_type: PredictionType::VPrediction,
+        ..t.scheduler.clone()
+    };
+    let noising = Noising::new(&v, "scheduler_config.json").unwrap();
+    let reward = ConsistencyReward {
+        vae: &vae,
+        scaling_factor: vae_config.scaling_factor,
+        shift_factor: vae_config.shift_factor,
+        vae_dtype: DType::F32,
+        weight: 0.5,
+        max_timestep: 200,
+    };
+    let cond: burn::tensor::Tensor<4> = exp.tensor("R.cond", device);
+    let (_, losses) = exp.host("R.loss");
+    let (_, rewards) = exp.host("R.reward");
+    let mut lr = 0.0;
+    for (k, &expected) in losses.iter().enumerate() {
+        let (_, ts) = exp.host(&format!("R.timesteps.{k}"));
+        let batch = DenoisingBatch {
+            latents: inputs.tensor("latents", device),
+            context: inputs.tensor("context", device),
+            noise: exp.tensor(&format!("R.noise.{k}"), device),
+            timesteps: ts.iter().map(|&t| t as usize).collect(),
+            grounding: None,
+        };
+        // The intermediates: this step's prediction, its one-step sample, image and reward.
+        let (noisy, tf) = batch.noisy(&noising);
+        let control =
+            controlnet.forward_per_sample(noisy.clone(), &tf, &batch.context, None, &cond, 1.0);
+        let hooks = UNetHooks {
+            control: Some(&control),
+            ..UNetHooks::default()
+        };
+        let pred = unet.forward_per_sample(noisy.clone(), &tf, &batch.context, None, hooks);
+        let rewarded = reward.rewarded(&batch.timesteps);
+        let x0_rows: Vec<_> = rewarded
+            .iter()
+            .map(|&i| {
+                noising.predicted_sample(
+                    &noisy.clone().narrow(0, i, 1),
+                    &pred.clone().narrow(0, i, 1),
+                    &[batch.timesteps[i]],
+                )
+            })
+            .collect();
+        let x0 = burn::tensor::Tensor::cat(x0_rows, 0);
+        assert_close(
+            &format!("R.x0.{k}"),
+            &x0.into_data().try_into_vec::<f32>().unwrap(),
+            &exp.host(&format!("R.x0.{k}")).1,
+            tol,
+        );
+        let image = reward.predicted_images(&noising, noisy, pred, &batch.timesteps, &rewarded);
+        assert_close(
+            &format!("R.image.{k}"),
+            &image.clone().into_data().try_into_vec::<f32>().unwrap(),
+            &exp.host(&format!("R.image.{k}")).1,
+            tol,
+        );
+        let target = labelled(&cond.clone().narrow(0, rewarded[0], rewarded.len()));
+        relative(
+            &format!("R.reward[{k}]"),
+            saturation_bce(image, target).into_scalar::<f32>() as f64,
+            rewards[k] as f64,
+            1e-5,
+        );
+
+        let loss = controlnet_loss(&unet, &controlnet, &cond, &noising, &batch, Some(&reward));
+        relative(
+            &format!("R.loss[{k}]"),
+            loss.clone().into_scalar::<f32>() as f64,
+            expected as f64,
+            1e-5,
+        );
+        opt.accumulate(&controlnet, loss.backward());
+        if k == 1 {
+            check_grads(&exp, "R.grad1", &opt.gradients(), grad_tol);
+        }
+        let (updated, step_lr) = opt.step(controlnet);
+        controlnet = updated;
+        lr = step_lr;
+    }
+    check_weights(
+        &exp,
+        "R.param",
+        &opt.weights(&controlnet),
+        weight_tol,
+        Some(("R.grad1", lr as f32, grad_tol)),
+    );
+}
+
+#[test]
+fn cpu_consistency_training_steps_match_pytorch() {
+    check_consistency_training(&Device::flex(), 1e-4, 1e-3, 3e-5);
+}
+
+#[test]
+fn wgpu_consistency_training_steps_match_pytorch() {
+    check_consistency_training(wgpu_device(), 1e-3, 3e-3, 1e-4);
+}
+
+/// Run D: two steps of the VAE objective (reconstruction + 1e-3 · KL).
+fn check_vae_training(device: &Device, grad_tol: f32, weight_tol: f32) {
+    let exp = Expected::load("train");
     let device = device.clone().autodiff();
-    let vb = VarBuilder::from_weights(weights, &device, DType::F32);
-    let mut vae = AutoencoderKL::load(&vb, &config).unwrap();
+    let (config, mut vae) = tiny_vae(&device);
     let names = ParamNames::of(|vb| AutoencoderKL::load(vb, &config)).unwrap();
     let mut opt = optimizer(names, &vae, CONSTANT, false);
     let (_, losses) = exp.host("D.loss");

@@ -10,6 +10,7 @@
 pub mod adamw;
 mod autoencoder;
 pub mod checkpoint;
+pub mod consistency;
 pub mod controlnet_init;
 pub mod ema;
 pub mod grounding;
@@ -21,6 +22,7 @@ mod text_to_image;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use autoencoder::{VaeLoss, vae_loss};
+pub use consistency::ConsistencyReward;
 pub use controlnet_init::controlnet_from_unet;
 pub use ema::Ema;
 pub use grounding::{GroundingTargets, grounding_loss};

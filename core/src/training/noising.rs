@@ -78,6 +78,24 @@ impl Noising {
             _ => noise.clone(),
         }
     }
+
+    /// The scheduler's `pred_original_sample`: `x_0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v`, or
+    /// `(x_t − √(1−ᾱ_t)·ε) / √ᾱ_t`, from the model's prediction at `x_t`.
+    ///
+    /// # Shapes
+    /// as [`add_noise`](Self::add_noise)
+    pub fn predicted_sample(
+        &self,
+        noisy: &Tensor<4>,
+        pred: &Tensor<4>,
+        timesteps: &[usize],
+    ) -> Tensor<4> {
+        let (sa, s1a) = self.coefficients(timesteps, noisy);
+        match self.prediction_type {
+            PredictionType::VPrediction => sa * noisy.clone() - s1a * pred.clone(),
+            _ => (noisy.clone() - s1a * pred.clone()) / sa.clamp_min(1e-4),
+        }
+    }
 }
 
 /// `F.mse_loss(pred.float(), target.float(), reduction="mean")`.

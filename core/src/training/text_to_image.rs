@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
+use super::consistency::ConsistencyReward;
 use super::grounding::{GroundingTargets, grounding_loss};
 use super::noising::{Noising, mse_loss};
 use crate::error::Result;
@@ -98,7 +99,8 @@ pub fn unet_loss(
 }
 
 /// diffusers' `train_controlnet` loss: as [`unet_loss`], the UNet steered by `controlnet`
-/// on `image` (`[B, 3, H, W]` in [0, 1]).
+/// on `image` (`[B, 3, H, W]` in [0, 1]); plus, with `reward`, ControlNet++'s weighted
+/// [`ConsistencyReward`] of the same call's prediction.
 ///
 /// # Shapes
 /// → `[1]`
@@ -108,6 +110,7 @@ pub fn controlnet_loss(
     image: &Tensor<4>,
     noising: &Noising,
     batch: &DenoisingBatch,
+    reward: Option<&ConsistencyReward>,
 ) -> Tensor<1> {
     let (noisy, t) = batch.noisy(noising);
     let control =
@@ -116,9 +119,13 @@ pub fn controlnet_loss(
         control: Some(&control),
         ..UNetHooks::default()
     };
-    let pred = unet.forward_per_sample(noisy, &t, &batch.context, None, hooks);
-    mse_loss(
-        pred,
+    let pred = unet.forward_per_sample(noisy.clone(), &t, &batch.context, None, hooks);
+    let denoising = mse_loss(
+        pred.clone(),
         noising.target(&batch.latents, &batch.noise, &batch.timesteps),
-    )
+    );
+    match reward.and_then(|r| r.loss(noising, noisy, pred, &batch.timesteps, image)) {
+        Some(reward) => denoising + reward,
+        None => denoising,
+    }
 }

@@ -10,7 +10,7 @@ use burn::tensor::{DType, Device, Tensor};
 use clap::Args;
 use maskforge_core::models::diffusion::controlnet::{ControlNetConfig, ControlNetModel};
 use maskforge_core::pipelines::{PipelineFiles, StableDiffusion};
-use maskforge_core::training::{controlnet_from_unet, controlnet_loss};
+use maskforge_core::training::{ConsistencyReward, controlnet_from_unet, controlnet_loss};
 use maskforge_core::weights::{HostTensor, VarBuilder, Weights, load_component_weights};
 use serde::Serialize;
 
@@ -42,12 +42,32 @@ pub struct ControlNetArgs {
     /// The training objective; default: the scheduler config's `prediction_type`.
     #[arg(long, value_parser = ["epsilon", "v_prediction"])]
     pub objective: Option<String>,
+    /// Weight of ControlNet++'s consistency reward, with the shapes world's saturation rule as
+    /// its segmenter: the colour map's labelled pixels should come out saturated, the rest
+    /// not (0: off, as diffusers' `train_controlnet`).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub consistency_weight: f64,
+    /// The highest timestep whose items the consistency reward scores (ControlNet++'s 200).
+    #[arg(long, default_value_t = MAX_TIMESTEP)]
+    #[serde(skip_serializing_if = "is_default_max")]
+    pub consistency_max_timestep: usize,
     #[command(flatten)]
     pub options: TrainOptions,
 }
 
+/// ControlNet++'s rewarded timesteps: 0..=200 of 1000.
+const MAX_TIMESTEP: usize = 200;
+
+/// Keeps runs from before `--consistency-max-timestep` resumable: their identity lacks it.
+fn is_default_max(t: &usize) -> bool {
+    *t == MAX_TIMESTEP
+}
+
 struct ControlNetTask {
     cond: Conditioning,
+    /// `--consistency-weight` and `--consistency-max-timestep`, when the weight is not 0.
+    reward: Option<(f64, usize)>,
     config: ControlNetConfig,
     config_json: Vec<u8>,
     start: Arc<dyn Weights>,
@@ -82,12 +102,22 @@ impl Task for ControlNetTask {
             })
             .collect();
         let image = load_images(&paths, &self.cond.sd.device, 0.0, 1.0)?;
+        let sd = &self.cond.sd;
+        let reward = self.reward.map(|(weight, max_timestep)| ConsistencyReward {
+            vae: &sd.vae,
+            scaling_factor: sd.vae_config.scaling_factor,
+            shift_factor: sd.vae_config.shift_factor,
+            vae_dtype: sd.vae_dtype,
+            weight: weight as f32,
+            max_timestep,
+        });
         Ok(controlnet_loss(
-            &self.cond.sd.unet,
+            &sd.unet,
             model,
             &image,
             &self.cond.noising,
             &batch,
+            reward.as_ref(),
         ))
     }
 
@@ -164,6 +194,9 @@ fn default_conditioning_channels(levels: usize) -> Vec<usize> {
 pub fn run(args: ControlNetArgs) -> Result<()> {
     let o = &args.options;
     o.check()?;
+    if !(args.consistency_weight >= 0.0 && args.consistency_weight.is_finite()) {
+        bail!("--consistency-weight must be a finite number ≥ 0");
+    }
     if !args.model.join("model_index.json").is_file() {
         bail!(
             "--model {}: not a diffusers folder (no model_index.json)",
@@ -221,7 +254,10 @@ pub fn run(args: ControlNetArgs) -> Result<()> {
         );
     }
     let (noising, _) = noising(&sd, args.objective.as_deref())?;
+    let reward = (args.consistency_weight > 0.0)
+        .then_some((args.consistency_weight, args.consistency_max_timestep));
     let task = ControlNetTask {
+        reward,
         cond: Conditioning {
             sd,
             noising,

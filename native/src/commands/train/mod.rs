@@ -154,7 +154,8 @@ impl TrainOptions {
     }
 }
 
-/// Keeps runs from before `--proportion-empty-prompts` resumable: their identity lacks it.
+/// Keeps runs from before an option resumable (`--proportion-empty-prompts`,
+/// `--consistency-weight`): their identity lacks it.
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
