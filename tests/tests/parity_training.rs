@@ -427,7 +427,7 @@ fn wgpu_training_steps_match_diffusers() {
 #[test]
 fn controlnet_from_unet_matches_diffusers() {
     let t = tiny();
-    let (config, reference) = tiny_controlnet();
+    let (config, reference) = tiny_controlnet("controlnet");
     let ours = controlnet_from_unet(&config, t.weights.as_ref(), 0).unwrap();
     let mut keys: Vec<String> = Weights::keys(reference.as_ref()).unwrap();
     keys.sort();
@@ -445,8 +445,9 @@ fn controlnet_from_unet_matches_diffusers() {
     }
 }
 
-fn tiny_controlnet() -> (ControlNetConfig, Arc<SafetensorsWeights>) {
-    let dir = fixture("tiny-train/controlnet");
+/// The ControlNet fixture `tiny-train/{name}`: its config and weights.
+fn tiny_controlnet(name: &str) -> (ControlNetConfig, Arc<SafetensorsWeights>) {
+    let dir = fixture(&format!("tiny-train/{name}"));
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let config = ControlNetConfig::from_json(&config, "controlnet/config.json").unwrap();
     let path = dir.join("diffusion_pytorch_model.safetensors");
@@ -462,7 +463,7 @@ fn tiny_controlnet() -> (ControlNetConfig, Arc<SafetensorsWeights>) {
 fn check_controlnet_training(device: &Device, grad_tol: f32, weight_tol: f32) {
     let t = tiny();
     let exp = Expected::load("train");
-    let (config, weights) = tiny_controlnet();
+    let (config, weights) = tiny_controlnet("controlnet");
     let unet = {
         let vb = VarBuilder::from_weights(t.weights.clone(), device, DType::F32);
         UNet2DConditionModel::load(&vb, &t.config, "config.json").unwrap()
@@ -543,13 +544,7 @@ fn check_consistency_training(device: &Device, tol: f32, grad_tol: f32, weight_t
         UNet2DConditionModel::load(&vb, &t.config, "config.json").unwrap()
     };
     let (vae_config, vae) = tiny_vae(device);
-    let dir = fixture("tiny-train/controlnet-f2");
-    let config = std::fs::read(dir.join("config.json")).unwrap();
-    let config = ControlNetConfig::from_json(&config, "controlnet/config.json").unwrap();
-    let path = dir.join("diffusion_pytorch_model.safetensors");
-    let file =
-        SafetensorsFile::parse(path.display().to_string(), map_file(&path).unwrap()).unwrap();
-    let weights = Arc::new(SafetensorsWeights::new(vec![file]).unwrap());
+    let (config, weights) = tiny_controlnet("controlnet-f2");
     let train_device = device.clone().autodiff();
     let vb = VarBuilder::from_weights(weights, &train_device, DType::F32);
     let mut controlnet = ControlNetModel::load(&vb, &config, "config.json").unwrap();
