@@ -746,6 +746,7 @@ fn bench_scores_masks_against_the_saturation_truth() {
     assert!((2..=8).contains(&regions), "{truth}");
     assert!(truth["annotations"].as_u64().unwrap() <= regions, "{truth}");
     check_color_following(&truth["color_following"], 2);
+    check_shape_following(&truth["shape_following"], 2);
     // MaskSyn, and ImgSyn on the world's own maps: where each sample's labels and image
     // differ, its IoU agree / (agree + missed + extra), and `pixels` the sum over samples.
     const KINDS: [&str; 5] = [
@@ -836,6 +837,37 @@ fn check_color_following(block: &serde_json::Value, samples: usize) {
     );
 }
 
+/// `truth.shape_following` of the same prompts: which shape each drew (null: no saturated
+/// component of 8 pixels), the share that drew the prompted one (sample k prompts shape
+/// (k + k / 10) mod 10), and the mean IoU with it (0 for those that drew nothing).
+fn check_shape_following(block: &serde_json::Value, samples: usize) {
+    const SHAPES: [&str; 10] = [
+        "circle", "square", "triangle", "star", "ring", "cross", "heart", "hexagon", "crescent",
+        "arrow",
+    ];
+    let drawn = block["drawn"].as_array().unwrap();
+    assert_eq!(
+        (block["samples"].as_u64(), drawn.len()),
+        (Some(samples as u64), samples)
+    );
+    let hits = (0..samples)
+        .filter(|&k| drawn[k].as_str() == Some(SHAPES[(k + k / 10) % 10]))
+        .count();
+    assert_eq!(
+        block["accuracy"].as_f64().unwrap(),
+        hits as f64 / samples as f64,
+        "{block}"
+    );
+    let iou = block["asked_iou"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&iou), "{block}");
+    assert_eq!(iou == 0.0, drawn.iter().all(|d| d.is_null()), "{block}");
+    assert!(
+        drawn
+            .iter()
+            .all(|d| d.is_null() || SHAPES.contains(&d.as_str().unwrap()))
+    );
+}
+
 /// `maskforge bench --truth --json`, as issue 17 writes it: 16 samples of the embedded model at
 /// its own region size (64×64 from its `mosaic.json`); one step each keeps it short.
 #[test]
@@ -869,6 +901,7 @@ fn bench_truth_without_a_count_scores_16_samples_at_the_models_size() {
         "{truth}"
     );
     check_color_following(&truth["color_following"], 16);
+    check_shape_following(&truth["shape_following"], 16);
     // The model's own guidance (its `mosaic.json`).
     assert_eq!(truth["color_following"]["guidance"], 16.0, "{truth}");
 }

@@ -109,5 +109,6 @@ open(path, "w").write(json.dumps(report, indent=1) + "\n")
 for name in ("trained", "committed"):
     t = report[name] or {}
     print(f"{name}: mean_iou {t.get('mean_iou')}, colour following "
-          f"{(t.get('color_following') or {}).get('accuracy')}", file=sys.stderr)
+          f"{(t.get('color_following') or {}).get('accuracy')}, shape following "
+          f"{(t.get('shape_following') or {}).get('accuracy')}", file=sys.stderr)
 PY

@@ -6,13 +6,15 @@
 //! [`classes`] are the shape classes (categories and palette), [`geometry`] their outlines and
 //! poses, [`colors`] the colours and the rule, [`scene`] draws a scene from a seed, [`render`]
 //! draws it, [`captions`] describes it, and [`world`] makes it a dataset generator whose
-//! records are [`record`]s. Pure functions on buffers, but for the run's [`Storage`].
+//! records are [`record`]s. [`truth`] and [`drawn_shape`] read generated images back: where
+//! their objects are, and which colour and shape they drew. Pure functions on buffers, but for the run's [`Storage`].
 //!
 //! [`Storage`]: crate::dataset::Storage
 
 pub mod captions;
 pub mod classes;
 pub mod colors;
+pub mod drawn_shape;
 pub mod geometry;
 pub mod record;
 pub mod render;

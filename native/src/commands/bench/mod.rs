@@ -267,8 +267,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             options.overlap = (overlap(height), overlap(width));
             options.steps = truth_steps;
             let mut t = truth::mosaic_truth(&sd, &options, n)?;
-            t["color_following"] =
-                truth::color_following(&sd, [height, width], truth_steps, options.guidance, n)?;
+            let [color, shape] =
+                truth::prompt_following(&sd, [height, width], truth_steps, options.guidance, n)?;
+            t["color_following"] = color;
+            t["shape_following"] = shape;
             anyhow::Ok(t)
         })
         .transpose()?;

@@ -3,7 +3,8 @@
 //! `maskforge_core::shapes::truth`). MosaicFusion: each annotation of the dataset (and each
 //! region's final mask) against the saturated pixels of its region's image. MaskSyn: the
 //! foreground Text2Mask drew against the saturated pixels of Mask2Img's image; ImgSyn: the
-//! same for Mask2Img alone, on the world's own label maps. Each reported as a mean IoU. Prompt following: whether text-to-image draws the colour its prompt names.
+//! same for Mask2Img alone, on the world's own label maps. Each reported as a mean IoU.
+//! Prompt following: whether text-to-image draws the colour and the shape its prompt names.
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use maskforge_core::shapes::ShapeClass;
 use maskforge_core::shapes::captions::single_caption;
 use maskforge_core::shapes::classes::palette as shapes_palette;
 use maskforge_core::shapes::colors::OBJECT_COLORS;
+use maskforge_core::shapes::drawn_shape::drawn_shape;
 use maskforge_core::shapes::render::render;
 use maskforge_core::shapes::scene::{MAX_OBJECTS, sample_scene};
 use maskforge_core::shapes::truth::{TruthPixels, drawn_color, mask_iou, saturation_truth};
@@ -236,18 +238,22 @@ fn with_settings(
     report
 }
 
-/// The share of `samples` text-to-image runs ("a photo of a single {colour} {shape}", seed
-/// k, colour k mod 10, the shapes in turn) whose saturated pixels are nearest the prompted
-/// colour of the shapes world's ten (chance: 0.1). A model that ignores its prompt draws
-/// one colour per seed whatever the prompt says.
-pub fn color_following(
+/// Prompt following over `samples` text-to-image runs ("a photo of a single {colour}
+/// {shape}", seed k, colour k mod 10, the shapes in turn): `color`, the share whose saturated
+/// pixels are nearest the prompted colour of the shapes world's ten, and `shape`, the share
+/// whose largest saturated component matches the prompted shape best
+/// ([`drawn_shape`]) and its mean IoU with that shape (chance for either share: 0.1). A
+/// model that ignores its prompt draws one colour per seed whatever the prompt says, and
+/// one that draws blobs matches the circle.
+pub fn prompt_following(
     sd: &StableDiffusion,
     [h, w]: [usize; 2],
     steps: usize,
     guidance: f64,
     samples: usize,
-) -> Result<serde_json::Value> {
+) -> Result<[serde_json::Value; 2]> {
     let (mut hits, mut unsaturated, mut drawn) = (0usize, 0usize, Vec::new());
+    let (mut shape_hits, mut asked_iou, mut shapes) = (0usize, 0.0f64, Vec::new());
     for k in 0..samples {
         let prompted = k % OBJECT_COLORS.len();
         let color = &OBJECT_COLORS[prompted];
@@ -261,17 +267,31 @@ pub fn color_following(
             seed: k as u64,
             ..Txt2ImgParams::default()
         };
-        let image = sd.txt2img(&params, |_, _| {})?.image;
-        let got = drawn_color(&image_to_rgb8(image)?);
+        let rgb = image_to_rgb8(sd.txt2img(&params, |_, _| {})?.image)?;
+        let got = drawn_color(&rgb);
         hits += usize::from(got == Some(prompted));
         unsaturated += usize::from(got.is_none());
         drawn.push(got.map(|c| OBJECT_COLORS[c].name));
+        let shape = drawn_shape(&rgb, w);
+        shape_hits += usize::from(shape.as_ref().is_some_and(|s| s.class == class));
+        asked_iou += shape.as_ref().map_or(0.0, |s| s.iou(class));
+        shapes.push(shape.map(|s| s.class.name()));
     }
-    Ok(serde_json::json!({
-        "samples": samples,
-        "guidance": guidance,
-        "accuracy": hits as f64 / samples.max(1) as f64,
-        "unsaturated": unsaturated,
-        "drawn": drawn,
-    }))
+    let share = |n: usize| n as f64 / samples.max(1) as f64;
+    Ok([
+        serde_json::json!({
+            "samples": samples,
+            "guidance": guidance,
+            "accuracy": share(hits),
+            "unsaturated": unsaturated,
+            "drawn": drawn,
+        }),
+        serde_json::json!({
+            "samples": samples,
+            "guidance": guidance,
+            "accuracy": share(shape_hits),
+            "asked_iou": asked_iou / samples.max(1) as f64,
+            "drawn": shapes,
+        }),
+    ])
 }
