@@ -1,9 +1,9 @@
 //! Which shape a generated image draws. Its largest saturated component (the truth rule of
 //! [`super::truth`]) is moved and scaled into a canonical frame, its centroid at the centre and
 //! its area fixed, and compared by IoU with every class outlined by the world's own rasteriser
-//! in the same frame at [`ROTATIONS`] rotations. A blob matches the circle best; a drawing is
-//! recognisable as the class it matches. `bench --truth` uses it to score whether
-//! text-to-image draws the shape its prompt names.
+//! in the same frame at [`ROTATIONS`] rotations. A round blob matches the circle best and a
+//! ragged one the heart or the hexagon; a drawing is recognisable as the class it matches.
+//! `bench --truth` uses it to score whether text-to-image draws the shape its prompt names.
 
 use std::sync::LazyLock;
 

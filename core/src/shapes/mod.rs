@@ -7,7 +7,8 @@
 //! poses, [`colors`] the colours and the rule, [`scene`] draws a scene from a seed, [`render`]
 //! draws it, [`captions`] describes it, and [`world`] makes it a dataset generator whose
 //! records are [`record`]s. [`truth`] and [`drawn_shape`] read generated images back: where
-//! their objects are, and which colour and shape they drew. Pure functions on buffers, but for the run's [`Storage`].
+//! their objects are, and which colour and shape they drew. Pure functions on buffers, but
+//! for the run's [`Storage`].
 //!
 //! [`Storage`]: crate::dataset::Storage
 

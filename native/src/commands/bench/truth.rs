@@ -244,7 +244,7 @@ fn with_settings(
 /// whose largest saturated component matches the prompted shape best
 /// ([`drawn_shape`]) and its mean IoU with that shape (chance for either share: 0.1). A
 /// model that ignores its prompt draws one colour per seed whatever the prompt says, and
-/// one that draws blobs matches the circle.
+/// one that draws blobs matches the circle, the heart or the hexagon whatever it asks.
 pub fn prompt_following(
     sd: &StableDiffusion,
     [h, w]: [usize; 2],
