@@ -318,6 +318,69 @@ fn trains_a_unet_from_scratch_and_reports_bad_input() {
         &["wide.json", "cross_attention_dim 48", "hidden size 32"],
     );
 
+    // Grown from the pipeline's UNet: the prompt pooled into the time embedding is the one
+    // new layer; a config whose layers do not fit the UNet's weights is a clear error.
+    let text_config = dir.path().join("text.json");
+    let base_config = std::fs::read_to_string(model.join("unet/config.json")).unwrap();
+    std::fs::write(
+        &text_config,
+        base_config
+            .replace(
+                "\"addition_embed_type\": null",
+                "\"addition_embed_type\": \"text\"",
+            )
+            .replace(
+                "\"addition_embed_type_num_heads\": 64",
+                "\"addition_embed_type_num_heads\": 4",
+            ),
+    )
+    .unwrap();
+    let grown = dir.path().join("grown");
+    let mut args = train_args(&data, &grown, &model, "2");
+    args.extend(["--unet-config", s(&text_config), "--grow"]);
+    ok(maskforge(&args));
+    let (base, trained) = (tensors(&model.join(UNET)), tensors(&grown.join(UNET)));
+    let added: Vec<&String> = trained.keys().filter(|k| !base.contains_key(*k)).collect();
+    assert!(
+        added.len() == 13 && added.iter().all(|k| k.starts_with("add_embedding.")),
+        "{added:?}"
+    );
+    assert!(base.keys().all(|k| trained.contains_key(k)));
+    ok(maskforge(&[
+        "txt2img",
+        "--model",
+        s(&grown),
+        "--prompt",
+        "a photo of a single red star",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--steps",
+        "2",
+        "--out",
+        s(&dir.path().join("grown.png")),
+    ]));
+    let wide_text = dir.path().join("wide-text.json");
+    std::fs::write(
+        &wide_text,
+        std::fs::read_to_string(&text_config)
+            .unwrap()
+            .replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48"),
+    )
+    .unwrap();
+    let o = dir.path().join("o5");
+    let mut args = train_args(&data, &o, &model, "1");
+    args.extend(["--unet-config", s(&wide_text), "--grow"]);
+    assert_clear_error(
+        &maskforge(&args),
+        &[
+            "diffusion_pytorch_model.safetensors",
+            "attn2.to_k.weight",
+            "wide-text.json",
+        ],
+    );
+
     let broken = dir.path().join("broken");
     ok(maskforge(&[
         "train",

@@ -3,10 +3,14 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use maskforge_core::models::diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use maskforge_core::mosaic::layout::{Layout, LayoutDraws, RegionBox};
 use maskforge_core::mosaic::plan::{RegionPlan, SamplePlan, attention_token_index};
 use maskforge_core::pipelines::StableDiffusion;
-use maskforge_core::weights::{SafetensorsFile, SafetensorsWeights, Weights};
+use maskforge_core::weights::{
+    ComponentFiles, Library, SafetensorsFile, SafetensorsWeights, VarBuilder, Weights,
+    load_component_weights,
+};
 use maskforge_native::source::{DirSource, map_file};
 
 /// `tests/fixtures/<name>`.
@@ -97,6 +101,21 @@ pub fn check<const D: usize>(exp: &Expected, key: &str, got: Tensor<D>, tol: f32
 pub fn load_pipeline(name: &str, device: &Device) -> StableDiffusion {
     let source = DirSource::new(fixture(name)).unwrap();
     StableDiffusion::load(&source, device, DType::F32).unwrap()
+}
+
+/// The diffusers UNet folder `tests/fixtures/<name>` (`config.json` and its weights), in f32.
+pub fn load_unet(name: &str, device: &Device) -> UNet2DConditionModel {
+    let dir = fixture(name);
+    let config = UNet2DConditionConfig::from_json(
+        &std::fs::read(dir.join("config.json")).unwrap(),
+        "config.json",
+    )
+    .unwrap();
+    let source = DirSource::new(&dir).unwrap();
+    let files = ComponentFiles::new(".", Library::Diffusers, false);
+    let weights = load_component_weights(&source, &files).unwrap();
+    let vb = VarBuilder::from_weights(std::sync::Arc::new(weights), device, DType::F32);
+    UNet2DConditionModel::load(&vb, &config, "config.json").unwrap()
 }
 
 /// Loads a fixture single-file checkpoint with the configs of the folder of the same name.

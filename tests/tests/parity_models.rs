@@ -1,13 +1,15 @@
 //! Each model against diffusers/transformers on the tiny random-weight fixtures (CPU backend):
-//! text encoders, UNet (with intermediate activations), VAE encode and decode, single files.
+//! text encoders, UNets (with intermediate activations), VAE encode and decode, single files.
 
-use burn::tensor::{Device, Tensor};
-use maskforge_core::models::diffusion::unet::{UNetHooks, UNetTrace};
+use burn::tensor::{DType, Device, Tensor};
+use maskforge_core::models::diffusion::unet::{
+    AttentionPooling, TextTimeEmbedding, UNetHooks, UNetTrace,
+};
 use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
 use maskforge_core::weights::{ComponentFiles, Library, VarBuilder, load_component_weights};
 use maskforge_native::source::DirSource;
 use maskforge_tests::{
-    Expected, assert_close, check, fixture, load_pipeline, load_single_file, values,
+    Expected, assert_close, check, fixture, load_pipeline, load_single_file, load_unet, values,
 };
 
 /// Intermediate activations: float32 reordering of sums only.
@@ -140,6 +142,50 @@ fn sd15_unet_matches_diffusers() {
 #[test]
 fn sd2v_unet_matches_diffusers() {
     unet_matches("tiny-sd2v", "sd2v");
+}
+
+/// `addition_embed_type: "text"`: the prompt pooled into the time embedding, checked layer by
+/// layer (the pooling alone, then what the resnet blocks get) and through the whole UNet.
+#[test]
+fn unet_with_text_embedding_matches_diffusers() {
+    let device = cpu();
+    let unet = load_unet("tiny-unet-text", &device);
+    let exp = Expected::load("unet_text");
+    let sample: Tensor<4> = exp.tensor("in.sample", &device);
+    let context: Tensor<3> = exp.tensor("in.encoder_hidden_states", &device);
+    let t = exp.host("in.timestep").1[0];
+
+    let weights = load_component_weights(
+        &DirSource::new(fixture("tiny-unet-text")).unwrap(),
+        &ComponentFiles::new(".", Library::Diffusers, false),
+    )
+    .unwrap();
+    let vb = VarBuilder::from_weights(std::sync::Arc::new(weights), &device, DType::F32);
+    let pool = AttentionPooling::load(&vb.pp("add_embedding.pool"), 32, 4).unwrap();
+    let add = TextTimeEmbedding::load(&vb.pp("add_embedding"), 32, 64, 4).unwrap();
+    check(&exp, "pool", pool.forward(context.clone()), TOL);
+    check(&exp, "add_emb", add.forward(context.clone()), TOL);
+
+    let mut trace = UNetTrace::default();
+    let out = unet.forward_with(
+        sample,
+        t,
+        &context,
+        None,
+        UNetHooks {
+            trace: Some(&mut trace),
+            ..UNetHooks::default()
+        },
+    );
+    check(&exp, "emb", trace.time_emb.unwrap(), TOL);
+    for (i, d) in trace.down.into_iter().enumerate() {
+        check(&exp, &format!("down.{i}"), d, TOL);
+    }
+    check(&exp, "mid", trace.mid.unwrap(), TOL);
+    for (i, u) in trace.up.into_iter().enumerate() {
+        check(&exp, &format!("up.{i}"), u, TOL);
+    }
+    check(&exp, "out", out, TOL);
 }
 
 fn vae_matches(pipeline: &str, expected: &str) {

@@ -35,7 +35,7 @@ use maskforge_core::weights::{
 use maskforge_native::source::map_file;
 use maskforge_tests::{
     BOXES, Expected, assert_attention_close, assert_close, check, fixture, load_pipeline,
-    mosaic_reference_plan, values,
+    load_unet, mosaic_reference_plan, values,
 };
 
 const TOL: f32 = 1e-3;
@@ -98,6 +98,16 @@ fn wgpu_models_match_diffusers() {
             sd.vae.decode(exp.tensor("vae.decode.in", &device)),
             TOL,
         );
+        // The prompt pooled into the time embedding (`addition_embed_type: "text"`).
+        let unet = load_unet("tiny-unet-text", &device);
+        let exp = Expected::load("unet_text");
+        let out = unet.forward(
+            exp.tensor("in.sample", &device),
+            exp.host("in.timestep").1[0],
+            &exp.tensor("in.encoder_hidden_states", &device),
+            None,
+        );
+        check(&exp, "out", out, TOL);
     });
 }
 

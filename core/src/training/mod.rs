@@ -19,6 +19,7 @@ pub mod noising;
 pub mod optimizer;
 pub mod param_names;
 mod text_to_image;
+pub mod unet_init;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use autoencoder::{VaeLoss, vae_loss};
@@ -31,3 +32,4 @@ pub use noising::{Noising, mse_loss};
 pub use optimizer::ModelOptimizer;
 pub use param_names::ParamNames;
 pub use text_to_image::{DenoisingBatch, TextToImage, controlnet_loss, unet_loss};
+pub use unet_init::unet_from_model;

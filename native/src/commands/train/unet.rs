@@ -14,7 +14,7 @@ use maskforge_core::schedulers::{PredictionType, SchedulerConfig};
 use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
 use maskforge_core::training::checkpoint::safetensors_bytes;
 use maskforge_core::training::{
-    DenoisingBatch, GroundingTargets, Noising, ParamNames, TextToImage, unet_loss,
+    DenoisingBatch, GroundingTargets, Noising, ParamNames, TextToImage, unet_from_model, unet_loss,
 };
 use maskforge_core::weights::{
     FileSource, HostTensor, MemorySource, PrefixedWeights, SafetensorsWeights, VarBuilder, Weights,
@@ -38,6 +38,12 @@ pub struct UNetArgs {
     /// Train a new UNet of this `config.json` from scratch instead of fine-tuning.
     #[arg(long)]
     pub unet_config: Option<PathBuf>,
+    /// With `--unet-config`: start every layer `--model`'s UNet has from its weights (same
+    /// names and shapes), so that only the layers the config adds are new, such as
+    /// `"addition_embed_type": "text"` (the prompt pooled into the time embedding, which
+    /// starts at zero).
+    #[arg(long, requires = "unet_config")]
+    pub grow: bool,
     /// The training objective; default: the scheduler config's `prediction_type`.
     #[arg(long, value_parser = ["epsilon", "v_prediction"])]
     pub objective: Option<String>,
@@ -354,8 +360,13 @@ pub fn run(args: UNetArgs) -> Result<()> {
     let mut top = MemorySource::new(args.model.display().to_string());
     let unet_start: Arc<dyn Weights> = match &args.unet_config {
         Some(_) => {
-            let names = ParamNames::of(|vb| UNet2DConditionModel::load(vb, &config, &config_name))?;
-            let init = names.init_weights(o.seed, format!("a new UNet of {config_name}"));
+            let init = if args.grow {
+                unet_from_model(&config, &config_name, &unet_weights(&source)?, o.seed)?
+            } else {
+                let names =
+                    ParamNames::of(|vb| UNet2DConditionModel::load(vb, &config, &config_name))?;
+                names.init_weights(o.seed, format!("a new UNet of {config_name}"))
+            };
             let tensors: Vec<(String, HostTensor)> = init.tensors.clone().into_iter().collect();
             top.insert("unet/config.json", config_json.clone());
             top.insert(

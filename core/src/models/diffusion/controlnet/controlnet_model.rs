@@ -93,7 +93,9 @@ impl ControlNetModel {
         let [b, _, _, _] = sample.dims();
         let device = sample.device();
         let dtype = sample.dtype();
-        let temb = self.embedding.forward(timesteps, added, &device, dtype);
+        let temb = self
+            .embedding
+            .forward(timesteps, context, added, &device, dtype);
         let mut image = image.clone().cast(dtype);
         if self.bgr {
             image = image.flip([1]);

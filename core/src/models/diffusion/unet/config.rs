@@ -64,6 +64,9 @@ pub struct UNet2DConditionConfig {
     pub upcast_attention: bool,
     #[serde(default)]
     pub addition_embed_type: Option<String>,
+    /// Heads of the `"text"` addition embedding's attention pooling (diffusers' default 64).
+    #[serde(default)]
+    pub addition_embed_type_num_heads: Option<usize>,
     #[serde(default)]
     pub addition_time_embed_dim: Option<usize>,
     #[serde(default)]
@@ -174,6 +177,19 @@ impl UNet2DConditionConfig {
                     ));
                 }
             }
+            Some("text") => {
+                let heads = self.text_pooling_heads();
+                if heads == 0 || self.cross_attention_dim % heads != 0 {
+                    return Err(Error::config(
+                        file,
+                        format!(
+                            "text embeddings: cross_attention_dim {} does not split into \
+                             addition_embed_type_num_heads {heads}",
+                            self.cross_attention_dim
+                        ),
+                    ));
+                }
+            }
             Some(other) => {
                 return Err(Error::config(
                     file,
@@ -246,6 +262,11 @@ impl UNet2DConditionConfig {
     /// Width of the time embedding (`4 × block_out_channels[0]`).
     pub fn time_embed_dim(&self) -> usize {
         4 * self.block_out_channels[0]
+    }
+
+    /// Heads of the `"text"` addition embedding's pooling.
+    pub fn text_pooling_heads(&self) -> usize {
+        self.addition_embed_type_num_heads.unwrap_or(64)
     }
 
     /// How much the UNet downsamples: `2^(number of downsampling blocks)`.

@@ -1,10 +1,12 @@
-//! Sinusoidal timestep features (`Timesteps`) and their MLP (`TimestepEmbedding`).
+//! Sinusoidal timestep features (`Timesteps`), their MLP (`TimestepEmbedding`) and the
+//! conditioning vector built from them (`ConditioningEmbedding`).
 
 use burn::module::Module;
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::config::UNet2DConditionConfig;
+use super::text_time_embedding::TextTimeEmbedding;
 use crate::error::Result;
 use crate::nn::{Linear, linear};
 use crate::weights::VarBuilder;
@@ -78,12 +80,22 @@ pub struct AddedCond {
     pub time_ids: Vec<[f32; 6]>,
 }
 
+/// The extra term of the conditioning vector, by `addition_embed_type`.
+#[derive(Module, Debug)]
+pub enum AdditionEmbedding {
+    /// `"text"`: the prompt's hidden states pooled by attention.
+    Text(TextTimeEmbedding),
+    /// `"text_time"` (SDXL): the pooled text embeddings and the time ids.
+    TextTime(TimestepEmbedding),
+}
+
 /// The conditioning vector of the UNet and the ControlNet: `time_embedding` of the sinusoidal
-/// timestep features, plus (SDXL) `add_embedding` of the pooled text and the time ids.
+/// timestep features, plus `add_embedding` where the config has one: of the pooled prompt
+/// (`"text"`), or (SDXL, `"text_time"`) of the pooled text embeddings and the time ids.
 #[derive(Module, Debug)]
 pub struct ConditioningEmbedding {
     time_embedding: TimestepEmbedding,
-    add_embedding: Option<TimestepEmbedding>,
+    add_embedding: Option<AdditionEmbedding>,
     time_proj_dim: usize,
     add_time_proj_dim: usize,
     flip_sin_to_cos: bool,
@@ -91,19 +103,25 @@ pub struct ConditioningEmbedding {
 }
 
 impl ConditioningEmbedding {
-    /// Reads `time_embedding` and (for `text_time` configs) `add_embedding` below `vb`.
+    /// Reads `time_embedding` and (for `text` and `text_time` configs) `add_embedding` below
+    /// `vb`.
     pub fn load(vb: &VarBuilder, c: &UNet2DConditionConfig) -> Result<Self> {
         let ch0 = c.block_out_channels[0];
         let temb = c.time_embed_dim();
+        let vb_add = vb.pp("add_embedding");
         let add_embedding = match (
             c.addition_embed_type.as_deref(),
             c.projection_class_embeddings_input_dim,
         ) {
-            (Some("text_time"), Some(d_in)) => Some(TimestepEmbedding::load(
-                &vb.pp("add_embedding"),
-                d_in,
+            (Some("text"), _) => Some(AdditionEmbedding::Text(TextTimeEmbedding::load(
+                &vb_add,
+                c.cross_attention_dim,
                 temb,
-            )?),
+                c.text_pooling_heads(),
+            )?)),
+            (Some("text_time"), Some(d_in)) => Some(AdditionEmbedding::TextTime(
+                TimestepEmbedding::load(&vb_add, d_in, temb)?,
+            )),
             _ => None,
         };
         Ok(Self {
@@ -118,16 +136,18 @@ impl ConditioningEmbedding {
 
     /// Whether the model needs [`AddedCond`] (SDXL).
     pub fn needs_added_cond(&self) -> bool {
-        self.add_embedding.is_some()
+        matches!(self.add_embedding, Some(AdditionEmbedding::TextTime(_)))
     }
 
     /// The conditioning of each batch item at its own timestep.
     ///
     /// # Shapes
-    /// `timesteps`: `[B]` → `[B, 4 × block_out_channels[0]]`
+    /// `timesteps`: `[B]`, `context`: `[B, L, cross_attention_dim]` →
+    /// `[B, 4 × block_out_channels[0]]`
     pub fn forward(
         &self,
         timesteps: &[f32],
+        context: &Tensor<3>,
         added: Option<&AddedCond>,
         device: &Device,
         dtype: DType,
@@ -142,8 +162,19 @@ impl ConditioningEmbedding {
             dtype,
         );
         let temb = self.time_embedding.forward(t_features);
-        let (Some(add), Some(cond)) = (&self.add_embedding, added) else {
-            return temb;
+        let (add, cond) = match (&self.add_embedding, added) {
+            (Some(AdditionEmbedding::Text(text)), _) => {
+                let pooled = text.forward(context.clone().cast(dtype));
+                // One prompt for the whole batch.
+                let pooled = if pooled.dims()[0] == 1 {
+                    pooled.repeat_dim(0, batch)
+                } else {
+                    pooled
+                };
+                return temb + pooled;
+            }
+            (Some(AdditionEmbedding::TextTime(add)), Some(cond)) => (add, cond),
+            _ => return temb,
         };
         let ids: Vec<f32> = cond.time_ids.iter().flatten().copied().collect();
         let time_features = timestep_features(

@@ -172,7 +172,9 @@ impl UNet2DConditionModel {
         } = hooks;
         let device = sample.device();
         let dtype = sample.dtype();
-        let temb = self.embedding.forward(timesteps, added, &device, dtype);
+        let temb = self
+            .embedding
+            .forward(timesteps, context, added, &device, dtype);
         if let Some(t) = trace.as_deref_mut() {
             t.time_emb = Some(temb.clone());
         }
