@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::{assert_clear_error, copy_dir, fixtures, maskforge};

@@ -3,7 +3,7 @@
 
 use burn::tensor::{DType, Device, Tensor};
 use maskforge_core::models::diffusion::unet::{
-    AttentionPooling, TextTimeEmbedding, UNetHooks, UNetTrace,
+    AttentionPooling, TextTimeEmbedding, UNet2DConditionModel, UNetHooks, UNetTrace,
 };
 use maskforge_core::text::clip::{ClipTextConfig, ClipTextModel};
 use maskforge_core::weights::{ComponentFiles, Library, VarBuilder, load_component_weights};
@@ -93,15 +93,19 @@ fn clip_with_projection_matches_transformers() {
     );
 }
 
-fn unet_matches(pipeline: &str, expected: &str) {
-    let device = cpu();
-    let sd = load_pipeline(pipeline, &device);
-    let exp = Expected::load(expected);
-    let sample: Tensor<4> = exp.tensor("unet.in.sample", &device);
-    let context: Tensor<3> = exp.tensor("unet.in.encoder_hidden_states", &device);
-    let t = exp.host("unet.in.timestep").1[0];
+/// `unet` on the expected inputs `{prefix}in.sample`, `in.timestep` and
+/// `in.encoder_hidden_states`, traced.
+fn traced_call(
+    unet: &UNet2DConditionModel,
+    exp: &Expected,
+    prefix: &str,
+    device: &Device,
+) -> (UNetTrace, Tensor<4>) {
+    let sample: Tensor<4> = exp.tensor(&format!("{prefix}in.sample"), device);
+    let context: Tensor<3> = exp.tensor(&format!("{prefix}in.encoder_hidden_states"), device);
+    let t = exp.host(&format!("{prefix}in.timestep")).1[0];
     let mut trace = UNetTrace::default();
-    let out = sd.unet.forward_with(
+    let out = unet.forward_with(
         sample,
         t,
         &context,
@@ -111,16 +115,29 @@ fn unet_matches(pipeline: &str, expected: &str) {
             ..UNetHooks::default()
         },
     );
-    check(&exp, "unet.time_emb", trace.time_emb.unwrap(), TOL);
-    check(&exp, "unet.conv_in", trace.conv_in.unwrap(), TOL);
+    (trace, out)
+}
+
+/// Every block's output (`{prefix}down.i`, `mid`, `up.i`) and the UNet's (`{prefix}out`).
+fn check_blocks(exp: &Expected, prefix: &str, trace: UNetTrace, out: Tensor<4>) {
     for (i, d) in trace.down.into_iter().enumerate() {
-        check(&exp, &format!("unet.down.{i}"), d, TOL);
+        check(exp, &format!("{prefix}down.{i}"), d, TOL);
     }
-    check(&exp, "unet.mid", trace.mid.unwrap(), TOL);
+    check(exp, &format!("{prefix}mid"), trace.mid.unwrap(), TOL);
     for (i, u) in trace.up.into_iter().enumerate() {
-        check(&exp, &format!("unet.up.{i}"), u, TOL);
+        check(exp, &format!("{prefix}up.{i}"), u, TOL);
     }
-    check(&exp, "unet.out", out, TOL);
+    check(exp, &format!("{prefix}out"), out, TOL);
+}
+
+fn unet_matches(pipeline: &str, expected: &str) {
+    let device = cpu();
+    let sd = load_pipeline(pipeline, &device);
+    let exp = Expected::load(expected);
+    let (mut trace, out) = traced_call(&sd.unet, &exp, "unet.", &device);
+    check(&exp, "unet.time_emb", trace.time_emb.take().unwrap(), TOL);
+    check(&exp, "unet.conv_in", trace.conv_in.take().unwrap(), TOL);
+    check_blocks(&exp, "unet.", trace, out);
 
     // A latent size that the down path halves unevenly (12×10 → 6×5 → 3×3).
     let sample: Tensor<4> = exp.tensor("unet2.in.sample", &device);
@@ -151,10 +168,7 @@ fn unet_with_text_embedding_matches_diffusers() {
     let device = cpu();
     let unet = load_unet("tiny-unet-text", &device);
     let exp = Expected::load("unet_text");
-    let sample: Tensor<4> = exp.tensor("in.sample", &device);
     let context: Tensor<3> = exp.tensor("in.encoder_hidden_states", &device);
-    let t = exp.host("in.timestep").1[0];
-
     let weights = load_component_weights(
         &DirSource::new(fixture("tiny-unet-text")).unwrap(),
         &ComponentFiles::new(".", Library::Diffusers, false),
@@ -163,29 +177,17 @@ fn unet_with_text_embedding_matches_diffusers() {
     let vb = VarBuilder::from_weights(std::sync::Arc::new(weights), &device, DType::F32);
     let pool = AttentionPooling::load(&vb.pp("add_embedding.pool"), 32, 4).unwrap();
     let add = TextTimeEmbedding::load(&vb.pp("add_embedding"), 32, 64, 4).unwrap();
-    check(&exp, "pool", pool.forward(context.clone()), TOL);
-    check(&exp, "add_emb", add.forward(context.clone()), TOL);
-
-    let mut trace = UNetTrace::default();
-    let out = unet.forward_with(
-        sample,
-        t,
-        &context,
-        None,
-        UNetHooks {
-            trace: Some(&mut trace),
-            ..UNetHooks::default()
-        },
+    check(
+        &exp,
+        "pool",
+        pool.forward(exp.tensor("pool.in", &device)),
+        TOL,
     );
-    check(&exp, "emb", trace.time_emb.unwrap(), TOL);
-    for (i, d) in trace.down.into_iter().enumerate() {
-        check(&exp, &format!("down.{i}"), d, TOL);
-    }
-    check(&exp, "mid", trace.mid.unwrap(), TOL);
-    for (i, u) in trace.up.into_iter().enumerate() {
-        check(&exp, &format!("up.{i}"), u, TOL);
-    }
-    check(&exp, "out", out, TOL);
+    check(&exp, "add_emb", add.forward(context), TOL);
+
+    let (mut trace, out) = traced_call(&unet, &exp, "", &device);
+    check(&exp, "emb", trace.time_emb.take().unwrap(), TOL);
+    check_blocks(&exp, "", trace, out);
 }
 
 fn vae_matches(pipeline: &str, expected: &str) {
